@@ -1,0 +1,7 @@
+"""``python -m ocilayout``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

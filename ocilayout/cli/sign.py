@@ -1,0 +1,1 @@
+"""Signing commands (generate-sigstore-key, standalone-sign/verify, sign, verify)."""

@@ -1,0 +1,184 @@
+"""Content digests: validated on construction, so a :class:`Digest` is always safe to build a path from."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .errors import DigestMismatch, InvalidDigest, SizeMismatch
+
+__all__ = ["ALGORITHMS", "CHUNK", "Digest", "VerifyingReader", "digest_stream"]
+
+#: Supported algorithms and the exact hex length of their encoded value.
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+#: Read size for streaming blob work.
+CHUNK = 1 << 20
+
+_HEX = re.compile(r"[a-f0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """An ``algorithm:hex`` content digest of a supported algorithm.
+
+    Construction validates: the algorithm is sha256 or sha512 and ``hex`` is exactly the right number of
+    lowercase hex characters. Nothing else (``/``, ``..``, upper case) can get into a path built from it.
+    """
+
+    algorithm: str
+    hex: str
+
+    def __post_init__(self) -> None:
+        length = ALGORITHMS.get(self.algorithm)
+        if length is None:
+            raise InvalidDigest(f"unsupported digest algorithm {self.algorithm!r} (want sha256 or sha512)")
+        if len(self.hex) != length or not _HEX.fullmatch(self.hex):
+            raise InvalidDigest(
+                f"invalid {self.algorithm} digest value {self.hex[:80]!r}: want {length} lowercase hex characters"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``sha256:<hex>``; raises :class:`InvalidDigest`."""
+        if not isinstance(text, str):
+            raise InvalidDigest(f"digest must be a string, not {type(text).__name__}")
+        algorithm, sep, value = text.partition(":")
+        if not sep:
+            raise InvalidDigest(f"invalid digest {text[:80]!r}: missing 'algorithm:'")
+        return cls(algorithm, value)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        """The digest of ``data``."""
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> hashlib._Hash:
+        """A fresh hashlib object of this digest's algorithm."""
+        return hashlib.new(self.algorithm)
+
+    @property
+    def encoded(self) -> str:
+        """The hex part (the OCI spec calls it "encoded")."""
+        return self.hex
+
+    @property
+    def short(self) -> str:
+        """The first 12 hex characters, as `docker images` shows an image ID."""
+        return self.hex[:12]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def digest_stream(stream: BinaryIO, algorithm: str = "sha256") -> tuple[Digest, int]:
+    """Hash ``stream`` to its end in constant memory; returns the digest and the byte count."""
+    h = hashlib.new(algorithm)
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    readinto = getattr(stream, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+        else:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            n = len(chunk)
+            h.update(chunk)
+        size += n
+    return Digest(algorithm, h.hexdigest()), size
+
+
+class VerifyingReader:
+    """A read-only stream that hashes what passes through and checks it at EOF.
+
+    When the underlying stream ends, the byte count and digest are compared with ``expected_digest`` /
+    ``expected_size`` (either may be None); a mismatch raises :class:`DigestMismatch` or
+    :class:`SizeMismatch` from the ``read`` call that hit EOF, before any caller can commit the data.
+    Reading past ``expected_size`` raises at once, so a wrong-size stream never fills a disk.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        expected_digest: Digest | None = None,
+        expected_size: int | None = None,
+        *,
+        algorithm: str | None = None,
+        what: str = "blob",
+    ) -> None:
+        self._stream = stream
+        self.expected_digest = expected_digest
+        self.expected_size = expected_size
+        alg = algorithm or (expected_digest.algorithm if expected_digest else "sha256")
+        self._hash = hashlib.new(alg)
+        self.size = 0
+        self._done = False
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n if n is not None and n >= 0 else -1)
+        self._account(data)
+        if not data or n is None or n < 0:
+            self._finish()
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self._stream.read(len(buf))
+        k = len(data)
+        buf[:k] = data
+        self._account(data)
+        if not k:
+            self._finish()
+        return k
+
+    def _account(self, data: bytes) -> None:
+        if data:
+            self.size += len(data)
+            if self.expected_size is not None and self.size > self.expected_size:
+                raise SizeMismatch(
+                    f"{self._what} {self.expected_digest or ''} is larger than its declared size "
+                    f"{self.expected_size}".replace("  ", " ")
+                )
+            self._hash.update(data)
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise SizeMismatch(
+                f"{self._what} {self.expected_digest or ''} is {self.size} bytes, expected {self.expected_size}"
+                .replace("  ", " ")
+            )
+        got = self.digest
+        if self.expected_digest is not None and got != self.expected_digest:
+            raise DigestMismatch(f"{self._what} digest mismatch: expected {self.expected_digest}, got {got}")
+
+    @property
+    def digest(self) -> Digest:
+        """Digest of what was read so far (the whole stream once EOF was reached)."""
+        return Digest(self._hash.name, self._hash.hexdigest())
+
+    @property
+    def verified(self) -> bool:
+        """True once EOF was reached and every expectation held."""
+        return self._done
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,293 @@
+"""Manifests, indexes and image configs that keep their raw bytes.
+
+Existing content is never re-serialized: :attr:`Manifest.raw` is what travels. New documents are made with
+:func:`canonical_json`, which is deterministic.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import mediatypes as mt
+from .descriptor import Descriptor, Platform
+from .digest import Digest
+from .errors import InvalidManifest, UnsupportedFormat
+
+__all__ = [
+    "MAX_MANIFEST_SIZE",
+    "ImageConfig",
+    "Manifest",
+    "canonical_json",
+    "guess_media_type",
+    "load_json",
+    "manifest_digest",
+]
+
+#: Manifests, indexes, configs and index.json larger than this are refused (as containers/image does).
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidManifest(f"invalid JSON: {name} is not allowed")
+
+
+def load_json(raw: bytes, what: str = "manifest", limit: int = MAX_MANIFEST_SIZE) -> Any:
+    """Parse JSON bytes strictly (UTF-8, no NaN/Infinity, size-limited); raises InvalidManifest."""
+    if len(raw) > limit:
+        raise InvalidManifest(f"{what} is {len(raw)} bytes, over the {limit}-byte limit")
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as err:
+        raise InvalidManifest(f"{what} is not UTF-8 text") from err
+    except json.JSONDecodeError as err:
+        raise InvalidManifest(f"{what} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    except RecursionError as err:
+        raise InvalidManifest(f"{what} JSON is nested too deeply") from err
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic compact JSON for documents we create (key order as given, no spaces)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def guess_media_type(doc: Any, hint: str | None = None) -> str:
+    """The media type of a parsed manifest-like document.
+
+    The document's own ``mediaType`` wins; otherwise ``hint`` (the parent descriptor's type) when it is a
+    manifest or index type; otherwise the shape (``manifests`` -> OCI index, ``config`` + ``layers`` -> OCI
+    manifest, ``schemaVersion: 1`` -> Docker v2s1). umoci and skopeo write manifests without ``mediaType``.
+    """
+    if not isinstance(doc, dict):
+        raise InvalidManifest("manifest is not a JSON object")
+    own = doc.get("mediaType")
+    if isinstance(own, str) and own:
+        return own
+    if doc.get("schemaVersion") == 1:
+        return mt.DOCKER_V2S1_SIGNED if "signatures" in doc else mt.DOCKER_V2S1
+    if hint and (mt.is_index(hint) or mt.is_manifest(hint)):
+        # A hint must not contradict the shape.
+        if ("manifests" in doc) == mt.is_index(hint):
+            return hint
+    if "manifests" in doc:
+        return mt.OCI_INDEX
+    if "config" in doc or "layers" in doc:
+        return mt.OCI_MANIFEST
+    raise InvalidManifest("cannot tell what kind of manifest this is (no mediaType, config or manifests)")
+
+
+def _schema1_payload(raw: bytes, doc: dict[str, Any]) -> bytes:
+    """The JWS payload of a signed schema1 manifest (libtrust's ParsePrettySignature)."""
+    sigs = doc.get("signatures")
+    if not isinstance(sigs, list) or not sigs:
+        raise InvalidManifest("schema1 manifest has invalid signatures (must be a non-empty array)")
+    payload: bytes | None = None
+    for sig in sigs:
+        try:
+            protected = sig["protected"]
+            header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+            length = int(header["formatLength"])
+            tail_b64 = header["formatTail"]
+            tail = base64.urlsafe_b64decode(tail_b64 + "=" * (-len(tail_b64) % 4))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidManifest("schema1 manifest has a malformed JWS signature header") from err
+        if length < 0 or length > len(raw):
+            raise InvalidManifest("schema1 manifest JWS formatLength is out of range")
+        candidate = raw[:length] + tail
+        if payload is not None and candidate != payload:
+            raise InvalidManifest("schema1 manifest signatures disagree about the payload")
+        payload = candidate
+    assert payload is not None
+    return payload
+
+
+def manifest_digest(raw: bytes, algorithm: str = "sha256") -> Digest:
+    """The digest skopeo's ``manifest-digest`` prints: sha256 of the bytes (even non-JSON ones), except for
+    signed schema1 manifests, whose digest is over the JWS payload with the signatures removed.
+    Raises InvalidManifest for a schema1 manifest whose signatures are malformed."""
+    try:
+        doc = load_json(raw)
+    except InvalidManifest:
+        doc = None  # skopeo hashes bytes it cannot parse as they are
+    if isinstance(doc, dict) and doc.get("schemaVersion") == 1 and "signatures" in doc:
+        return Digest.of(_schema1_payload(raw, doc), algorithm)
+    return Digest.of(raw, algorithm)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A manifest or index: the exact bytes plus a parsed view.
+
+    ``media_type`` is the document's own, else the parent's hint, else its shape (see
+    :func:`guess_media_type`).
+    """
+
+    raw: bytes
+    media_type: str
+    doc: Mapping[str, Any] = field(repr=False, compare=False)
+    digest: Digest = field(compare=False)
+
+    @classmethod
+    def parse(cls, raw: bytes, media_type_hint: str | None = None) -> Manifest:
+        """Parse manifest bytes; raises InvalidManifest (garbage, oversized, wrong shape)."""
+        doc = load_json(raw)
+        media_type = guess_media_type(doc, media_type_hint)
+        if media_type in mt.SCHEMA1_TYPES:
+            digest = manifest_digest(raw)
+        else:
+            digest = Digest.of(raw)
+        m = cls(raw=raw, media_type=media_type, doc=doc, digest=digest)
+        m._validate()
+        return m
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Manifest:
+        """A new manifest from a dict we created (serialized with :func:`canonical_json`)."""
+        return cls.parse(canonical_json(doc))
+
+    def _validate(self) -> None:
+        sv = self.doc.get("schemaVersion")
+        if self.is_schema1:
+            if sv != 1:
+                raise InvalidManifest("schema1 manifest must have schemaVersion 1")
+            return
+        if sv != 2:
+            raise UnsupportedFormat(f"unsupported manifest schemaVersion {sv!r}")
+        if self.is_index:
+            if not isinstance(self.doc.get("manifests"), list):
+                raise InvalidManifest("index has no manifests array")
+            self.manifests  # noqa: B018 - parse children eagerly to validate them
+        elif mt.is_manifest(self.media_type):
+            if self.media_type in mt.MANIFEST_TYPES or "config" in self.doc:
+                self.config  # noqa: B018
+            layers = self.doc.get("layers")
+            if layers is not None and not isinstance(layers, list):
+                raise InvalidManifest("manifest layers must be an array")
+            self.layers  # noqa: B018
+        else:
+            raise UnsupportedFormat(f"unsupported manifest media type {self.media_type!r}")
+
+    @property
+    def is_index(self) -> bool:
+        return mt.is_index(self.media_type)
+
+    @property
+    def is_schema1(self) -> bool:
+        return self.media_type in mt.SCHEMA1_TYPES
+
+    @property
+    def descriptor(self) -> Descriptor:
+        """A descriptor for these bytes (no annotations or platform)."""
+        extra = {}
+        if isinstance(self.doc.get("artifactType"), str):
+            extra["artifact_type"] = self.doc["artifactType"]
+        return Descriptor(media_type=self.media_type, digest=Digest.of(self.raw), size=len(self.raw), **extra)
+
+    @property
+    def config(self) -> Descriptor:
+        """The config descriptor of an image manifest; raises InvalidManifest when there is none."""
+        cfg = self.doc.get("config")
+        if cfg is None:
+            raise InvalidManifest("manifest has no config descriptor")
+        return Descriptor.from_dict(cfg, default_media_type=mt.OCI_CONFIG)
+
+    @property
+    def layers(self) -> list[Descriptor]:
+        """Layer descriptors of an image manifest (empty for indexes and schema1)."""
+        if self.is_index or self.is_schema1:
+            return []
+        return [Descriptor.from_dict(d, default_media_type=mt.OCI_LAYER_GZIP) for d in self.doc.get("layers") or []]
+
+    @property
+    def manifests(self) -> list[Descriptor]:
+        """Child descriptors of an index (empty for image manifests)."""
+        if not self.is_index:
+            return []
+        return [Descriptor.from_dict(d) for d in self.doc.get("manifests") or []]
+
+    @property
+    def subject(self) -> Descriptor | None:
+        s = self.doc.get("subject")
+        return Descriptor.from_dict(s) if s is not None else None
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        a = self.doc.get("annotations")
+        return a if isinstance(a, dict) else {}
+
+    @property
+    def schema1_layers(self) -> list[Digest]:
+        """Layer blob digests of a schema1 manifest, base layer first."""
+        if not self.is_schema1:
+            return []
+        fs = self.doc.get("fsLayers") or []
+        return [Digest.parse(x["blobSum"]) for x in reversed(fs)]
+
+    def children(self) -> list[Descriptor]:
+        """Every descriptor this document points at: manifests, config, layers, subject."""
+        out: list[Descriptor] = []
+        if self.is_index:
+            out.extend(self.manifests)
+        elif not self.is_schema1:
+            if "config" in self.doc:
+                out.append(self.config)
+            out.extend(self.layers)
+        subj = self.subject
+        if subj is not None:
+            out.append(subj)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """An image configuration blob: raw bytes plus the parsed JSON."""
+
+    raw: bytes
+    doc: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ImageConfig:
+        doc = load_json(raw, "image config")
+        if not isinstance(doc, dict):
+            raise InvalidManifest("image config is not a JSON object")
+        return cls(raw=raw, doc=doc)
+
+    @property
+    def platform(self) -> Platform:
+        d = self.doc
+        return Platform(
+            os=str(d.get("os", "")),
+            architecture=str(d.get("architecture", "")),
+            variant=d.get("variant") or None,
+            os_version=d.get("os.version") or None,
+        )
+
+    @property
+    def diff_ids(self) -> list[str]:
+        rootfs = self.doc.get("rootfs") or {}
+        ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        return list(ids) if isinstance(ids, list) else []
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        c = self.doc.get("config")
+        return c if isinstance(c, dict) else {}
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        labels = self.config.get("Labels")
+        return labels if isinstance(labels, dict) else {}
+
+    @property
+    def env(self) -> list[str]:
+        env = self.config.get("Env")
+        return list(env) if isinstance(env, list) else []
+
+    @property
+    def created(self) -> str | None:
+        c = self.doc.get("created")
+        return c if isinstance(c, str) else None

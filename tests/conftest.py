@@ -1,0 +1,98 @@
+"""Shared test fixtures: peer fixtures, real tools, in-process CLI runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = Path(os.environ.get("OCILAYOUT_PEER_FIXTURES", ROOT.parent / "shared" / "peer-fixtures"))
+#: Set by .ci/run: a missing interop tool is then a failure, never a skip.
+REQUIRE_TOOLS = os.environ.get("OCILAYOUT_REQUIRE_TOOLS") == "1"
+
+
+def peer_path(rel: str) -> Path:
+    """A path inside ../shared/peer-fixtures; skips the test when the folder is absent."""
+    if not PEER.is_dir():
+        pytest.skip(f"peer fixtures not found at {PEER}")
+    return PEER / rel
+
+
+def read_peer(rel: str) -> bytes:
+    """Bytes of a peer fixture file, following the text-file 'symlinks' upstream git stored as paths."""
+    p = peer_path(rel)
+    data = p.read_bytes()
+    for _ in range(5):
+        if len(data) < 256 and data.startswith(b"../") and b"\n" not in data.strip():
+            p = (p.parent / data.decode().strip()).resolve()
+            data = p.read_bytes()
+        else:
+            break
+    return data
+
+
+def require_tool(name: str) -> str:
+    """Path of a real tool (skopeo, umoci, docker-registry, gpg); in CI a missing tool fails the test."""
+    path = shutil.which(name)
+    if path is None:
+        if REQUIRE_TOOLS:
+            pytest.fail(f"{name} is required in CI (OCILAYOUT_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+@pytest.fixture
+def skopeo() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real skopeo (insecure policy, no network); raises on non-zero exit unless check=False."""
+    exe = require_tool("skopeo")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [exe, "--insecure-policy", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def umoci() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real umoci; raises on non-zero exit unless check=False."""
+    exe = require_tool("umoci")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [exe, *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    return run
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.exit_code, self.stdout, self.stderr = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(exit_code={self.exit_code}, stdout={self.stdout[:500]!r}, stderr={self.stderr[:500]!r})"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``ocilayout ARGS`` in-process; returns exit code, stdout, stderr."""
+    from ocilayout.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        cap = capsys.readouterr()
+        return CliResult(code, cap.out, cap.err)
+
+    return run
