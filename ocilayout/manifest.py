@@ -69,10 +69,9 @@ def guess_media_type(doc: Any, hint: str | None = None) -> str:
         return own
     if doc.get("schemaVersion") == 1:
         return mt.DOCKER_V2S1_SIGNED if "signatures" in doc else mt.DOCKER_V2S1
-    if hint and (mt.is_index(hint) or mt.is_manifest(hint)):
-        # A hint must not contradict the shape.
-        if ("manifests" in doc) == mt.is_index(hint):
-            return hint
+    # A hint is taken when it is a manifest or index type that does not contradict the shape.
+    if hint and (mt.is_index(hint) or mt.is_manifest(hint)) and ("manifests" in doc) == mt.is_index(hint):
+        return hint
     if "manifests" in doc:
         return mt.OCI_INDEX
     if "config" in doc or "layers" in doc:
@@ -136,10 +135,7 @@ class Manifest:
         """Parse manifest bytes; raises InvalidManifest (garbage, oversized, wrong shape)."""
         doc = load_json(raw)
         media_type = guess_media_type(doc, media_type_hint)
-        if media_type in mt.SCHEMA1_TYPES:
-            digest = manifest_digest(raw)
-        else:
-            digest = Digest.of(raw)
+        digest = manifest_digest(raw) if media_type in mt.SCHEMA1_TYPES else Digest.of(raw)
         m = cls(raw=raw, media_type=media_type, doc=doc, digest=digest)
         m._validate()
         return m

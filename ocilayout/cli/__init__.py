@@ -5,10 +5,9 @@ Each submodule registers its commands on :data:`app`; :func:`main` is the one er
 
 from __future__ import annotations
 
-from ._app import app, main
-
 # Command modules register themselves on import.
-from . import images as _images  # noqa: E402,F401
-from . import sign as _sign  # noqa: E402,F401
+from . import images as _images  # noqa: F401
+from . import sign as _sign  # noqa: F401
+from ._app import app, main
 
 __all__ = ["app", "main"]

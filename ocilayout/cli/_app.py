@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ocilayout: interrupted", file=sys.stderr)
         return 130
-    except (typer.Abort,):
+    except typer.Abort:
         print("ocilayout: aborted", file=sys.stderr)
         return 1
     except Exception as err:  # click usage errors and anything unexpected
