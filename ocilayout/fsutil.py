@@ -1,0 +1,93 @@
+"""Small filesystem helpers: atomic writes, directory fsync, inter-process locks, safe path joins."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import UnsafePath
+
+__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "locked", "safe_join", "temp_file"]
+
+#: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
+TMP_PREFIX = ".ocilayout-tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[Path, BinaryIO]]:
+    """A new temp file in ``directory``, exclusively flock()ed while open, removed on error.
+
+    The lock lets ``gc`` tell a live writer's temp file from a dead one. On normal exit the caller must
+    have renamed the file away (or it is removed).
+    """
+    name = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+    path = directory / name
+    f = open(path, "xb")  # noqa: SIM115 - closed below
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield path, f
+    finally:
+        f.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir)."""
+    with temp_file(path.parent) as (tmp, f):
+        f.write(data)
+        f.flush()
+        os.fchmod(f.fileno(), mode)
+        os.fsync(f.fileno())
+        os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def is_stale_temp(path: Path) -> bool:
+    """True when ``path`` is a temp file whose writer is gone (its flock can be taken)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive inter-process lock (flock on ``lock_path``) for the block."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """``root / rel`` for a relative, normalized member name; raises UnsafePath for ``..``/absolute names."""
+    if not rel or rel.startswith("/") or "\x00" in rel:
+        raise UnsafePath(f"unsafe path {rel!r}")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafePath(f"unsafe path {rel!r}: contains '..'")
+    return root.joinpath(*parts)

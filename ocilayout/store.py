@@ -1,0 +1,444 @@
+"""Image layouts: a read-only view shared by directories and archives, and the writable :class:`LayoutStore`.
+
+A layout is ``oci-layout`` + ``index.json`` + ``blobs/<alg>/<hex>``. :class:`LayoutReader` implements
+everything that only reads (refs, resolution, manifests, verified blob reads) over three primitives, so a
+directory and a tar archive read in place share one implementation. :class:`LayoutStore` adds the writes:
+
+* blobs go to a flock()ed temp file inside the layout, are hashed while written, fsynced, and renamed into
+  ``blobs/`` only when digest and size match;
+* ``index.json`` changes only by read-modify-write under an inter-process lock, then an atomic replace,
+  so concurrent writers never lose a ref.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import mediatypes as mt
+from .descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
+from .digest import CHUNK, Digest, VerifyingReader
+from .errors import InvalidManifest, LayoutError, NotFound, OcilayoutError, UnsafePath
+from .fsutil import TMP_PREFIX, atomic_write, fsync_dir, is_stale_temp, locked, temp_file
+from .manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, load_json
+
+__all__ = ["LayoutReader", "LayoutStore", "RefEntry"]
+
+LAYOUT_FILE = "oci-layout"
+INDEX_FILE = "index.json"
+LOCK_FILE = ".ocilayout.lock"
+LAYOUT_DOC = b'{"imageLayoutVersion":"1.0.0"}'
+EMPTY_INDEX = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+
+@dataclass(frozen=True, slots=True)
+class RefEntry:
+    """One ``index.json`` entry: its position, descriptor and name (None when untagged)."""
+
+    position: int
+    descriptor: Descriptor
+
+    @property
+    def name(self) -> str | None:
+        return self.descriptor.annotations.get(REF_NAME) or self.descriptor.annotations.get(CONTAINERD_NAME)
+
+
+def blob_relpath(digest: Digest) -> str:
+    """``blobs/<alg>/<hex>`` for a validated digest."""
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+def _tag_of(name: str) -> str | None:
+    """The tag of a full reference like ``docker.io/library/foo:1.0`` (None when it has no tag)."""
+    last = name.rsplit("/", 1)[-1]
+    if "@" in last:
+        return None
+    _, sep, tag = last.rpartition(":")
+    return tag if sep else None
+
+
+class LayoutReader:
+    """Read-only access to an image layout. Subclasses provide :meth:`_open`, :meth:`_size`, :meth:`_exists`."""
+
+    #: Human-readable location for messages.
+    location: str = ""
+
+    # -- primitives ------------------------------------------------------------------------------------
+    def _open(self, relpath: str) -> BinaryIO:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _size(self, relpath: str) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _exists(self, relpath: str) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- layout files ----------------------------------------------------------------------------------
+    def _read_small(self, relpath: str, what: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:
+        try:
+            size = self._size(relpath)
+        except FileNotFoundError as err:
+            raise NotFound(f"{self.location}: {what} not found") from err
+        if size > limit:
+            raise InvalidManifest(f"{self.location}: {what} is {size} bytes, over the {limit}-byte limit")
+        with self._open(relpath) as f:
+            return f.read(limit + 1)
+
+    def check_layout_file(self) -> None:
+        """Raise LayoutError unless ``oci-layout`` exists and names a 1.x layout version."""
+        try:
+            raw = self._read_small(LAYOUT_FILE, "oci-layout file", 64 * 1024)
+        except NotFound as err:
+            raise LayoutError(f"{self.location} is not an OCI layout (no oci-layout file)") from err
+        doc = load_json(raw, "oci-layout file")
+        version = doc.get("imageLayoutVersion") if isinstance(doc, dict) else None
+        if not isinstance(version, str) or not version.startswith("1."):
+            raise LayoutError(f"{self.location}: unsupported imageLayoutVersion {version!r}")
+
+    def index_bytes(self) -> bytes:
+        """The raw ``index.json``."""
+        return self._read_small(INDEX_FILE, "index.json")
+
+    def index(self) -> Manifest:
+        """``index.json`` parsed as an OCI index (entries validated)."""
+        raw = self.index_bytes()
+        try:
+            return Manifest.parse(raw, mt.OCI_INDEX)
+        except OcilayoutError as err:
+            err.add_note(f"in {self.location}/index.json")
+            raise type(err)(f"{self.location}/index.json: {err}") from err
+
+    def entries(self) -> list[RefEntry]:
+        """Every ``index.json`` entry, in file order."""
+        return [RefEntry(i, d) for i, d in enumerate(self.index().manifests)]
+
+    def refs(self) -> list[str]:
+        """Tag names (``org.opencontainers.image.ref.name``, else ``io.containerd.image.name``), in order."""
+        return [e.name for e in self.entries() if e.name]
+
+    def resolve(self, ref: str | None = None, digest: Digest | None = None) -> Descriptor:
+        """The ``index.json`` descriptor for a ref name, a digest, or (neither) the only image.
+
+        Ref names match ``org.opencontainers.image.ref.name`` or ``io.containerd.image.name`` exactly, then
+        the tag part of a full reference (``docker.io/library/foo:1.0`` answers to ``1.0``) when that is
+        unambiguous. With no ref, a layout holding one entry resolves to it, and a top-level ``index.json``
+        that is itself an untagged multi-platform index resolves to the whole index (see
+        :meth:`top_index_descriptor`). Raises NotFound.
+        """
+        entries = self.entries()
+        if digest is not None:
+            for e in entries:
+                if e.descriptor.digest == digest:
+                    return e.descriptor
+            if self.has_blob(digest):
+                raw = self.read_blob_bytes(digest)
+                m = Manifest.parse(raw)
+                return m.descriptor
+            raise NotFound(f"{self.location}: no manifest {digest}")
+        if ref is None:
+            if len(entries) == 1:
+                return entries[0].descriptor
+            if not entries:
+                raise NotFound(f"{self.location}: the layout holds no images")
+            if all(e.name is None and e.descriptor.platform is not None for e in entries):
+                return self.top_index_descriptor()
+            names = ", ".join(sorted({e.name for e in entries if e.name})) or "untagged entries"
+            raise NotFound(f"{self.location} holds {len(entries)} images; name one ({names})")
+        exact = [e for e in entries if ref in (e.descriptor.annotations.get(REF_NAME),
+                                               e.descriptor.annotations.get(CONTAINERD_NAME))]
+        if not exact:
+            exact = [e for e in entries if e.name and "/" in e.name and _tag_of(e.name) == ref]
+        if not exact:
+            raise NotFound(f"{self.location}: no image tagged {ref!r}")
+        # Several entries with the same name: the last one written wins (skopeo appends).
+        return exact[-1].descriptor
+
+    def top_index_descriptor(self) -> Descriptor:
+        """A descriptor for ``index.json`` itself, for layouts whose top level is a multi-platform index."""
+        raw = self.index_bytes()
+        return Descriptor(media_type=mt.OCI_INDEX, digest=Digest.of(raw), size=len(raw))
+
+    # -- blobs -----------------------------------------------------------------------------------------
+    def has_blob(self, digest: Digest) -> bool:
+        return self._exists(blob_relpath(digest))
+
+    def blob_size(self, digest: Digest) -> int:
+        """Stored size of a blob; raises NotFound."""
+        try:
+            return self._size(blob_relpath(digest))
+        except FileNotFoundError as err:
+            raise NotFound(f"{self.location}: blob {digest} not found") from err
+
+    def open_blob(self, desc: Descriptor | Digest, *, verify: bool = True) -> BinaryIO:
+        """A stream of a blob. With ``verify`` (the default) digest and size are checked at EOF."""
+        digest = desc if isinstance(desc, Digest) else desc.digest
+        try:
+            f = self._open(blob_relpath(digest))
+        except FileNotFoundError as err:
+            raise NotFound(f"{self.location}: blob {digest} not found") from err
+        if not verify:
+            return f
+        size = None if isinstance(desc, Digest) else desc.size
+        return VerifyingReader(f, digest, size)  # type: ignore[return-value]
+
+    def read_blob_bytes(self, desc: Descriptor | Digest, limit: int = MAX_MANIFEST_SIZE) -> bytes:
+        """A small blob's bytes, verified; raises InvalidManifest when over ``limit``."""
+        digest = desc if isinstance(desc, Digest) else desc.digest
+        size = self.blob_size(digest)
+        if size > limit:
+            raise InvalidManifest(f"{self.location}: blob {digest} is {size} bytes, over the {limit}-byte limit")
+        with self.open_blob(desc) as f:
+            return f.read()
+
+    def get_manifest(self, desc: Descriptor) -> Manifest:
+        """The manifest or index a descriptor points to, verified against it.
+
+        The descriptor for ``index.json`` itself (:meth:`top_index_descriptor`) reads ``index.json``.
+        """
+        if not self.has_blob(desc.digest) and desc.media_type == mt.OCI_INDEX:
+            raw = self.index_bytes()
+            if Digest.of(raw, desc.digest.algorithm) == desc.digest:
+                return Manifest.parse(raw, mt.OCI_INDEX)
+        raw = self.read_blob_bytes(desc)
+        try:
+            return Manifest.parse(raw, desc.media_type)
+        except OcilayoutError as err:
+            raise type(err)(f"manifest {desc.digest}: {err}") from err
+
+    def close(self) -> None:
+        """Release resources (nothing for a directory)."""
+
+    def __enter__(self) -> LayoutReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LayoutStore(LayoutReader):
+    """A writable OCI image-layout directory. Use :meth:`open` or :meth:`create`."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+
+    @classmethod
+    def open(cls, root: Path | str) -> LayoutStore:
+        """Open an existing layout; raises LayoutError / NotFound."""
+        store = cls(root)
+        if not store.root.is_dir():
+            raise NotFound(f"{store.root}: no such layout directory")
+        store.check_layout_file()
+        return store
+
+    @classmethod
+    def create(cls, root: Path | str) -> LayoutStore:
+        """Open the layout at ``root``, creating an empty one (and missing parents) if needed."""
+        store = cls(root)
+        if store.root.exists() and not store.root.is_dir():
+            raise LayoutError(f"{store.root} exists and is not a directory")
+        if (store.root / LAYOUT_FILE).exists():
+            store.check_layout_file()
+            (store.root / "blobs").mkdir(exist_ok=True)
+            return store
+        store.root.mkdir(parents=True, exist_ok=True)
+        (store.root / "blobs").mkdir(exist_ok=True)
+        with locked(store.root / LOCK_FILE):
+            if not (store.root / INDEX_FILE).exists():
+                atomic_write(store.root / INDEX_FILE, canonical_json(EMPTY_INDEX))
+            if not (store.root / LAYOUT_FILE).exists():
+                atomic_write(store.root / LAYOUT_FILE, LAYOUT_DOC)
+        return store
+
+    # -- primitives ------------------------------------------------------------------------------------
+    def _path(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def _open(self, relpath: str) -> BinaryIO:
+        path = self._path(relpath)
+        # A symlink anywhere on the way (blobs/, blobs/sha256/, the file) must stay inside the layout.
+        if self.root.resolve() not in path.resolve().parents:
+            raise UnsafePath(f"{path} is a symlink out of the layout")
+        return open(path, "rb")
+
+    def _size(self, relpath: str) -> int:
+        return self._path(relpath).stat().st_size
+
+    def _exists(self, relpath: str) -> bool:
+        return self._path(relpath).is_file()
+
+    def blob_path(self, digest: Digest) -> Path:
+        """Where a blob lives (the digest is validated, so the path cannot escape)."""
+        return self.root / blob_relpath(digest)
+
+    # -- writing blobs ---------------------------------------------------------------------------------
+    def put_blob(self, stream: BinaryIO, expected: Descriptor | None = None, *,
+                 progress: Callable[[int], None] | None = None) -> Descriptor:
+        """Store a blob from ``stream``, hashing while writing; returns its descriptor.
+
+        With ``expected``, digest and size must match or IntegrityError is raised and nothing is stored;
+        a blob already present is not rewritten (the stream is not read). Without it, the sha256 digest
+        is computed. ``progress`` is called with each chunk's length.
+        """
+        if expected is not None and self.has_blob(expected.digest) and \
+                self.blob_size(expected.digest) == expected.size:
+            return expected
+        alg = expected.digest.algorithm if expected else "sha256"
+        reader = VerifyingReader(stream, expected.digest if expected else None,
+                                 expected.size if expected else None, algorithm=alg)
+        try:
+            with temp_file(self.root) as (tmp, f):
+                while True:
+                    chunk = reader.read(CHUNK)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                f.flush()
+                os.fsync(f.fileno())
+                digest = reader.digest
+                final = self.blob_path(digest)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, final)
+        except OSError as err:
+            raise _os_error(err, f"writing a blob into {self.root}") from err
+        fsync_dir(final.parent)
+        media_type = expected.media_type if expected else "application/octet-stream"
+        if expected is not None:
+            return expected
+        return Descriptor(media_type=media_type, digest=digest, size=reader.size)
+
+    def put_bytes(self, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
+        """Store in-memory content; returns its descriptor."""
+        import io
+
+        desc = Descriptor(media_type=media_type, digest=Digest.of(data), size=len(data))
+        return self.put_blob(io.BytesIO(data), desc)
+
+    def put_manifest(self, manifest: Manifest) -> Descriptor:
+        """Store a manifest's exact bytes; returns a descriptor with its media type."""
+        desc = manifest.descriptor
+        self.put_blob(_bytes_stream(manifest.raw), desc)
+        return desc
+
+    # -- index.json ------------------------------------------------------------------------------------
+    def update_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+        """Read-modify-write ``index.json`` under the layout lock; ``change`` maps old entries to new.
+
+        Other top-level fields of ``index.json`` are kept. The write is atomic (temp, fsync, rename).
+        """
+        with locked(self.root / LOCK_FILE):
+            doc = load_json(self.index_bytes(), "index.json")
+            if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
+                raise InvalidManifest(f"{self.root}/index.json is not an OCI index")
+            doc.setdefault("schemaVersion", 2)
+            doc["manifests"] = change(list(doc.get("manifests") or []))
+            atomic_write(self.root / INDEX_FILE, canonical_json(doc))
+
+    def set_ref(self, name: str | None, desc: Descriptor) -> None:
+        """Point ``name`` at ``desc`` in ``index.json``, replacing any entry of that name.
+
+        With ``name`` None the descriptor is added untagged unless an untagged entry of it exists.
+        The descriptor's blob must already be stored.
+        """
+        if not self.has_blob(desc.digest):
+            raise NotFound(f"{self.root}: cannot tag {desc.digest}: blob not stored")
+        annotations = {k: v for k, v in desc.annotations.items() if k != REF_NAME}
+        if name is not None:
+            annotations[REF_NAME] = name
+        entry = desc.with_(annotations=annotations).to_dict()
+
+        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if name is None:
+                if any(e.get("digest") == str(desc.digest) and not _entry_name(e) for e in entries):
+                    return entries
+                return [*entries, entry]
+            kept = [e for e in entries if _entry_name(e) != name]
+            return [*kept, entry]
+
+        self.update_index(change)
+
+    def remove_ref(self, name: str) -> Descriptor:
+        """Remove the entry called ``name``; returns its descriptor. Blobs stay until gc. Raises NotFound."""
+        removed: list[dict[str, Any]] = []
+
+        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            removed.extend(e for e in entries if _entry_name(e) == name)
+            return [e for e in entries if _entry_name(e) != name]
+
+        desc = self.resolve(name)
+        if _entry_name(dict(desc.raw)) != name:
+            name = _entry_name(dict(desc.raw)) or name
+        self.update_index(change)
+        if not removed:
+            raise NotFound(f"{self.root}: no image tagged {name!r}")
+        return Descriptor.from_dict(removed[-1])
+
+    def remove_digest(self, digest: Digest) -> int:
+        """Remove every entry pointing at ``digest``; returns how many were removed."""
+        count = 0
+
+        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            nonlocal count
+            kept = [e for e in entries if e.get("digest") != str(digest)]
+            count = len(entries) - len(kept)
+            return kept
+
+        self.update_index(change)
+        return count
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+    def temp_files(self) -> Iterator[tuple[Path, bool]]:
+        """Temp files of writers in this layout, with whether each is stale (its writer is gone)."""
+        for p in sorted(self.root.glob(TMP_PREFIX + "*")):
+            yield p, is_stale_temp(p)
+
+    def all_blobs(self) -> Iterator[tuple[Digest, int]]:
+        """Every well-named blob file with its size (files with other names are skipped)."""
+        blobs = self.root / "blobs"
+        if not blobs.is_dir():
+            return
+        for algdir in sorted(blobs.iterdir()):
+            if not algdir.is_dir():
+                continue
+            for f in sorted(algdir.iterdir()):
+                try:
+                    d = Digest(algdir.name, f.name)
+                except OcilayoutError:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    yield d, f.lstat().st_size
+
+    def remove_blob(self, digest: Digest) -> None:
+        """Delete a blob file (gc's job; nothing checks reachability here)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.blob_path(digest).unlink()
+
+    def destroy(self) -> None:
+        """Remove the whole layout directory."""
+        shutil.rmtree(self.root)
+
+
+def _entry_name(entry: dict[str, Any]) -> str | None:
+    ann = entry.get("annotations") or {}
+    return ann.get(REF_NAME) or ann.get(CONTAINERD_NAME)
+
+
+def _bytes_stream(data: bytes) -> BinaryIO:
+    import io
+
+    return io.BytesIO(data)
+
+
+def _os_error(err: OSError, doing: str) -> OcilayoutError:
+    if err.errno == errno.ENOSPC:
+        return LayoutError(f"no space left on device while {doing}")
+    return LayoutError(f"{doing}: {err.strerror or err}")
