@@ -1,0 +1,1 @@
+"""Layout maintenance commands (gc, fsck, images)."""
