@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..errors import VerificationError
+from ..errors import NotFound, VerificationError
 from .payload import go_json
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "SigstoreSignature",
     "SimpleSigningSignature",
     "b64decode_go",
+    "read_signature_file",
     "signature_from_blob",
 ]
 
@@ -141,3 +144,18 @@ def signature_from_blob(blob: bytes) -> Signature:
     if blob[0] in _OPENPGP_FIRST:
         return SimpleSigningSignature(blob)
     raise VerificationError(f"unrecognized signature format, starting with binary 0x{blob[0]:02x}")
+
+
+def read_signature_file(path: str | os.PathLike[str]) -> bytes:
+    """Read a signature file, refusing one over :data:`MAX_SIGNATURE_SIZE` without reading it all."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_SIGNATURE_SIZE + 1)
+    except FileNotFoundError:
+        raise NotFound(f"signature file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise VerificationError(f"signature file {str(p)!r} is a directory") from None
+    if len(data) > MAX_SIGNATURE_SIZE:
+        raise VerificationError(f"signature file {str(p)!r} is over the {MAX_SIGNATURE_SIZE}-byte limit")
+    return data
