@@ -210,6 +210,8 @@ class GPGKeyring:
         words = [line.split()[1:] for line in status if line.startswith("[GNUPG:] ") and len(line.split()) > 1]
         seen = [w[0] for w in words]
         bad = sorted(set(seen) & _BAD_STATUS)
+        if len(bad) > 1 and "FAILURE" in bad:
+            bad.remove("FAILURE")  # the generic line that follows a specific one
         if bad:
             reasons = {"EXPSIG": "the signature has expired", "EXPKEYSIG": "the signing key has expired",
                        "REVKEYSIG": "the signing key is revoked", "NO_PUBKEY": "the signing key is not trusted "
