@@ -1,0 +1,248 @@
+"""Packaging contract: a light ``import ocilayout``, a pinned public API, working entry points, ``py.typed``.
+
+Heavy or side-effectful modules (CLI framework, progress bars, network, crypto, codecs) must load lazily:
+``import ocilayout`` is what build systems and other libraries pay for. On failure these tests name the
+import chain that pulled the module in (from ``python -X importtime``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ocilayout
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The public API. Changing it is a deliberate act: update this list in the same commit.
+EXPECTED_ALL = [
+    "Conflict",
+    "Descriptor",
+    "Digest",
+    "DigestMismatch",
+    "ImageConfig",
+    "IntegrityError",
+    "InvalidDigest",
+    "InvalidKey",
+    "InvalidManifest",
+    "InvalidReference",
+    "LayoutError",
+    "Manifest",
+    "NotFound",
+    "OcilayoutError",
+    "Platform",
+    "RegistryError",
+    "SignatureError",
+    "SizeMismatch",
+    "UnsafePath",
+    "UnsupportedFormat",
+    "VerificationError",
+    "__version__",
+    "manifest_digest",
+]
+
+#: Top-level packages ``import ocilayout`` must not load (CLI, progress, network, crypto, codecs).
+HEAVY = [
+    "typer", "click", "rich", "shellingham",  # CLI
+    "tqdm",  # progress
+    "urllib3", "requests", "http.client", "ssl",  # network
+    "cryptography", "nacl",  # signatures
+    "zstandard", "isal",  # codecs
+]
+#: ``ocilayout --help`` needs typer, but nothing that only some commands use.
+HEAVY_FOR_HELP = ["tqdm", "urllib3", "requests", "http.client", "ssl", "cryptography", "nacl", "zstandard", "isal"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _importtime(code: list[str]) -> tuple[set[str], str]:
+    """Run ``python -X importtime ARGS``; returns (modules in sys.modules at exit, importtime report)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *code],
+        capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modules: set[str] = set()
+    for line in proc.stdout.splitlines():
+        if line.startswith("MODULES="):
+            modules = set(json.loads(line[len("MODULES="):]))
+    return modules, proc.stderr
+
+
+def _chain(report: str, module: str) -> str:
+    """``a <- b <- c``: who imported ``module``, read from a ``-X importtime`` report (children print first)."""
+    rows: list[tuple[int, str]] = []
+    for line in report.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        name_col = line.rsplit("|", 1)[1]
+        name = name_col.strip()
+        if name == "imported package":
+            continue
+        rows.append((len(name_col) - len(name_col.lstrip()), name))
+    for i, (depth, name) in enumerate(rows):
+        if name == module or name.startswith(module + "."):
+            chain, want = [name], depth
+            for d, parent in rows[i + 1:]:
+                if d < want:
+                    chain.append(parent)
+                    want = d
+            return " <- ".join(chain)
+    return f"{module} (not in the importtime report: imported before or by the interpreter)"
+
+
+def _loaded(modules: set[str], names: list[str]) -> list[str]:
+    return sorted(n for n in names if n in modules or any(m.startswith(n + ".") for m in modules))
+
+
+def test_import_loads_no_heavy_modules() -> None:
+    modules, report = _importtime(
+        ["-c", "import json, sys, ocilayout; print('MODULES=' + json.dumps(sorted(sys.modules)))"])
+    assert "ocilayout" in modules
+    bad = _loaded(modules, [*HEAVY, "ocilayout.cli", "ocilayout.transports.registry"])
+    assert not bad, "import ocilayout loaded: " + "; ".join(_chain(report, b) for b in bad)
+
+
+def test_help_loads_no_command_only_modules() -> None:
+    code = ("import json, sys, runpy\n"
+            "sys.argv = ['ocilayout', '--help']\n"
+            "try:\n    runpy.run_module('ocilayout', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('MODULES=' + json.dumps(sorted(sys.modules)))\n")
+    modules, report = _importtime(["-c", code])
+    assert "ocilayout.cli" in modules
+    bad = _loaded(modules, HEAVY_FOR_HELP)
+    assert not bad, "ocilayout --help loaded: " + "; ".join(_chain(report, b) for b in bad)
+
+
+def test_all_is_pinned_and_importable() -> None:
+    assert sorted(ocilayout.__all__) == sorted(EXPECTED_ALL)
+    assert len(set(ocilayout.__all__)) == len(ocilayout.__all__), "duplicates in __all__"
+    for name in ocilayout.__all__:
+        assert getattr(ocilayout, name, None) is not None, f"ocilayout.{name} is in __all__ but missing"
+    namespace: dict[str, object] = {}
+    exec("from ocilayout import *", namespace)
+    assert set(EXPECTED_ALL) - {"__version__"} <= set(namespace)
+
+
+def test_errors_share_one_root() -> None:
+    for name in ocilayout.__all__:
+        obj = getattr(ocilayout, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, ocilayout.OcilayoutError), name
+            assert isinstance(obj.exit_code, int) and obj.exit_code > 0, name
+
+
+def test_version_matches_metadata() -> None:
+    assert ocilayout.__version__ == importlib.metadata.version("ocilayout")
+
+
+def _console_script() -> str:
+    exe = Path(sys.executable).with_name("ocilayout")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("ocilayout")
+    assert found, "the ocilayout console script is not installed (pip install -e '.[test]')"
+    return found
+
+
+def test_python_m_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ocilayout", "--help"], capture_output=True, text=True,
+                          timeout=60, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout and "ocilayout" in proc.stdout
+
+
+def test_console_script_help() -> None:
+    proc = subprocess.run([_console_script(), "--help"], capture_output=True, text=True, timeout=60, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout
+
+
+def test_console_script_usage_error_is_one_clean_line() -> None:
+    """A usage error exits 2 with a message, never a traceback (typer >= 0.16 no longer installs click)."""
+    proc = subprocess.run([_console_script(), "no-such-command"], capture_output=True, text=True, timeout=60,
+                          env=_env())
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr
+    assert "no-such-command" in proc.stderr
+
+
+def test_help_is_fast() -> None:
+    """Loose bound; benchmarks/bench.py measures startup precisely."""
+    exe = _console_script()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        proc = subprocess.run([exe, "--help"], capture_output=True, timeout=60, env=_env())
+        times.append(time.perf_counter() - t0)
+        assert proc.returncode == 0
+    assert min(times) < 2.0, f"ocilayout --help took {min(times):.2f}s (best of 3)"
+
+
+def test_py_typed_in_source_tree_and_package_data() -> None:
+    import tomllib
+
+    assert (Path(ocilayout.__file__).parent / "py.typed").is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["ocilayout"]
+
+
+def _can_build_wheel_offline() -> bool:
+    """setuptools >= 70.1 has bdist_wheel built in; older ones need the ``wheel`` package."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_build_wheel_offline(),
+                    reason="building a wheel offline needs setuptools >= 70.1 or wheel in the venv")
+def test_wheel_ships_py_typed(tmp_path: Path) -> None:
+    """Build a real wheel from a copy of the tree (no network, no build isolation) and look inside."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy2(ROOT / "pyproject.toml", src)
+    if (ROOT / "README.md").exists():
+        shutil.copy2(ROOT / "README.md", src)
+    shutil.copytree(ROOT / "ocilayout", src / "ocilayout", ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "-q", "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=300, env=_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("ocilayout-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        entry_points = zf.read(metadata.replace("METADATA", "entry_points.txt")).decode()
+    assert "ocilayout/py.typed" in names
+    assert "ocilayout/__main__.py" in names
+    assert not any(n.startswith(("tests/", "fixtures/", "benchmarks/")) for n in names)
+    assert "ocilayout = ocilayout.cli:main" in entry_points
+
+
+def test_cli_module_is_importable_lazily() -> None:
+    """The CLI lives in a subpackage that the library never imports; importing it explicitly works."""
+    mod = importlib.import_module("ocilayout.cli")
+    assert callable(mod.main)
