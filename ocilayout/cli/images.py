@@ -1,1 +1,162 @@
-"""Image commands (copy, inspect, manifest-digest, list-tags, images, tag, delete, gc, fsck)."""
+"""Image commands: copy, inspect, manifest-digest, list-tags, tag, delete."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from ._app import app
+
+
+def _write(data: bytes | str) -> None:
+    if isinstance(data, str):
+        data = data.encode()
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@app.command()
+def copy(
+    source: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF] or oci-archive:FILE[:REF]"),
+    destination: str = typer.Argument(..., metavar="DESTINATION-IMAGE"),
+    all_: bool = typer.Option(False, "--all", "-a", help="Copy a whole index (every platform)."),
+    platform: list[str] = typer.Option([], "--platform", help="os/arch[/variant] to copy from an index (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the copied manifest's digest here."),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+) -> None:
+    """Copy an image between oci: layouts and oci-archive: files, verifying every blob."""
+    from ..copy import CopyOptions
+    from ..copy import copy as do_copy
+    from ..descriptor import Platform
+    from ..errors import InvalidReference
+    from .progress import progress_for
+
+    try:
+        platforms = tuple(Platform.parse(p) for p in platform)
+    except ValueError as err:
+        raise InvalidReference(str(err)) from err
+    if all_ and platforms:
+        raise InvalidReference("--all and --platform exclude each other")
+    options = CopyOptions(all_platforms=all_, platforms=platforms, jobs=jobs,
+                          progress=progress_for("Copying", quiet))
+    result = do_copy(source, destination, options)
+    if digestfile is not None:
+        from ..fsutil import atomic_write
+
+        atomic_write(digestfile, str(result.descriptor.digest).encode())
+    if not quiet:
+        typer.echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
+                   f"{result.blobs_skipped} already present)", err=True)
+
+
+@app.command()
+def inspect(
+    image: str = typer.Argument(..., metavar="IMAGE-NAME"),
+    raw: bool = typer.Option(False, "--raw", help="Print the manifest (or config) bytes unchanged."),
+    config: bool = typer.Option(False, "--config", help="Show the image config instead of the summary."),
+) -> None:
+    """Show an image's summary (skopeo's fields), or its raw manifest or config."""
+    from ..inspect import go_json, image_config, inspect_image, pretty_config
+    from ..transports import open_source
+
+    with open_source(image) as src:
+        if config:
+            _manifest, cfg = image_config(src)
+            if cfg is None:
+                from ..errors import UnsupportedFormat
+
+                raise UnsupportedFormat(f"{image} has no image config (schema1 or artifact)")
+            _write(cfg.raw if raw else go_json(pretty_config(cfg)) + "\n")
+        elif raw:
+            _write(src.get_manifest().raw)
+        else:
+            _write(go_json(inspect_image(src)) + "\n")
+
+
+@app.command("manifest-digest")
+def manifest_digest(
+    manifest: Path = typer.Argument(..., metavar="MANIFEST", help="A manifest file."),
+) -> None:
+    """Print a manifest file's digest, as skopeo manifest-digest does."""
+    from ..errors import InvalidManifest, NotFound
+    from ..manifest import MAX_MANIFEST_SIZE
+    from ..manifest import manifest_digest as digest_of
+
+    try:
+        with open(manifest, "rb") as f:
+            raw = f.read(MAX_MANIFEST_SIZE + 1)
+    except FileNotFoundError as err:
+        raise NotFound(f"{manifest}: no such file") from err
+    except IsADirectoryError as err:
+        raise NotFound(f"{manifest} is a directory") from err
+    if len(raw) > MAX_MANIFEST_SIZE:
+        raise InvalidManifest(f"{manifest} is over the {MAX_MANIFEST_SIZE}-byte manifest limit")
+    typer.echo(str(digest_of(raw)))
+
+
+@app.command("list-tags")
+def list_tags(
+    ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH or oci-archive:FILE"),
+) -> None:
+    """List the tags (ref names) of a layout or archive, as JSON like skopeo list-tags."""
+    from ..transports import open_layout
+
+    with open_layout(ref) as layout:
+        tags = layout.refs()
+        name = getattr(layout, "location", ref)
+    _write(json.dumps({"Repository": str(name), "Tags": tags}, indent=4) + "\n")
+
+
+@app.command()
+def tag(
+    image: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF|@DIGEST]"),
+    new_ref: str = typer.Argument(..., metavar="NEW-REF", help="A tag name, or oci:PATH:TAG in the same layout"),
+) -> None:
+    """Give an image in a layout another name (replacing what that name pointed at)."""
+    from ..errors import InvalidReference, UnsupportedFormat
+    from ..reference import parse_reference
+    from ..store import LayoutStore
+    from ..transports.oci import index_entry
+
+    src = parse_reference(image)
+    if src.transport != "oci":
+        raise UnsupportedFormat("tag works on oci: layouts; use copy for archives")
+    name = new_ref
+    if ":" in new_ref and new_ref.split(":", 1)[0] in ("oci", "oci-archive"):
+        dst = parse_reference(new_ref)
+        if dst.transport != "oci" or Path(dst.path).resolve() != Path(src.path).resolve() or not dst.ref:
+            raise InvalidReference(f"{new_ref} must name a tag in the same layout ({src.path}); use copy")
+        name = dst.ref
+    else:
+        from ..reference import _check_ref
+
+        _check_ref(name, new_ref)
+    store = LayoutStore.open(src.path)
+    desc = store.resolve(src.ref, src.digest)
+    store.set_ref(name, index_entry(desc))
+
+
+@app.command()
+def delete(
+    image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF or oci:PATH@DIGEST"),
+) -> None:
+    """Remove an image's name from a layout; its blobs stay until gc."""
+    from ..errors import InvalidReference, NotFound, UnsupportedFormat
+    from ..reference import parse_reference
+    from ..store import LayoutStore
+
+    ref = parse_reference(image)
+    if ref.transport != "oci":
+        raise UnsupportedFormat("delete works on oci: layouts")
+    store = LayoutStore.open(ref.path)
+    if ref.digest is not None:
+        if store.remove_digest(ref.digest) == 0:
+            raise NotFound(f"{ref.path}: no index entry for {ref.digest}")
+    elif ref.ref is not None:
+        store.remove_ref(ref.ref)
+    else:
+        raise InvalidReference(f"{image}: name the image to delete (oci:PATH:REF or oci:PATH@DIGEST)")

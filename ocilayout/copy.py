@@ -1,0 +1,178 @@
+"""The copy pipeline: resolve, select platforms, stream verified blobs in parallel, commit last.
+
+Blobs travel as their exact bytes and are hashed while copied (the source stream checks digest and size
+at EOF, the destination hashes what it writes); manifests travel as their raw bytes, so digests never
+change unless a new document is made on purpose (a ``--platform`` subset of several images makes a new
+index). Nothing becomes visible in the destination before every blob and manifest is in place.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .descriptor import Descriptor, Platform
+from .errors import NotFound
+from .graph import walk
+from .manifest import Manifest, canonical_json
+from .reference import ImageReference
+from .transports import Destination, Source, open_destination, open_source
+
+__all__ = ["CopyOptions", "CopyResult", "Progress", "copy", "host_platform", "select_root"]
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+         "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+class _Cancelled(Exception):
+    """Raised inside a blob worker when another worker has already failed."""
+
+
+def host_platform() -> Platform:
+    """The platform of this machine, as skopeo picks by default (linux/<arch>)."""
+    machine = _platform.machine().lower()
+    return Platform("linux", _ARCH.get(machine, machine))
+
+
+class Progress(Protocol):
+    """Receives copy progress; the CLI draws a bar from it, the library never prints."""
+
+    def start(self, total_bytes: int, blobs: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class CopyOptions:
+    """How to copy. ``all_platforms`` copies a whole index; ``platforms`` selects a subset of one."""
+
+    all_platforms: bool = False
+    platforms: tuple[Platform, ...] = ()
+    jobs: int = 4
+    progress: Progress | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """What a copy wrote: the root descriptor and blob counts."""
+
+    descriptor: Descriptor
+    blobs_copied: int
+    blobs_skipped: int
+    bytes_copied: int
+
+
+def select_root(src: Source, options: CopyOptions) -> tuple[Descriptor, Manifest | None]:
+    """The descriptor to copy, and a new index to write when a platform subset of several is asked for.
+
+    Single images are copied as they are (a ``--platform`` that does not match them is an error). An
+    index is copied whole with ``all_platforms``; with ``platforms``, one match gives that image alone and
+    several a new index of the matches; by default the image for the host platform is chosen, as skopeo
+    does. Raises NotFound when nothing matches.
+    """
+    root = src.root
+    manifest = src.get_manifest()
+    if not manifest.is_index:
+        if options.platforms and not manifest.is_schema1 and "config" in manifest.doc:
+            from .manifest import ImageConfig
+
+            plat = ImageConfig.parse(src.reader.read_blob_bytes(manifest.config)).platform
+            if not any(plat.matches(p) for p in options.platforms):
+                raise NotFound(f"{src.ref} is a single {plat} image, not {_plats(options.platforms)}")
+        return root, None
+    if options.all_platforms:
+        return root, None
+    children = manifest.manifests
+    wanted = options.platforms or (host_platform(),)
+    chosen = [c for c in children if c.platform is not None and any(c.platform.matches(p) for p in wanted)]
+    if not options.platforms:
+        chosen = chosen[:1]
+    if not chosen:
+        have = ", ".join(sorted({str(c.platform) for c in children if c.platform})) or "none"
+        raise NotFound(f"{src.ref}: no image for {_plats(wanted)} in the index (platforms: {have}); "
+                       "use --all or --platform")
+    if len(chosen) == 1:
+        return chosen[0], None
+    doc = dict(manifest.doc)
+    keep = {c.digest for c in chosen}
+    doc["manifests"] = [d for d in manifest.doc["manifests"] if d.get("digest") in {str(k) for k in keep}]
+    subset = Manifest.parse(canonical_json(doc), manifest.media_type)
+    return subset.descriptor, subset
+
+
+def _plats(plats: Sequence[Platform]) -> str:
+    return ", ".join(str(p) for p in plats)
+
+
+def copy(src: ImageReference | str, dst: ImageReference | str, options: CopyOptions | None = None) -> CopyResult:
+    """Copy the image ``src`` names to ``dst``; returns what was written.
+
+    Raises NotFound (no such image/tag/platform), IntegrityError (a blob does not match its descriptor),
+    LayoutError, UnsupportedFormat. On any error the destination is left as it was.
+    """
+    options = options or CopyOptions()
+    with open_source(src) as source:
+        destination = open_destination(dst)
+        try:
+            result = _copy(source, destination, options)
+        finally:
+            destination.close()
+    return result
+
+
+def _copy(source: Source, destination: Destination, options: CopyOptions) -> CopyResult:
+    root, new_index = select_root(source, options)
+    roots = new_index.manifests if new_index is not None else [root]
+    manifests: list[Manifest] = []
+    blobs: dict[str, Descriptor] = {}
+    for node in walk(source.reader, roots, follow_subject=False):
+        if node.manifest is not None:
+            manifests.append(node.manifest)
+        elif node.descriptor.urls and not source.reader.has_blob(node.descriptor.digest):
+            continue  # a foreign layer that lives at its URLs, as skopeo leaves it
+        else:
+            blobs.setdefault(str(node.descriptor.digest), node.descriptor)
+    todo = [d for d in blobs.values() if not destination.has_blob(d)]
+    progress = options.progress
+    if progress is not None:
+        progress.start(sum(d.size for d in todo), len(todo))
+
+    failed = threading.Event()
+
+    def tick(nbytes: int) -> None:
+        if failed.is_set():
+            raise _Cancelled
+        if progress is not None:
+            progress.advance(nbytes)
+
+    def one(desc: Descriptor) -> None:
+        if failed.is_set():
+            return
+        try:
+            with source.open_blob(desc) as stream:
+                destination.put_blob(stream, desc, tick)
+        except BaseException:
+            failed.set()  # the other workers stop at their next chunk
+            raise
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(todo)))) as pool:
+            futures = [pool.submit(one, d) for d in sorted(todo, key=lambda d: -d.size)]
+            wait(futures, return_when=FIRST_EXCEPTION)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        real = [e for e in errors if not isinstance(e, _Cancelled)]
+        if real or errors:
+            raise (real or errors)[0]  # type: ignore[misc]
+    # Children before parents, so a manifest is never stored before what it points at.
+    for manifest in reversed(manifests):
+        destination.put_manifest(manifest)
+    if new_index is not None:
+        destination.put_manifest(new_index)
+    destination.commit(root)
+    if progress is not None:
+        progress.finish()
+    return CopyResult(root, len(todo), len(blobs) - len(todo), sum(d.size for d in todo))

@@ -1,0 +1,133 @@
+"""``oci:`` layout directories as a copy destination: blobs staged in the layout, published at commit."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from ..descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
+from ..digest import CHUNK, Digest, VerifyingReader
+from ..errors import LayoutError
+from ..fsutil import TMP_PREFIX, fsync_dir
+from ..manifest import Manifest
+from ..reference import ImageReference
+from ..store import LayoutStore
+from .base import Capabilities
+
+__all__ = ["LayoutDestination", "StagingArea", "index_entry"]
+
+
+def index_entry(root: Descriptor) -> Descriptor:
+    """The descriptor to record in a destination's index.json: the source's names are dropped."""
+    annotations = {k: v for k, v in root.annotations.items() if k not in (REF_NAME, CONTAINERD_NAME)}
+    return root.with_(annotations=annotations)
+
+
+class StagingArea:
+    """A flock()ed directory inside a layout where verified blobs wait for :meth:`publish`.
+
+    Staged blobs are invisible to readers of the layout; a process killed while staging leaves only this
+    directory behind, which ``gc`` recognises as a dead writer's (its lock is free) and removes.
+    """
+
+    def __init__(self, store: LayoutStore) -> None:
+        self.store = store
+        self.path = store.root / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}.d"
+        self.path.mkdir()
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._staged: dict[Digest, int] = {}
+        self._lock = threading.Lock()
+
+    def has(self, digest: Digest) -> bool:
+        with self._lock:
+            return digest in self._staged
+
+    def put(self, stream: BinaryIO, expected: Descriptor | None,
+            progress: Callable[[int], None] | None = None) -> tuple[Digest, int]:
+        """Write ``stream`` into the staging area, hashing as it goes; raises IntegrityError on mismatch."""
+        reader = VerifyingReader(stream, expected.digest if expected else None,
+                                 expected.size if expected else None)
+        tmp = self.path / f"incoming-{secrets.token_hex(8)}"
+        try:
+            with open(tmp, "xb") as f:
+                while chunk := reader.read(CHUNK):
+                    f.write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                f.flush()
+                os.fsync(f.fileno())
+            digest = reader.digest
+            os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        with self._lock:
+            self._staged[digest] = reader.size
+        return digest, reader.size
+
+    def publish(self) -> None:
+        """Move every staged blob into ``blobs/`` (rename, then fsync the directories)."""
+        dirs: set[Path] = set()
+        for digest in sorted(self._staged, key=str):
+            final = self.store.blob_path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.path / f"{digest.algorithm}-{digest.hex}", 0o644)
+            os.replace(self.path / f"{digest.algorithm}-{digest.hex}", final)
+            dirs.add(final.parent)
+        for d in dirs:
+            fsync_dir(d)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        """Remove the staging directory and whatever is left in it."""
+        if self._fd >= 0:
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class LayoutDestination:
+    """Copy destination for ``oci:PATH[:REF]``. The layout is created if missing."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, ref: ImageReference) -> None:
+        self.ref = ref
+        try:
+            self.store = LayoutStore.create(ref.path)
+            self.staging = StagingArea(self.store)
+        except OSError as err:
+            raise LayoutError(f"cannot write layout {ref.path}: {err.strerror or err}") from err
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.staging.has(desc.digest) or (
+            self.store.has_blob(desc.digest) and self.store.blob_size(desc.digest) == desc.size)
+
+    def put_blob(self, stream: BinaryIO, expected: Descriptor,
+                 progress: Callable[[int], None] | None = None) -> Descriptor:
+        self.staging.put(stream, expected, progress)
+        return expected
+
+    def put_manifest(self, manifest: Manifest) -> Descriptor:
+        import io
+
+        desc = manifest.descriptor
+        if not self.has_blob(desc):
+            self.staging.put(io.BytesIO(manifest.raw), desc)
+        return desc
+
+    def commit(self, root: Descriptor) -> None:
+        self.staging.publish()
+        self.store.set_ref(self.ref.ref, index_entry(root))
+
+    def close(self) -> None:
+        self.staging.discard()
