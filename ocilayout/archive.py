@@ -26,6 +26,7 @@ import fcntl
 import io
 import os
 import posixpath
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,14 +156,16 @@ class ArchiveReader(LayoutReader):
         """
         path = Path(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a fifo would block open(); a directory is no tar
+                raise LayoutError(f"{path} is not a regular file, so not an oci-archive")
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError as err:
             raise NotFound(f"{path}: no such archive") from err
-        except IsADirectoryError as err:
-            raise LayoutError(f"{path} is a directory, not an oci-archive") from err
         except OSError as err:
             raise LayoutError(f"cannot open {path}: {err.strerror or err}") from err
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LayoutError(f"{path} is not a regular file, so not an oci-archive")
             members = _index_tar(path, fd)
             reader = cls(path, fd, members)
             reader.check_layout_file()
