@@ -116,7 +116,7 @@ def test_generated_key_format() -> None:
     assert pub.startswith(b"-----BEGIN PUBLIC KEY-----\n")
 
 
-def _rewrap(pem: bytes, mutate) -> bytes:  # noqa: ANN001
+def _rewrap(pem: bytes, mutate) -> bytes:
     lines = pem.decode().splitlines()
     doc = json.loads(base64.b64decode("".join(lines[1:-1])))
     mutate(doc)
@@ -136,7 +136,7 @@ def _rewrap(pem: bytes, mutate) -> bytes:  # noqa: ANN001
         (lambda d: d.update(ciphertext=d["ciphertext"][:-8] + "AAAAAAA="), "wrong passphrase or corrupted"),
     ],
 )
-def test_bad_key_documents(mutate, reason: str) -> None:  # noqa: ANN001
+def test_bad_key_documents(mutate, reason: str) -> None:
     pem, _ = keys.generate_key_pair(b"pw")
     with pytest.raises(InvalidKey, match=reason):
         keys.decrypt_private_key(_rewrap(pem, mutate), b"pw")

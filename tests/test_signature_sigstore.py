@@ -39,7 +39,7 @@ def materialize(name: str, dest: Path) -> Path:
     return out
 
 
-def pub(name: str):  # noqa: ANN201
+def pub(name: str):
     return keys.load_public_key(read_peer(f"{FIX}/{name}"))
 
 
@@ -126,7 +126,7 @@ def policy_for(key: str, identity: dict) -> Policy:
     return Policy.parse(raw.encode())
 
 
-def evaluate_dir(tmp_path: Path, name: str, key: str, identity: dict):  # noqa: ANN201
+def evaluate_dir(tmp_path: Path, name: str, key: str, identity: dict):
     d = materialize(name, tmp_path)
     store = DirSignatures(d)
     digest = store.manifest_digest()
@@ -188,7 +188,7 @@ def test_cosign_manifest_errors(tmp_path: Path) -> None:
         DirSignatures(materialize("dir-img-cosign-no-manifest", tmp_path)).manifest_digest()
 
 
-def _cert_key(sig: SigstoreSignature):  # noqa: ANN202
+def _cert_key(sig: SigstoreSignature):
     from cryptography import x509
 
     return x509.load_pem_x509_certificate(sig.annotations["dev.sigstore.cosign/certificate"].encode()).public_key()
@@ -255,7 +255,7 @@ def test_dir_signatures_append_and_read(tmp_path: Path) -> None:
     store.add(digest, sign_sigstore(k, digest, COSIGN_REPO + ":v2"))
     names = sorted(p.name for p in d.iterdir())
     assert names == ["manifest.json", "signature-1", "signature-2", "signature-3"]
-    s1, s2, s3 = store.list(digest)
+    s1, _s2, s3 = store.list(digest)
     verify_sigstore(s1, [pub("cosign.pub")], digest, exact_identity(COSIGN_REPO))  # the original is untouched
     verify_sigstore(s3, [k.public_key()], digest, exact_identity(COSIGN_REPO + ":v2"))
     other = Digest.of(b"instance")
