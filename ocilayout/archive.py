@@ -52,6 +52,10 @@ _COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xfd7zXZ\x00", "xz"),
     (b"BZh", "bzip2"),
 )
+#: PAX extended headers and GNU long names are read into memory whole: cap them.
+MAX_META_HEADER = 1 << 20
+_META_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+               tarfile.GNUTYPE_LONGLINK}
 _REGULAR = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE}
 _DEVICES = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
 
@@ -251,18 +255,21 @@ def _index_tar(path: Path, fd: int) -> dict[str, Member]:
     file_size = os.fstat(fd).st_size
     members: dict[str, Member] = {}
     with os.fdopen(os.dup(fd), "rb") as f:
+        _check_meta_header(path, fd, 0)
         try:
             tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed in the finally below
         except tarfile.ReadError as err:
             raise LayoutError(f"{path} is not an oci-archive (not a tar file: {err})") from err
         try:
             while True:
+                _check_meta_header(path, fd, tar.offset)
                 try:
                     info = tar.next()
                 except tarfile.ReadError as err:
                     raise LayoutError(f"{path}: corrupt or truncated tar archive ({err})") from err
                 if info is None:
                     break
+                tar.members.clear()  # we keep our own index; tarfile's list would hold every TarInfo
                 _add_member(path, members, info, file_size)
             end = tar.offset
         finally:
@@ -282,6 +289,20 @@ def _index_tar(path: Path, fd: int) -> dict[str, Member]:
                 raise LayoutError(f"{path}: member {m.name!r} lies beneath regular file {parent!r}")
             parent = posixpath.dirname(parent)
     return members
+
+
+def _check_meta_header(path: Path, fd: int, offset: int) -> None:
+    """Refuse a PAX / GNU long-name header bigger than :data:`MAX_META_HEADER` before tarfile reads it whole."""
+    block = os.pread(fd, BLOCK, offset)
+    if len(block) < BLOCK or block == b"\x00" * BLOCK:
+        return
+    try:
+        hdr = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return  # tarfile reports it with its own message
+    if hdr.type in _META_TYPES and hdr.size > MAX_META_HEADER:
+        raise LayoutError(f"{path}: tar metadata header at offset {offset} is {hdr.size} bytes, over the "
+                          f"{MAX_META_HEADER}-byte limit")
 
 
 def _add_member(path: Path, members: dict[str, Member], info: tarfile.TarInfo, file_size: int) -> None:

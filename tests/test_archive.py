@@ -230,6 +230,20 @@ def test_garbage_refused(tmp_path: Path, content: bytes, words: str) -> None:
     assert words in one_line_error(excinfo)
 
 
+def test_huge_pax_header_refused(tmp_path: Path, sample: LayoutStore) -> None:
+    p = tmp_path / "pax.tar"
+    with tarfile.open(p, "w", format=tarfile.PAX_FORMAT) as tar:
+        for e in layout_entries(sample):
+            ti = tarfile.TarInfo(e.name)
+            ti.size = len(e.data)
+            if e.name == "index.json":
+                ti.pax_headers = {"comment": "x" * (2 << 20)}
+            tar.addfile(ti, io.BytesIO(e.data))
+    with pytest.raises(LayoutError) as excinfo:
+        ArchiveReader.open(p)
+    assert "metadata header" in one_line_error(excinfo)
+
+
 def test_compressed_archive_refused(tmp_path: Path, sample_tar: Path) -> None:
     p = tmp_path / "a.tar.gz"
     p.write_bytes(gzip.compress(sample_tar.read_bytes()))
