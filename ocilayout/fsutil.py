@@ -12,7 +12,8 @@ from typing import BinaryIO
 
 from .errors import UnsafePath
 
-__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "locked", "safe_join", "temp_file"]
+__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "safe_join",
+           "temp_file"]
 
 #: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
 TMP_PREFIX = ".ocilayout-tmp-"
@@ -44,6 +45,28 @@ def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[Path, BinaryI
         f.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def locked_temp_dir(parent: Path, suffix: str = ".d") -> tuple[Path, int]:
+    """Create a temp directory in ``parent`` that is flock()ed from the moment it carries the temp prefix.
+
+    Returns its path and the open directory fd that holds the lock (close it to release). The directory
+    is made under a name gc never looks at, locked, then renamed, so no one can see it unlocked.
+    """
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    making = parent / f".ocilayout-new-{token}"
+    making.mkdir()
+    fd = os.open(making, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = parent / f"{TMP_PREFIX}{token}{suffix}"
+        os.rename(making, path)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            making.rmdir()
+        raise
+    return path, fd
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -96,3 +96,22 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, cap.out, cap.err)
 
     return run
+
+
+def assert_fsck(path: Path | str) -> None:
+    """Every test that writes a layout ends with this: the layout must pass fsck."""
+    from ocilayout.store import LayoutStore
+    from ocilayout.validate import fsck
+
+    report = fsck(LayoutStore.open(path))
+    assert report.ok, [str(p) for p in report.problems]
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """A fresh copy of the built-in sample layout (tags v1 and multi)."""
+    from ocilayout.sample import build_sample_layout
+
+    path = tmp_path / "sample"
+    build_sample_layout(path)
+    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
@@ -15,7 +14,7 @@ from typing import BinaryIO
 from ..descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
 from ..digest import CHUNK, Digest, VerifyingReader
 from ..errors import LayoutError
-from ..fsutil import TMP_PREFIX, fsync_dir
+from ..fsutil import fsync_dir, locked_temp_dir
 from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutStore
@@ -39,10 +38,7 @@ class StagingArea:
 
     def __init__(self, store: LayoutStore) -> None:
         self.store = store
-        self.path = store.root / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}.d"
-        self.path.mkdir()
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path, self._fd = locked_temp_dir(store.root)
         self._staged: dict[Digest, int] = {}
         self._lock = threading.Lock()
 

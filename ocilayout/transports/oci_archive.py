@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import BinaryIO
 
 from ..descriptor import Descriptor
 from ..errors import LayoutError
-from ..fsutil import TMP_PREFIX
+from ..fsutil import TMP_PREFIX, is_stale_temp, locked_temp_dir
 from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutReader
@@ -19,6 +18,18 @@ from .base import Capabilities
 from .oci import LayoutDestination, index_entry
 
 __all__ = ["ArchiveDestination"]
+
+
+def _remove_stale_staging(parent: Path) -> None:
+    """Remove what killed archive writers left beside their archives: staging layouts and temp tars whose
+    writer is gone (no live flock inside). Only names with ocilayout's temp prefix are touched."""
+    for entry in parent.glob(TMP_PREFIX + "*"):
+        if not is_stale_temp(entry):
+            continue
+        if entry.is_dir() and entry.name.endswith(".archive"):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 class ArchiveDestination:
@@ -42,11 +53,13 @@ class ArchiveDestination:
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
             raise LayoutError(f"cannot write {self.path}: directory {parent} does not exist")
-        self._dir = parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}.archive"
+        _remove_stale_staging(parent)
+        self._dir, self._dir_fd = locked_temp_dir(parent, ".archive")
         try:
             self._inner = LayoutDestination(ImageReference("oci", str(self._dir), ref.ref))
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
+            os.close(self._dir_fd)
             if self.base is not None:
                 self.base.close()
             raise
@@ -79,7 +92,10 @@ class ArchiveDestination:
 
     def close(self) -> None:
         self._inner.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._dir_fd >= 0:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            os.close(self._dir_fd)
+            self._dir_fd = -1
         if self.base is not None:
             self.base.close()
             self.base = None

@@ -1,0 +1,125 @@
+"""copy: platform selection, digests preserved, verification, nothing left behind on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_fsck
+from ocilayout.copy import CopyOptions, copy, host_platform
+from ocilayout.descriptor import Platform
+from ocilayout.errors import DigestMismatch, NotFound, SizeMismatch, UnsupportedFormat
+from ocilayout.sample import make_image, make_index
+from ocilayout.store import LayoutStore
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_copy_single_image_keeps_digests(sample: Path, tmp_path: Path) -> None:
+    src = LayoutStore.open(sample)
+    res = copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:copied")
+    assert res.descriptor.digest == src.resolve("v1").digest
+    dst = LayoutStore.open(tmp_path / "d")
+    assert dst.refs() == ["copied"]
+    for digest, _size in dst.all_blobs():
+        assert src.blob_path(digest).read_bytes() == dst.blob_path(digest).read_bytes()
+    assert_fsck(tmp_path / "d")
+
+
+def test_copy_all_keeps_index_digest(sample: Path, tmp_path: Path) -> None:
+    src = LayoutStore.open(sample)
+    res = copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:m", CopyOptions(all_platforms=True))
+    assert res.descriptor.digest == src.resolve("multi").digest
+    m = LayoutStore.open(tmp_path / "d").get_manifest(res.descriptor)
+    assert len(m.manifests) == 2
+    assert_fsck(tmp_path / "d")
+
+
+def test_copy_default_picks_host_platform(sample: Path, tmp_path: Path) -> None:
+    res = copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:m")
+    m = LayoutStore.open(tmp_path / "d").get_manifest(res.descriptor)
+    assert not m.is_index and res.descriptor.platform is not None
+    assert res.descriptor.platform.matches(host_platform())
+    assert_fsck(tmp_path / "d")
+
+
+def test_copy_platform_subset(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "s")
+    plats = [Platform("linux", "amd64"), Platform("linux", "arm64", "v8"), Platform("linux", "arm", "v7")]
+    imgs = [make_image(store, [{"p": str(p).encode()}], platform=p) for p in plats]
+    make_index(store, imgs, tag="all")
+    one = copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:one", CopyOptions(platforms=(plats[2],)))
+    assert one.descriptor.digest == imgs[2].digest
+    two = copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:two",
+               CopyOptions(platforms=(Platform.parse("linux/arm64"), Platform.parse("linux/arm/v7"))))
+    sub = LayoutStore.open(tmp_path / "d").get_manifest(two.descriptor)
+    assert [d.digest for d in sub.manifests] == [imgs[1].digest, imgs[2].digest]
+    with pytest.raises(NotFound, match="s390x"):
+        copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:x", CopyOptions(platforms=(Platform.parse("linux/s390x"),)))
+    assert_fsck(tmp_path / "d")
+
+
+def test_copy_skips_blobs_already_present(sample: Path, tmp_path: Path) -> None:
+    first = copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:a")
+    again = copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:b")
+    assert first.blobs_copied == 3 and again.blobs_copied == 0 and again.blobs_skipped == 3
+    assert LayoutStore.open(tmp_path / "d").refs() == ["a", "b"]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_source_blob_fails_and_destination_unchanged(sample: Path, tmp_path: Path, damage: str) -> None:
+    src = LayoutStore.open(sample)
+    layer = src.get_manifest(src.resolve("v1")).layers[-1]
+    path = src.blob_path(layer.digest)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[-5:]
+    path.write_bytes(bytes(data))
+    copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep", CopyOptions(all_platforms=True))
+    before = _tree(tmp_path / "d")
+    with pytest.raises((DigestMismatch, SizeMismatch)):
+        copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:bad")
+    assert _tree(tmp_path / "d") == before
+    assert_fsck(tmp_path / "d")
+
+
+def test_missing_tag_and_unsupported_transport(sample: Path, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        copy(f"oci:{sample}:nope", f"oci:{tmp_path}/d:x")
+    assert not (tmp_path / "d" / "index.json").exists() or json.loads(
+        (tmp_path / "d" / "index.json").read_bytes())["manifests"] == []
+    with pytest.raises(UnsupportedFormat):
+        copy(f"oci:{sample}:v1", "docker://localhost:1/x:y")
+
+
+def test_untagged_destination(sample: Path, tmp_path: Path) -> None:
+    res = copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d")
+    store = LayoutStore.open(tmp_path / "d")
+    assert store.refs() == [] and store.resolve().digest == res.descriptor.digest
+
+
+def test_oci_archive_round_trip(sample: Path, tmp_path: Path) -> None:
+    from ocilayout.archive import ArchiveReader
+
+    archive = tmp_path / "img.tar"
+    copy(f"oci:{sample}:v1", f"oci-archive:{archive}:v1")
+    copy(f"oci:{sample}:multi", f"oci-archive:{archive}:multi", CopyOptions(all_platforms=True))
+    with ArchiveReader.open(archive) as reader:
+        assert sorted(reader.refs()) == ["multi", "v1"]  # appending kept the first image
+    res = copy(f"oci-archive:{archive}:multi", f"oci:{tmp_path}/back:m", CopyOptions(all_platforms=True))
+    assert res.descriptor.digest == LayoutStore.open(sample).resolve("multi").digest
+    assert_fsck(tmp_path / "back")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ocilayout-tmp")]
+
+
+def test_oci_archive_output_is_deterministic(sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    copy(f"oci:{sample}:v1", f"oci-archive:{tmp_path}/a.tar:v1")
+    copy(f"oci:{sample}:v1", f"oci-archive:{tmp_path}/b.tar:v1")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
