@@ -409,7 +409,9 @@ def _pad(n: int) -> bytes:
 
 def _entry_name(entry: dict[str, Any]) -> str | None:
     ann = entry.get("annotations") or {}
-    return ann.get(REF_NAME) or ann.get(CONTAINERD_NAME) if isinstance(ann, dict) else None
+    if not isinstance(ann, dict):
+        return None
+    return ann.get(REF_NAME) or ann.get(CONTAINERD_NAME)
 
 
 def _index_doc(reader: LayoutReader) -> dict[str, Any]:

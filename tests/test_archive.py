@@ -17,8 +17,9 @@ from test_archive_util import Entry, check_archive, layout_entries, tree, write_
 from ocilayout.archive import ArchiveReader, commit_archive
 from ocilayout.descriptor import Descriptor
 from ocilayout.digest import Digest
-from ocilayout.errors import DigestMismatch, InvalidManifest, LayoutError, NotFound, UnsafePath
+from ocilayout.errors import DigestMismatch, InvalidManifest, LayoutError, NotFound, OcilayoutError, UnsafePath
 from ocilayout.fsutil import TMP_PREFIX
+from ocilayout.graph import reachable
 from ocilayout.sample import build_sample_layout, make_image
 from ocilayout.store import LayoutStore
 
@@ -146,8 +147,6 @@ def test_peer_docker25_save_reads_as_oci_archive(tmp_path: Path) -> None:
         m = r.get_manifest(mdesc)
         assert m.config.size == 581
         assert [layer.size for layer in m.layers] == [10752]
-        from ocilayout.graph import reachable
-
         assert len(reachable(r, [mdesc])) == 3
         # Its index.json says "manifests": null (Go's nil slice): either no refs, or a clear one-line error.
         try:
@@ -242,6 +241,33 @@ def test_huge_pax_header_refused(tmp_path: Path, sample: LayoutStore) -> None:
     with pytest.raises(LayoutError) as excinfo:
         ArchiveReader.open(p)
     assert "metadata header" in one_line_error(excinfo)
+
+
+def test_mutated_archives_fail_cleanly(tmp_path: Path, sample: LayoutStore) -> None:
+    """Random byte flips and cuts (mostly in the headers): only one-line OcilayoutErrors, never a crash."""
+    out = tmp_path / "a.tar"
+    commit_archive(out, sample)
+    data = out.read_bytes()
+    rng = random.Random(1)
+    failures = 0
+    for _ in range(300):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(4096) if rng.random() < 0.7 else rng.randrange(len(b))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            b = b[: rng.randrange(len(b))]
+        p = tmp_path / "f.tar"
+        p.write_bytes(bytes(b))
+        try:
+            with ArchiveReader.open(p) as r:
+                for desc in reachable(r).values():
+                    with r.open_blob(desc) as f:
+                        f.read()
+                r.verify_blobs()
+        except OcilayoutError as err:
+            failures += 1
+            assert str(err) and "\n" not in str(err), str(err)
+    assert failures > 100  # most mutations must be caught
 
 
 def test_compressed_archive_refused(tmp_path: Path, sample_tar: Path) -> None:
