@@ -516,6 +516,14 @@ def test_failed_commit_leaves_destination_unchanged(tmp_path: Path, sample: Layo
     assert out.read_bytes() == b"precious notes\n" * 50
     no_temp_files(tmp_path)
 
+    # 6. a base archive with an escaping symlink: refused before anything is written anywhere
+    evil = _bad(tmp_path, sample, [Entry("blobs/sha256/x", type=tarfile.SYMTYPE, link="../../../../etc/passwd")])
+    before = tree(tmp_path)
+    with pytest.raises(UnsafePath) as excinfo:
+        commit_archive(tmp_path / "new.tar", s4, base=evil)
+    assert "blobs/sha256/x" in one_line_error(excinfo)
+    assert tree(tmp_path) == before
+
 
 def test_commit_refuses_directory_and_missing_parent(tmp_path: Path, sample: LayoutStore) -> None:
     with pytest.raises(LayoutError):
