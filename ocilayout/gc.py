@@ -1,0 +1,176 @@
+"""gc: delete the blobs of a layout that nothing in ``index.json`` reaches, and temp files of dead writers.
+
+Safety rules (docs/gc.md explains them):
+
+* reachability is computed from ``index.json`` through indexes, manifests, configs, layers and subjects,
+  and blobs whose media type says nothing are sniffed for a manifest and followed when they are one;
+* if any manifest-like descriptor on the way is missing or unreadable, gc refuses (LayoutError): it cannot
+  prove what that manifest referenced is unreachable;
+* the layout lock is held from the walk to the last unlink, so no ``set_ref`` lands in between;
+* blobs modified less than ``grace`` seconds ago are kept: a concurrent copy writes blobs first and tags
+  last, and its fresh blobs are unreferenced until then;
+* temp files are removed only when their writer is gone (its flock is free) and they are over a minute old.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import graph
+from . import mediatypes as mt
+from .descriptor import Descriptor
+from .digest import Digest
+from .errors import LayoutError, OcilayoutError
+from .fsutil import fsync_dir, locked
+from .manifest import MAX_MANIFEST_SIZE
+from .store import LOCK_FILE, LayoutStore
+from .validate import sniff_manifest, stale_temp_files
+
+__all__ = ["DEFAULT_GRACE", "GcResult", "gc", "reachable_digests"]
+
+#: Unreferenced blobs younger than this (seconds, by mtime) are kept unless the caller forces.
+DEFAULT_GRACE = 3600.0
+
+_CONFIG_TYPES = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
+
+
+@dataclass(frozen=True, slots=True)
+class GcResult:
+    """What gc removed (or, with ``dry_run``, would remove)."""
+
+    location: str
+    dry_run: bool
+    removed: list[tuple[Digest, int]] = field(default_factory=list)
+    kept_young: list[tuple[Digest, int]] = field(default_factory=list)
+    temp_files_removed: list[tuple[str, int]] = field(default_factory=list)
+    live_writers: int = 0
+    reachable: int = 0
+
+    @property
+    def bytes_freed(self) -> int:
+        """Bytes of blobs and temp files removed (or that would be)."""
+        return sum(s for _, s in self.removed) + sum(s for _, s in self.temp_files_removed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "dry_run": self.dry_run,
+            "removed": [{"digest": str(d), "size": s} for d, s in self.removed],
+            "kept_young": [{"digest": str(d), "size": s} for d, s in self.kept_young],
+            "temp_files_removed": [{"path": p, "size": s} for p, s in self.temp_files_removed],
+            "live_writers": self.live_writers,
+            "reachable": self.reachable,
+            "bytes_freed": self.bytes_freed,
+        }
+
+
+def _is_leaf(desc: Descriptor) -> bool:
+    """True for descriptors that cannot reference anything (layers, configs): their absence hides nothing."""
+    return desc.media_type in _CONFIG_TYPES or mt.layer_compression(desc.media_type) is not None \
+        or desc.media_type.startswith("application/vnd.oci.image.layer.")
+
+
+def reachable_digests(store: LayoutStore) -> set[Digest]:
+    """Every digest reachable from ``index.json``; raises LayoutError when that cannot be decided.
+
+    A missing or unreadable manifest, index or unknown-type blob makes the answer unknowable (what it
+    referenced would look unreachable), so it raises. A missing layer or config, a missing foreign layer
+    and a referrer's subject that is not in the layout are fine: they reference nothing stored here.
+    """
+    try:
+        roots = [e.descriptor for e in store.entries()]
+    except OcilayoutError as err:
+        raise LayoutError(f"gc refused: cannot read index.json: {err}") from err
+    seen: dict[Digest, Descriptor] = {}
+    sniffed: set[Digest] = set()
+    while roots:
+        problems: list[graph.Problem] = []
+        nodes = list(graph.walk(store, roots, problems))
+        subjects: set[Digest] = set()
+        for node in nodes:
+            seen.setdefault(node.descriptor.digest, node.descriptor)
+            if node.manifest is not None and node.manifest.subject is not None:
+                subjects.add(node.manifest.subject.digest)
+        by_digest = {n.descriptor.digest: n.descriptor for n in nodes}
+        for p in problems:
+            desc = by_digest.get(p.digest)
+            absent = not store.has_blob(p.digest)
+            if absent and desc is not None and (_is_leaf(desc) or p.digest in subjects):
+                continue
+            raise LayoutError(f"gc refused: {store.root}: cannot read {p.digest} ({p.message}); "
+                              "run ocilayout fsck")
+        # Blobs whose media type says nothing may be manifests (ggcr writes such index entries): follow them.
+        roots = []
+        for node in nodes:
+            d = node.descriptor
+            if d.digest in sniffed or node.manifest is not None or _is_leaf(d) or \
+                    mt.is_index(d.media_type) or mt.is_manifest(d.media_type):
+                continue
+            sniffed.add(d.digest)
+            if not store.has_blob(d.digest) or store.blob_size(d.digest) > MAX_MANIFEST_SIZE:
+                continue
+            with store.open_blob(d.digest, verify=False) as f:
+                m = sniff_manifest(f.read(MAX_MANIFEST_SIZE + 1))
+            if m is not None:
+                roots.append(Descriptor(m.media_type, d.digest, d.size))
+    return set(seen)
+
+
+def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> GcResult:
+    """Remove unreachable blobs older than ``grace`` seconds and stale temp files; returns what went.
+
+    Holds the layout lock throughout. With ``dry_run`` nothing is deleted and the result lists what would
+    be. While another writer is live (a temp file whose flock is held) ``grace`` is at least
+    :data:`DEFAULT_GRACE`, whatever the caller asked. Raises LayoutError when reachability cannot be
+    decided (see :func:`reachable_digests`); nothing is deleted then.
+    """
+    root = store.root
+    with locked(root / LOCK_FILE):
+        live = sum(1 for _, stale in _temp_files(store) if not stale)
+        if live:
+            grace = max(grace, DEFAULT_GRACE)
+        keep = reachable_digests(store)
+        now = time.time()
+        removed: list[tuple[Digest, int]] = []
+        young: list[tuple[Digest, int]] = []
+        for digest, size in store.all_blobs():
+            if digest in keep:
+                continue
+            try:
+                mtime = store.blob_path(digest).lstat().st_mtime
+            except FileNotFoundError:
+                continue
+            if now - mtime < grace:
+                young.append((digest, size))
+                continue
+            removed.append((digest, size))
+        temps = [(p, s) for p, s in stale_temp_files(root)]
+        if not dry_run:
+            dirs: set[Path] = set()
+            for digest, _ in removed:
+                store.remove_blob(digest)
+                dirs.add(store.blob_path(digest).parent)
+            for path, _ in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            for d in sorted(dirs):
+                with contextlib.suppress(OSError):
+                    fsync_dir(d)
+    return GcResult(
+        location=str(root), dry_run=dry_run, removed=removed, kept_young=young,
+        temp_files_removed=[(os.path.relpath(p, root), s) for p, s in temps],
+        live_writers=live, reachable=len(keep),
+    )
+
+
+def _temp_files(store: LayoutStore) -> list[tuple[Path, bool]]:
+    """Temp files with whether they are stale; only files over a minute old are probed (see stale_temp_files)."""
+    from .fsutil import TMP_PREFIX
+
+    stale = {p for p, _ in stale_temp_files(store.root)}
+    return [(p, p in stale) for p in sorted(store.root.glob(TMP_PREFIX + "*"))]
