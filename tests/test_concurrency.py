@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_fsck
+
 from ocilayout import mediatypes as mt
 from ocilayout.digest import CHUNK
 from ocilayout.manifest import Manifest, canonical_json
@@ -84,10 +85,8 @@ def _staged_bytes(root: Path) -> int:
     total = 0
     for d in root.glob(".ocilayout-tmp-*"):
         for f in (d.iterdir() if d.is_dir() else [d]):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += f.stat().st_size
-            except FileNotFoundError:
-                pass
     return total
 
 

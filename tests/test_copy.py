@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_fsck
+
 from ocilayout.copy import CopyOptions, copy, host_platform
 from ocilayout.descriptor import Platform
 from ocilayout.errors import DigestMismatch, NotFound, SizeMismatch, UnsupportedFormat

@@ -6,10 +6,10 @@ import io
 import json
 
 import pytest
+from conftest import read_peer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import read_peer
 from ocilayout import mediatypes as mt
 from ocilayout.descriptor import Descriptor, Platform
 from ocilayout.digest import Digest, VerifyingReader, digest_stream
@@ -114,10 +114,12 @@ def test_unknown_schema_version_refused() -> None:
         Manifest.parse(read_peer("containers-image/manifest/fixtures/unknown-version.manifest.json"), mt.OCI_MANIFEST)
 
 
-KNOWN = {
-    "containers-image/manifest/fixtures/v2s2.manifest.json": "sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55",
-    "containers-image/manifest/fixtures/v2s1.manifest.json": "sha256:7364fea9d84ee548ab67d4c46c6006289800c98de3fbf8c0a97138dfcc23f000",
-    "containers-image/manifest/fixtures/v2s1-unsigned.manifest.json": "sha256:7364fea9d84ee548ab67d4c46c6006289800c98de3fbf8c0a97138dfcc23f000",
+V2S1 = "sha256:7364fea9d84ee548ab67d4c46c6006289800c98de3fbf8c0a97138dfcc23f000"
+KNOWN = {  # from KNOWN-VALUES.json, checked with skopeo manifest-digest
+    "containers-image/manifest/fixtures/v2s2.manifest.json":
+        "sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55",
+    "containers-image/manifest/fixtures/v2s1.manifest.json": V2S1,
+    "containers-image/manifest/fixtures/v2s1-unsigned.manifest.json": V2S1,
 }
 
 

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_fsck, peer_path, require_tool
+
 from ocilayout.inspect import go_json
 from ocilayout.store import LayoutStore
 

@@ -50,8 +50,8 @@ def test_existing_path_with_colons(tmp_path: Path) -> None:
     assert parse_reference(f"oci:{d}:docker.io/x:1") == ImageReference("oci", str(d), "docker.io/x:1")
 
 
-@given(st.from_regex(r"[a-z0-9/_.-]{1,20}", fullmatch=True), st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,14}[A-Za-z0-9])?",
-                                                                            fullmatch=True))
+@given(st.from_regex(r"[a-z0-9/_.-]{1,20}", fullmatch=True),
+       st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,14}[A-Za-z0-9])?", fullmatch=True))
 def test_round_trip_property(path: str, tag: str) -> None:
     r = ImageReference("oci", "/" + path, tag)
     assert parse_reference(str(r)) == r

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_fsck, peer_path
+
 from ocilayout import mediatypes as mt
 from ocilayout.descriptor import Descriptor
 from ocilayout.digest import Digest

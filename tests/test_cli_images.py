@@ -1,0 +1,165 @@
+"""The image commands through the CLI: output, exit codes, one-line errors, nothing written outside."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import assert_fsck
+
+from ocilayout.store import LayoutStore
+
+
+def _one_line_error(res, code: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    assert res.exit_code != 0, res
+    if code is not None:
+        assert res.exit_code == code, res
+    assert res.stderr.startswith("ocilayout: error: "), res
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_copy_inspect_list_tag_delete(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dst = tmp_path / "d"
+    res = cli("copy", "--digestfile", tmp_path / "dig", f"oci:{sample}:v1", f"oci:{dst}:v1")
+    assert res.exit_code == 0, res
+    want = str(LayoutStore.open(sample).resolve("v1").digest)
+    assert (tmp_path / "dig").read_text() == want
+    summary = json.loads(cli("inspect", f"oci:{dst}:v1").stdout)
+    assert summary["Digest"] == want and summary["Architecture"] == "amd64" and len(summary["Layers"]) == 2
+    assert summary["LayersData"][0]["Digest"] == summary["Layers"][0]
+    assert cli("tag", f"oci:{dst}:v1", "latest").exit_code == 0
+    assert cli("tag", f"oci:{dst}@{want}", f"oci:{dst}:also").exit_code == 0
+    assert json.loads(cli("list-tags", f"oci:{dst}").stdout)["Tags"] == ["v1", "latest", "also"]
+    assert cli("delete", f"oci:{dst}:v1").exit_code == 0
+    assert json.loads(cli("list-tags", f"oci:{dst}").stdout)["Tags"] == ["latest", "also"]
+    assert LayoutStore.open(dst).has_blob(LayoutStore.open(sample).resolve("v1").digest)  # blobs stay
+    assert cli("delete", f"oci:{dst}@{want}").exit_code == 0
+    assert json.loads(cli("list-tags", f"oci:{dst}").stdout)["Tags"] == []
+    assert_fsck(dst)
+
+
+def test_platform_options(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    res = cli("copy", "--platform", "linux/arm64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:arm")
+    assert res.exit_code == 0, res
+    assert json.loads(cli("inspect", f"oci:{tmp_path}/d:arm").stdout)["Architecture"] == "arm64"
+    _one_line_error(cli("copy", "--platform", "linux", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"), 2)
+    _one_line_error(cli("copy", "--all", "--platform", "linux/arm64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"))
+    _one_line_error(cli("copy", "--platform", "windows/amd64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"), 3)
+    assert_fsck(tmp_path / "d")
+
+
+@pytest.mark.parametrize("ref,code", [
+    ("oci:{s}@sha256:../../../../etc/passwd", 2),
+    ("oci:{s}@sha256:" + "A" * 64, 2),
+    ("oci:{s}:missing", 3),
+    ("oci:{s}/nonexistent:v1", 3),
+    ("bogus:{s}", 2),
+    ("docker://localhost:1/x:y", 5),
+])
+def test_bad_references(cli, sample: Path, tmp_path: Path, ref: str, code: int) -> None:  # type: ignore[no-untyped-def]
+    res = cli("copy", ref.format(s=sample), f"oci:{tmp_path}/d:x")
+    _one_line_error(res, code)
+    assert not (tmp_path / "d").exists() or LayoutStore.open(tmp_path / "d").refs() == []
+
+
+def test_digest_with_path_characters_in_index_json(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads((sample / "index.json").read_bytes())
+    doc["manifests"][0]["digest"] = "sha256:../../../../../etc/passwd"
+    (sample / "index.json").write_text(json.dumps(doc))
+    _one_line_error(cli("inspect", f"oci:{sample}:v1"), 2)
+    _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/d:x"))
+
+
+def test_oversized_and_garbage_json(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store = LayoutStore.open(sample)
+    desc = store.resolve("v1")
+    path = store.blob_path(desc.digest)
+    path.write_bytes(b"{" + b" " * (5 * 1024 * 1024) + b"}")
+    _one_line_error(cli("inspect", f"oci:{sample}:v1"), 4)
+    (sample / "index.json").write_bytes(b"\x00garbage")
+    _one_line_error(cli("inspect", f"oci:{sample}:v1"), 4)
+    _one_line_error(cli("list-tags", f"oci:{sample}"), 4)
+
+
+def test_truncated_blob_fails_copy_and_destination_unchanged(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("copy", f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep").exit_code == 0
+    before = _snapshot(tmp_path / "d")
+    store = LayoutStore.open(sample)
+    layer = store.get_manifest(store.resolve("v1")).layers[0]
+    with open(store.blob_path(layer.digest), "r+b") as f:
+        f.truncate(10)
+    res = cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/d:new")
+    _one_line_error(res, 4)
+    assert _snapshot(tmp_path / "d") == before
+    assert_fsck(tmp_path / "d")
+
+
+def _evil_archive(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, content in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                              ("index.json", b'{"schemaVersion":2,"manifests":[]}')):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(content)
+            tar.addfile(ti, io.BytesIO(content))
+        tar.addfile(member, io.BytesIO(data) if data else None)
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink"])
+def test_unsafe_archive_members(cli, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    evil = tmp_path / "evil.tar"
+    if kind == "dotdot":
+        ti = tarfile.TarInfo("../../escaped")
+        ti.size = 3
+        _evil_archive(evil, ti, b"bad")
+    elif kind == "absolute":
+        ti = tarfile.TarInfo("/tmp/escaped")
+        ti.size = 3
+        _evil_archive(evil, ti, b"bad")
+    elif kind == "symlink":
+        ti = tarfile.TarInfo("blobs/sha256/" + "a" * 64)
+        ti.type, ti.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+        _evil_archive(evil, ti)
+    else:
+        ti = tarfile.TarInfo("blobs/sha256/" + "a" * 64)
+        ti.type, ti.linkname = tarfile.LNKTYPE, "/etc/passwd"
+        _evil_archive(evil, ti)
+    listing = sorted(os.listdir(tmp_path))
+    res = cli("copy", f"oci-archive:{evil}", f"oci:{tmp_path}/d:x")
+    _one_line_error(res, 4)
+    assert sorted(os.listdir(tmp_path)) == listing  # nothing written, not even the destination
+
+
+def test_debug_shows_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ocilayout.errors import NotFound
+
+    with pytest.raises(NotFound):
+        cli("--debug", "inspect", f"oci:{tmp_path}/none:v1")
+
+
+def test_manifest_digest_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "m.json"
+    f.write_bytes(b'{"schemaVersion":2}')
+    res = cli("manifest-digest", f)
+    assert res.exit_code == 0 and res.stdout.startswith("sha256:") and res.stdout.endswith("\n")
+    _one_line_error(cli("manifest-digest", tmp_path / "missing.json"), 3)
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (4 * 1024 * 1024 + 1))
+    _one_line_error(cli("manifest-digest", big), 4)
+
+
+def test_archive_commands(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    archive = tmp_path / "a.tar"
+    assert cli("copy", f"oci:{sample}:v1", f"oci-archive:{archive}:v1").exit_code == 0
+    assert cli("copy", "--all", f"oci:{sample}:multi", f"oci-archive:{archive}:multi").exit_code == 0
+    assert sorted(json.loads(cli("list-tags", f"oci-archive:{archive}").stdout)["Tags"]) == ["multi", "v1"]
+    assert json.loads(cli("inspect", f"oci-archive:{archive}:v1").stdout)["Os"] == "linux"
+    _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}"), 4)  # a directory
+    _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}/no/such/dir/a.tar"), 4)
