@@ -176,7 +176,7 @@ def test_console_script_help() -> None:
 
 
 def test_console_script_usage_error_is_one_clean_line() -> None:
-    """A usage error exits 2 with a message, never a traceback (typer >= 0.16 no longer installs click)."""
+    """A usage error exits 2 with a message, never a traceback (recent typer vendors click as typer._click)."""
     proc = subprocess.run([_console_script(), "no-such-command"], capture_output=True, text=True, timeout=60,
                           env=_env())
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
