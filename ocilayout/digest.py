@@ -133,15 +133,19 @@ class VerifyingReader:
         return data
 
     def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self._stream.read(len(buf))
-        k = len(data)
-        buf[:k] = data
-        self._account(data)
+        inner = getattr(self._stream, "readinto", None)
+        if inner is None:
+            data = self._stream.read(len(buf))
+            k = len(data)
+            buf[:k] = data
+        else:
+            k = inner(buf) or 0
+        self._account(memoryview(buf)[:k])
         if not k:
             self._finish()
         return k
 
-    def _account(self, data: bytes) -> None:
+    def _account(self, data: bytes | memoryview) -> None:
         if data:
             self.size += len(data)
             if self.expected_size is not None and self.size > self.expected_size:

@@ -154,8 +154,9 @@ class Manifest:
         if sv != 2:
             raise UnsupportedFormat(f"unsupported manifest schemaVersion {sv!r}")
         if self.is_index:
-            if not isinstance(self.doc.get("manifests"), list):
-                raise InvalidManifest("index has no manifests array")
+            # Go writes an empty list as null (ggcr's Docker 25 saves do): read it as [].
+            if not isinstance(self.doc.get("manifests", []), list | None):
+                raise InvalidManifest("index manifests must be an array")
             self.manifests  # noqa: B018 - parse children eagerly to validate them
         elif mt.is_manifest(self.media_type):
             if self.media_type in mt.MANIFEST_TYPES or "config" in self.doc:

@@ -53,12 +53,13 @@ class StagingArea:
                                  expected.size if expected else None)
         tmp = self.path / f"incoming-{secrets.token_hex(8)}"
         try:
-            with open(tmp, "xb") as f:
-                while chunk := reader.read(CHUNK):
-                    f.write(chunk)
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            with open(tmp, "xb", buffering=0) as f:
+                while n := reader.readinto(buf):
+                    f.write(view[:n])
                     if progress is not None:
-                        progress(len(chunk))
-                f.flush()
+                        progress(n)
                 os.fsync(f.fileno())
             digest = reader.digest
             os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")
