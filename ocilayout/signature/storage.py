@@ -4,22 +4,39 @@
 
 * :class:`DirSignatures` - containers/image ``dir:`` images: ``signature-1``, ``signature-2`` ... next to
   ``manifest.json`` (``<hex>.signature-N`` for a per-instance signature of a manifest list).
-* ``LayoutSignatures`` (in :mod:`ocilayout.signature.layout`) - cosign's ``sha256-<hex>.sig`` tag convention
+* :class:`LayoutSignatures` - cosign's ``sha256-<hex>.sig`` tag convention
   in an OCI layout.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..descriptor import REF_NAME, Descriptor
 from ..digest import Digest
-from ..errors import Conflict, NotFound
-from ..manifest import MAX_MANIFEST_SIZE, manifest_digest
-from .model import Signature, read_signature_file, signature_from_blob
+from ..errors import Conflict, InvalidManifest, NotFound, UnsupportedFormat, VerificationError
+from ..manifest import MAX_MANIFEST_SIZE, guess_media_type, load_json, manifest_digest
+from ..store import LayoutReader, LayoutStore
+from .model import MAX_SIGNATURE_SIZE, Signature, SigstoreSignature, read_signature_file, signature_from_blob
+from .payload import go_json
 
-__all__ = ["DirSignatures", "SignatureStorage"]
+if TYPE_CHECKING:
+    from ..reference import ImageReference
+
+__all__ = [
+    "DirSignatures",
+    "LayoutSignatures",
+    "SignatureStorage",
+    "add_to_archive",
+    "sig_config_bytes",
+    "sig_manifest_bytes",
+    "sig_tag",
+    "sigstore_layer",
+    "storage_for",
+]
 
 
 @runtime_checkable
@@ -57,8 +74,6 @@ class DirSignatures:
         except FileNotFoundError:
             raise NotFound(f"{str(p)!r} does not exist (not a dir: image?)") from None
         if len(data) > MAX_MANIFEST_SIZE:
-            from ..errors import InvalidManifest
-
             raise InvalidManifest(f"{str(p)!r} is over the {MAX_MANIFEST_SIZE}-byte limit")
         return data
 
@@ -115,3 +130,195 @@ class DirSignatures:
                 raise
             return
         raise Conflict(f"could not find a free signature-N name in {str(self.path)!r}")
+
+
+# -- OCI layouts: cosign's tag convention ---------------------------------------------------------------
+
+#: Config media type of the ``.sig`` manifest (an ordinary OCI image config).
+_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def sig_tag(manifest_digest: Digest) -> str:
+    """cosign's signature tag for an image: ``<alg>-<hex>.sig``."""
+    return f"{manifest_digest.algorithm}-{manifest_digest.hex}.sig"
+
+
+def _go_descriptor(d: dict[str, Any]) -> bytes:
+    """A descriptor as Go's imgspecv1.Descriptor marshals: mediaType, digest, size, urls, annotations, data,
+    platform, artifactType (empty ones left out; map keys sorted)."""
+    parts = [b'"mediaType":' + go_json(d.get("mediaType", "")), b'"digest":' + go_json(d["digest"]),
+             b'"size":' + go_json(int(d["size"]))]
+    for key in ("urls", "annotations", "data", "platform", "artifactType"):
+        if d.get(key):
+            parts.append(go_json(key) + b":" + go_json(d[key]))
+    return b"{" + b",".join(parts) + b"}"
+
+
+def sig_config_bytes(diff_ids: Sequence[str]) -> bytes:
+    """The ``.sig`` config as containers/image writes it: an empty imgspecv1.Image with rootfs diff_ids."""
+    return (b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":'
+            + go_json(list(diff_ids)) + b"}}")
+
+
+def sig_manifest_bytes(config: dict[str, Any], layers: Sequence[dict[str, Any]]) -> bytes:
+    """The ``.sig`` OCI image manifest bytes, field order as containers/image's (Go struct order)."""
+    return (b'{"schemaVersion":2,"mediaType":' + go_json(_OCI_MANIFEST) + b',"config":' + _go_descriptor(config)
+            + b',"layers":[' + b",".join(_go_descriptor(layer) for layer in layers) + b"]}")
+
+
+def sigstore_layer(sig: SigstoreSignature) -> dict[str, Any]:
+    """The ``.sig`` layer descriptor of a signature (payload blob + annotations)."""
+    d: dict[str, Any] = {"mediaType": sig.mime_type, "digest": str(Digest.of(sig.payload)),
+                         "size": len(sig.payload)}
+    if sig.annotations:
+        d["annotations"] = dict(sig.annotations)
+    return d
+
+
+def _same_layer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("mediaType", "size", "digest")) and \
+        (a.get("annotations") or {}) == (b.get("annotations") or {})
+
+
+class _Retry(Exception):
+    pass
+
+
+class LayoutSignatures:
+    """Sigstore signatures in an OCI image layout, stored as cosign does in a registry: an OCI image manifest
+    tagged ``sha256-<hex>.sig`` whose layers are the simple-signing payloads, each with the
+    ``dev.cosignproject.cosign/signature`` annotation. Reading works on any layout (directory or archive);
+    :meth:`add` needs a writable :class:`~ocilayout.store.LayoutStore` and appends, never replaces.
+    """
+
+    def __init__(self, layout: LayoutReader) -> None:
+        self.layout = layout
+
+    def __repr__(self) -> str:
+        return f"LayoutSignatures({self.layout.location!r})"
+
+    def _current(self, manifest_digest: Digest) -> tuple[Descriptor | None, list[dict[str, Any]], list[str]]:
+        """(index descriptor of the .sig manifest, its raw layer dicts, its config diff_ids)."""
+        try:
+            desc = self.layout.resolve(sig_tag(manifest_digest))
+        except NotFound:
+            return None, [], []
+        raw = self.layout.read_blob_bytes(desc)
+        doc = load_json(raw, "signature manifest")
+        if not isinstance(doc, dict) or guess_media_type(doc, desc.media_type) != _OCI_MANIFEST:
+            raise UnsupportedFormat(f"{sig_tag(manifest_digest)} is not an OCI image manifest (containers/image "
+                                    "reads only those)")
+        layers = doc.get("layers") or []
+        if not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+            raise InvalidManifest(f"{sig_tag(manifest_digest)}: layers must be an array of descriptors")
+        diff_ids: list[str] = []
+        cfg = doc.get("config")
+        if isinstance(cfg, dict) and "digest" in cfg:
+            try:
+                cdoc = load_json(self.layout.read_blob_bytes(Descriptor.from_dict(cfg)), "signature config")
+                ids = (cdoc.get("rootfs") or {}).get("diff_ids") if isinstance(cdoc, dict) else None
+                diff_ids = [str(x) for x in ids] if isinstance(ids, list) else []
+            except NotFound:
+                diff_ids = []
+        return desc, layers, diff_ids
+
+    def list(self, manifest_digest: Digest) -> list[Signature]:
+        """Every layer of the ``.sig`` manifest as a signature (its media type kept; the policy decides)."""
+        _, layers, _ = self._current(manifest_digest)
+        out: list[Signature] = []
+        for layer in layers:
+            desc = Descriptor.from_dict(layer)
+            if desc.size > MAX_SIGNATURE_SIZE:
+                raise VerificationError(f"signature layer {desc.digest} is over the {MAX_SIGNATURE_SIZE}-byte limit")
+            payload = self.layout.read_blob_bytes(desc, limit=MAX_SIGNATURE_SIZE)
+            out.append(SigstoreSignature(desc.media_type, payload, dict(desc.annotations)))
+        return out
+
+    def add(self, manifest_digest: Digest, sig: Signature) -> None:
+        """Append ``sig`` (skipping an exact duplicate) and re-point the tag; concurrent adds all survive."""
+        if not isinstance(sig, SigstoreSignature):
+            raise UnsupportedFormat("OCI layouts hold sigstore signatures only (GPG signatures go to dir:)")
+        if not isinstance(self.layout, LayoutStore):
+            raise UnsupportedFormat(f"{self.layout.location} is read-only here; use add_to_archive for archives")
+        store = self.layout
+        tag = sig_tag(manifest_digest)
+        for _ in range(50):
+            base, layers, diff_ids = self._current(manifest_digest)
+            new = sigstore_layer(sig)
+            if any(_same_layer(old, new) for old in layers):
+                return
+            desc = _store_sig_manifest(store, layers, diff_ids, sig)
+            base_digest = str(base.digest) if base is not None else None
+
+            def change(entries: list[dict[str, Any]], desc: Descriptor = desc,
+                       base_digest: str | None = base_digest) -> list[dict[str, Any]]:
+                named = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == tag]
+                now = named[-1].get("digest") if named else None
+                if now != base_digest:
+                    raise _Retry  # someone else appended meanwhile: start again from their manifest
+                entry = desc.with_(annotations={REF_NAME: tag}).to_dict()
+                return [*(e for e in entries if (e.get("annotations") or {}).get(REF_NAME) != tag), entry]
+
+            try:
+                store.update_index(change)
+            except _Retry:
+                continue
+            return
+        raise Conflict(f"could not update {tag}: too many concurrent writers")
+
+
+def _store_sig_manifest(store: LayoutStore, layers: Sequence[dict[str, Any]], diff_ids: Sequence[str],
+                        sig: SigstoreSignature) -> Descriptor:
+    """Write payload, config and manifest blobs of ``layers`` + ``sig``; returns the manifest descriptor."""
+    new = sigstore_layer(sig)
+    store.put_bytes(sig.payload, sig.mime_type)
+    cfg_raw = sig_config_bytes([*diff_ids, new["digest"]])
+    cfg = store.put_bytes(cfg_raw, _OCI_CONFIG)
+    raw = sig_manifest_bytes({"mediaType": _OCI_CONFIG, "digest": str(cfg.digest), "size": cfg.size},
+                             [*layers, new])
+    return store.put_bytes(raw, _OCI_MANIFEST)
+
+
+def add_to_archive(path: str | os.PathLike[str], manifest_digest: Digest, sig: Signature) -> None:
+    """Append ``sig`` to an ``oci-archive:`` file: stage the new blobs beside it, then rewrite the archive
+    atomically keeping everything it held. Raises NotFound, UnsupportedFormat, LayoutError."""
+    import shutil
+
+    from ..archive import ArchiveReader, commit_archive
+    from ..fsutil import locked_temp_dir
+
+    if not isinstance(sig, SigstoreSignature):
+        raise UnsupportedFormat("OCI archives hold sigstore signatures only")
+    archive = Path(path)
+    if not archive.is_file():
+        raise NotFound(f"{archive}: no such archive")
+    with ArchiveReader.open(archive) as reader:
+        _, layers, diff_ids = LayoutSignatures(reader)._current(manifest_digest)
+        if any(_same_layer(old, sigstore_layer(sig)) for old in layers):
+            return
+    parent = archive.parent if str(archive.parent) else Path(".")
+    tmp, fd = locked_temp_dir(parent, ".archive")
+    try:
+        staging = LayoutStore.create(tmp)
+        desc = _store_sig_manifest(staging, layers, diff_ids, sig)
+        staging.set_ref(sig_tag(manifest_digest), desc)
+        commit_archive(archive, staging)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+
+
+def storage_for(ref: ImageReference | str) -> SignatureStorage:
+    """The signature storage of an image reference: ``dir:`` -> DirSignatures, ``oci:`` -> LayoutSignatures,
+    ``oci-archive:`` -> read-only LayoutSignatures (write with :func:`add_to_archive`)."""
+    from ..reference import parse_reference
+
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    if r.transport == "dir":
+        return DirSignatures(r.path)
+    if r.transport in ("oci", "oci-archive"):
+        from ..transports import open_layout
+
+        return LayoutSignatures(open_layout(r))
+    raise UnsupportedFormat(f"signatures in {r.transport}: images are not supported yet")
