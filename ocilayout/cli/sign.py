@@ -189,3 +189,56 @@ def standalone_verify(
     with ring:
         result = verify_simple(blob, ring, accepted, digest, identity)
     typer.echo(f"Signature verified using fingerprint {result.key_identity}, digest {result.manifest_digest}")
+
+
+@app.command("sign")
+def sign(
+    image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF] or dir:PATH"),
+    key: str = typer.Option(..., "--key", help="Sigstore private key."),
+    identity: str | None = typer.Option(None, "--identity", help="Docker reference to claim (default: the "
+                                        "image's ref name when it is a full docker reference)."),
+    passphrase_file: str | None = typer.Option(None, "--passphrase-file"),
+) -> None:
+    """Sign an image with a sigstore key and store the signature with it (cosign's .sig tag in layouts)."""
+    from ..signature.image import sign_image
+
+    private_key = _load_private_key(key, passphrase_file)
+    resolved, sig = sign_image(image, private_key, identity)
+    from ..signature.payload import SIGSTORE_TYPE, parse_payload
+
+    claimed = parse_payload(sig.payload, SIGSTORE_TYPE).docker_reference
+    typer.echo(f"Signed {resolved.manifest_digest} as {claimed}")
+
+
+@app.command("verify")
+def verify(
+    image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF] or dir:PATH"),
+    public_key: list[str] = typer.Option([], "--public-key", help="Sigstore public key (repeatable)."),
+    identity: str | None = typer.Option(None, "--identity", help="Docker reference the signature must claim "
+                                        "(with a policy: the reference the image is meant to be)."),
+    policy: str | None = typer.Option(None, "--policy", help="containers-policy.json to evaluate instead."),
+) -> None:
+    """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""
+    from ..errors import VerificationError
+
+    if policy is not None:
+        if public_key:
+            raise fail("give either --policy or --public-key, not both", 2)
+        from ..signature.image import evaluate_policy
+        from ..signature.policy import Policy
+
+        resolved, result = evaluate_policy(image, Policy.load(policy), identity)
+        typer.echo(f"{resolved.ref} {resolved.manifest_digest} (policy scope {result.scope})")
+        for r in result.results:
+            typer.echo(f"  {'PASS' if r.passed else 'FAIL'} {r.type}: {r.reason}")
+        if not result.allowed:
+            failed = next(r for r in result.results if not r.passed)
+            raise VerificationError(f"{resolved.ref} is rejected by the policy: {failed.type}: {failed.reason}")
+        return
+    if not public_key:
+        raise fail("give --public-key PUB (repeatable) or --policy policy.json", 2)
+    from ..signature.image import verify_image
+
+    resolved, good = verify_image(image, _load_public_keys(public_key), identity)
+    for v in good:
+        typer.echo(f"Signature verified, digest {v.manifest_digest}, identity {v.docker_reference}")
