@@ -361,3 +361,36 @@ def test_peer_regclient_external_subject_absent_is_a_warning() -> None:
     report = fsck(LayoutStore(peer_path("regclient/testdata/external")))
     assert report.ok
     assert {p.kind for p in report.problems} == {"subject-absent"}
+
+
+@pytest.mark.slow
+def test_fsck_throughput_at_least_0_8x_plain_hashlib(tmp_path: Path) -> None:
+    """fsck hashes every byte with a thread pool; it must not be slower than 0.8x single-thread hashlib."""
+    import hashlib
+    import time
+
+    store = LayoutStore.create(tmp_path / "big")
+    for i in range(4):
+        make_image(store, [{f"b{i}": os.urandom(24 << 20)}], compression="none", tag=f"t{i}")
+    paths = [store.blob_path(d) for d, _ in store.all_blobs()]
+
+    def plain() -> float:
+        t = time.perf_counter()
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        for p in paths:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+        return time.perf_counter() - t
+
+    def checked() -> float:
+        t = time.perf_counter()
+        assert fsck(store, jobs=2).ok
+        return time.perf_counter() - t
+
+    plain()  # warm the page cache
+    best_plain = min(plain() for _ in range(3))
+    best_fsck = min(checked() for _ in range(3))
+    assert best_plain / best_fsck >= 0.8, (best_plain, best_fsck)
