@@ -9,13 +9,17 @@ Safety rules (docs/gc.md explains them):
 * the layout lock is held from the walk to the last unlink, so no ``set_ref`` lands in between;
 * blobs modified less than ``grace`` seconds ago are kept: a concurrent copy writes blobs first and tags
   last, and its fresh blobs are unreferenced until then;
-* temp files are removed only when their writer is gone (its flock is free) and they are over a minute old.
+* while another ocilayout writer is live in the layout (its temp file or staging directory is flock()ed),
+  no blob is removed at all;
+* temp files and staging directories are removed only when their writer is gone (the flock is free) and
+  they are over a minute old.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import LayoutError, OcilayoutError
-from .fsutil import fsync_dir, locked
+from .fsutil import TMP_PREFIX, fsync_dir, locked
 from .manifest import MAX_MANIFEST_SIZE
 from .store import LOCK_FILE, LayoutStore
 from .validate import sniff_manifest, stale_temp_files
@@ -125,15 +129,14 @@ def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRAC
     """Remove unreachable blobs older than ``grace`` seconds and stale temp files; returns what went.
 
     Holds the layout lock throughout. With ``dry_run`` nothing is deleted and the result lists what would
-    be. While another writer is live (a temp file whose flock is held) ``grace`` is at least
-    :data:`DEFAULT_GRACE`, whatever the caller asked. Raises LayoutError when reachability cannot be
-    decided (see :func:`reachable_digests`); nothing is deleted then.
+    be. While another ocilayout writer is live in the layout (a temp file or staging directory whose flock
+    is held) no blob is removed at all, whatever ``grace`` says: that writer may be about to tag blobs that
+    look unreferenced now, including old ones it decided to reuse. Stale temp files still go. Raises
+    LayoutError when reachability cannot be decided (see :func:`reachable_digests`); nothing is deleted.
     """
     root = store.root
     with locked(root / LOCK_FILE):
-        live = sum(1 for _, stale in _temp_files(store) if not stale)
-        if live:
-            grace = max(grace, DEFAULT_GRACE)
+        live = _live_writers(store)
         keep = reachable_digests(store)
         now = time.time()
         removed: list[tuple[Digest, int]] = []
@@ -145,19 +148,25 @@ def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRAC
                 mtime = store.blob_path(digest).lstat().st_mtime
             except FileNotFoundError:
                 continue
-            if now - mtime < grace:
+            if live or now - mtime < grace:
                 young.append((digest, size))
                 continue
             removed.append((digest, size))
         temps = [(p, s) for p, s in stale_temp_files(root)]
+        if removed and not dry_run and _live_writers(store):
+            # A writer started while we walked: it may be about to tag a blob we picked. Keep them all.
+            live, young, removed = max(live, 1), young + removed, []
         if not dry_run:
             dirs: set[Path] = set()
             for digest, _ in removed:
                 store.remove_blob(digest)
                 dirs.add(store.blob_path(digest).parent)
             for path, _ in temps:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
             for d in sorted(dirs):
                 with contextlib.suppress(OSError):
                     fsync_dir(d)
@@ -168,9 +177,10 @@ def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRAC
     )
 
 
-def _temp_files(store: LayoutStore) -> list[tuple[Path, bool]]:
-    """Temp files with whether they are stale; only files over a minute old are probed (see stale_temp_files)."""
-    from .fsutil import TMP_PREFIX
+def _live_writers(store: LayoutStore) -> int:
+    """How many temp files or staging directories in the layout belong to a live writer.
 
+    Entries too young to probe safely (see :func:`stale_temp_files`) count as live.
+    """
     stale = {p for p, _ in stale_temp_files(store.root)}
-    return [(p, p in stale) for p in sorted(store.root.glob(TMP_PREFIX + "*"))]
+    return sum(1 for p in store.root.glob(TMP_PREFIX + "*") if p not in stale)

@@ -122,9 +122,9 @@ def sniff_manifest(raw: bytes) -> Manifest | None:
 
 
 def stale_temp_files(root: Path, min_age: float = TEMP_MIN_AGE) -> Iterator[tuple[Path, int]]:
-    """Temp files in the layout directory ``root`` whose writer is gone, with their sizes.
+    """Temp files and staging directories in the layout ``root`` whose writer is gone, with their sizes.
 
-    Files younger than ``min_age`` seconds are skipped without being touched: a writer creates its temp
+    Entries younger than ``min_age`` seconds are skipped without being touched: a writer creates its temp
     file and flock()s it a moment later, and probing the lock in between could make that writer fail.
     """
     now = time.time()
@@ -136,7 +136,16 @@ def stale_temp_files(root: Path, min_age: float = TEMP_MIN_AGE) -> Iterator[tupl
         if now - st.st_mtime < min_age:
             continue
         if is_stale_temp(p):
-            yield p, st.st_size
+            yield p, _tree_size(p) if p.is_dir() else st.st_size
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 class _Checker:

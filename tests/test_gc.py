@@ -150,11 +150,48 @@ def test_stale_temp_removed_live_temp_kept(sample: LayoutStore) -> None:
         assert not stale.exists()
         assert live.exists()
         assert result.live_writers == 1
-        # A live writer raises the grace back to the default: its fresh blobs are not yet referenced.
-        assert result.removed  # aged blobs still go
+        # While a writer is live no blob goes: it may be about to tag old unreferenced blobs it reused.
+        assert result.removed == [] and len(result.kept_young) == 4
     finally:
         proc.kill()
         proc.wait()
+    assert len(gc(sample, grace=0).removed) == 4  # the writer is gone: now they go
+
+
+_STAGING = """
+import io, os, sys
+from ocilayout.store import LayoutStore
+from ocilayout.transports.oci import StagingArea
+area = StagingArea(LayoutStore.open(sys.argv[1]))
+area.put(io.BytesIO(b"staged but never published" * 100), None)
+print(area.path.name, flush=True)
+if sys.argv[2] == "die":
+    os._exit(9)  # killed: no cleanup, the flock goes with the process
+sys.stdin.read()
+"""
+
+
+def test_dead_copy_staging_dir_removed_live_one_kept(sample: LayoutStore) -> None:
+    dead = subprocess.run([sys.executable, "-c", _STAGING, str(sample.root), "die"], capture_output=True,
+                          text=True, timeout=60)
+    dead_dir = sample.root / dead.stdout.strip()
+    assert dead_dir.is_dir() and any(dead_dir.iterdir())
+    live = subprocess.Popen([sys.executable, "-c", _STAGING, str(sample.root), "hold"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout is not None
+        live_dir = sample.root / live.stdout.readline().strip()
+        old = time.time() - 600
+        os.utime(dead_dir, (old, old))
+        os.utime(live_dir, (old, old))
+        result = gc(sample)
+        assert [p for p, _ in result.temp_files_removed] == [dead_dir.name]
+        assert result.temp_files_removed[0][1] == 2600  # the staged blob inside
+        assert not dead_dir.exists() and live_dir.is_dir()
+        assert result.live_writers == 1 and result.removed == []
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_fresh_temp_file_is_not_touched(sample: LayoutStore) -> None:
