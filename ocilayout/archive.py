@@ -28,7 +28,7 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +39,7 @@ from .errors import InvalidManifest, LayoutError, NotFound, OcilayoutError, Unsa
 from .fsutil import fsync_dir, temp_file
 from .manifest import canonical_json, load_json
 from .store import INDEX_FILE, LAYOUT_DOC, LAYOUT_FILE, LayoutReader, LayoutStore, blob_relpath
+from .streams import PIPELINE_MIN, pump
 
 __all__ = ["ArchiveReader", "Member", "commit_archive", "source_date_epoch"]
 
@@ -450,7 +451,9 @@ def _dir_lock(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None, epoch: int | None = None) -> None:
+def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None, epoch: int | None = None,
+                   extra: Mapping[Digest, tuple[LayoutReader, int]] | None = None,
+                   progress: Callable[[int], None] | None = None) -> None:
     """Write the oci-archive ``out`` atomically from ``staging`` plus the existing archive ``base``.
 
     ``base`` defaults to ``out`` when it exists, so appending keeps the archive's other images. The result
@@ -459,6 +462,10 @@ def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None,
     named entry replaces one of the same name). Same input, same bytes (see :func:`source_date_epoch`).
     On any error ``out`` is unchanged and no temp file is left. Raises LayoutError, NotFound,
     IntegrityError, InvalidManifest.
+
+    ``extra`` adds blobs streamed straight from another layout (digest -> (reader, size)): copy uses it so
+    a blob goes from its source into the archive in one pass, never staged. ``progress`` receives the
+    byte count of each chunk of those blobs.
     """
     out = Path(out)
     mtime = source_date_epoch(epoch)
@@ -472,13 +479,14 @@ def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None,
         base_path = Path(base) if base is not None else (out if out.exists() else None)
         old = ArchiveReader.open(base_path) if base_path is not None else None
         try:
-            _write(out, staging, old, mtime)
+            _write(out, staging, old, mtime, extra or {}, progress)
         finally:
             if old is not None:
                 old.close()
 
 
-def _write(out: Path, staging: LayoutStore, old: ArchiveReader | None, mtime: int) -> None:
+def _write(out: Path, staging: LayoutStore, old: ArchiveReader | None, mtime: int,
+           extra: Mapping[Digest, tuple[LayoutReader, int]], progress: Callable[[int], None] | None) -> None:
     new_doc = _index_doc(staging)
     if old is not None:
         old_raw = old.index_bytes()
@@ -493,6 +501,7 @@ def _write(out: Path, staging: LayoutStore, old: ArchiveReader | None, mtime: in
     if old is not None:
         for digest, size in old.all_blobs():
             sources[digest] = (old, size)
+    sources.update(extra)
     for digest, size in staging.all_blobs():
         sources[digest] = (staging, size)  # a local file is cheaper to read than an archive member
     for entry in doc["manifests"]:
@@ -509,8 +518,6 @@ def _write(out: Path, staging: LayoutStore, old: ArchiveReader | None, mtime: in
             f.write(_header(LAYOUT_FILE, size=len(LAYOUT_DOC), mtime=mtime) + LAYOUT_DOC + _pad(len(LAYOUT_DOC)))
             f.write(_header(INDEX_FILE, size=len(index_raw), mtime=mtime) + index_raw + _pad(len(index_raw)))
             f.write(_header("blobs", directory=True, mtime=mtime))
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
             current_alg = None
             for digest in sorted(sources, key=lambda d: (d.algorithm, d.hex)):
                 reader, size = sources[digest]
@@ -519,12 +526,8 @@ def _write(out: Path, staging: LayoutStore, old: ArchiveReader | None, mtime: in
                     f.write(_header(f"blobs/{current_alg}", directory=True, mtime=mtime))
                 f.write(_header(blob_relpath(digest), size=size, mtime=mtime))
                 with reader.open_blob(digest, verify=False) as raw:
-                    src = VerifyingReader(raw, digest, size)
-                    while True:
-                        n = src.readinto(view)
-                        if not n:
-                            break
-                        f.write(view[:n])
+                    pump(VerifyingReader(raw, digest, size), f, progress if digest in extra else None,
+                         pipelined=size > PIPELINE_MIN)
                 f.write(_pad(size))
             f.write(b"\x00" * (2 * BLOCK))
             f.flush()

@@ -153,15 +153,24 @@ def _copy(source: Source, destination: Destination, options: CopyOptions) -> Cop
         if failed.is_set():
             return
         try:
-            with source.open_blob(desc) as stream:
+            # The destination verifies digest and size while it writes: the blob is hashed once.
+            with source.reader.open_blob(desc, verify=False) as stream:
                 destination.put_blob(stream, desc, tick)
         except BaseException:
             failed.set()  # the other workers stop at their next chunk
             raise
 
-    if todo:
-        with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(todo)))) as pool:
-            futures = [pool.submit(one, d) for d in sorted(todo, key=lambda d: -d.size)]
+    deferred = getattr(destination, "add_source_blob", None)
+    if deferred is not None:
+        # The destination streams these from the source itself at commit, in one verified pass.
+        for desc in todo:
+            deferred(desc, source.reader, progress.advance if progress is not None else None)
+        todo_now: list[Descriptor] = []
+    else:
+        todo_now = todo
+    if todo_now:
+        with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(todo_now)))) as pool:
+            futures = [pool.submit(one, d) for d in sorted(todo_now, key=lambda d: -d.size)]
             wait(futures, return_when=FIRST_EXCEPTION)
         errors = [f.exception() for f in futures if f.exception() is not None]
         real = [e for e in errors if not isinstance(e, _Cancelled)]

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
-from ..digest import CHUNK, Digest, VerifyingReader
+from ..digest import Digest, VerifyingReader
 from ..errors import LayoutError
 from ..fsutil import fsync_dir, locked_temp_dir
 from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutStore
+from ..streams import PIPELINE_MIN, pump
 from .base import Capabilities
 
 __all__ = ["LayoutDestination", "StagingArea", "index_entry"]
@@ -53,13 +54,8 @@ class StagingArea:
                                  expected.size if expected else None)
         tmp = self.path / f"incoming-{secrets.token_hex(8)}"
         try:
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
             with open(tmp, "xb", buffering=0) as f:
-                while n := reader.readinto(buf):
-                    f.write(view[:n])
-                    if progress is not None:
-                        progress(n)
+                pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
                 os.fsync(f.fileno())
             digest = reader.digest
             os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..descriptor import Descriptor
+from ..digest import Digest
 from ..errors import LayoutError
 from ..fsutil import TMP_PREFIX, is_stale_temp, locked_temp_dir
 from ..manifest import Manifest
@@ -50,6 +51,8 @@ class ArchiveDestination:
         if self.path.is_dir():
             raise LayoutError(f"{self.path} is a directory; oci-archive: wants a file (use oci: for a layout)")
         self.base: LayoutReader | None = ArchiveReader.open(self.path) if self.path.exists() else None
+        self._deferred: dict[Digest, tuple[LayoutReader, int]] = {}
+        self._progress: Callable[[int], None] | None = None
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
             raise LayoutError(f"cannot write {self.path}: directory {parent} does not exist")
@@ -65,7 +68,7 @@ class ArchiveDestination:
             raise
 
     def has_blob(self, desc: Descriptor) -> bool:
-        if self._inner.has_blob(desc):
+        if desc.digest in self._deferred or self._inner.has_blob(desc):
             return True
         return self.base is not None and self.base.has_blob(desc.digest) and \
             self.base.blob_size(desc.digest) == desc.size
@@ -73,6 +76,15 @@ class ArchiveDestination:
     def put_blob(self, stream: BinaryIO, expected: Descriptor,
                  progress: Callable[[int], None] | None = None) -> Descriptor:
         return self._inner.put_blob(stream, expected, progress)
+
+    def add_source_blob(self, desc: Descriptor, reader: LayoutReader,
+                        progress: Callable[[int], None] | None = None) -> None:
+        """Take a blob straight from ``reader`` at commit (verified as it is written): one pass, no staging.
+
+        ``reader`` must stay open until :meth:`commit`.
+        """
+        self._deferred[desc.digest] = (reader, desc.size)
+        self._progress = progress
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
         desc = manifest.descriptor
@@ -88,7 +100,7 @@ class ArchiveDestination:
         if self.base is not None:
             self.base.close()
             self.base = None
-        commit_archive(self.path, self._inner.store)
+        commit_archive(self.path, self._inner.store, extra=self._deferred, progress=self._progress)
 
     def close(self) -> None:
         self._inner.close()
