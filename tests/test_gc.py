@@ -218,10 +218,13 @@ def test_live_writer_protects_young_blobs_even_with_grace_zero(tmp_path: Path) -
 def test_after_gc_fsck_and_skopeo_inspect_every_tag(sample: LayoutStore, skopeo) -> None:
     gc(sample)
     assert fsck(sample).ok
+    assert sample.refs() == ["v1", "multi"]
     for name in sample.refs():
         out = skopeo("inspect", "--raw", f"oci:{sample.root}:{name}").stdout
         assert json.loads(out)["schemaVersion"] == 2
-        skopeo("inspect", f"oci:{sample.root}:v1")
+        info = json.loads(skopeo("inspect", f"oci:{sample.root}:{name}").stdout)
+        assert info["Os"] == "linux" and info["Layers"]
+        skopeo("inspect", "--config", f"oci:{sample.root}:{name}")
     skopeo("copy", "--all", f"oci:{sample.root}:multi", f"oci:{sample.root.parent / 'copy'}:multi")
 
 

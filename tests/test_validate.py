@@ -250,6 +250,18 @@ def test_stale_temp_file_is_info(sample: LayoutStore) -> None:
     assert [(p.kind, p.severity) for p in report.problems] == [("stale-temp-file", "info")]
 
 
+def test_blob_symlinked_out_of_the_layout_is_unreadable(sample: LayoutStore, tmp_path: Path) -> None:
+    layer = _v1(sample).layers[0]
+    path = sample.blob_path(layer.digest)
+    outside = tmp_path / "outside"
+    outside.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(outside)
+    report = fsck(sample)
+    assert [(p.kind, p.digest) for p in report.problems] == [("unreadable", layer.digest)]
+    assert "symlink out of the layout" in report.problems[0].message
+
+
 def test_every_kind_has_a_severity() -> None:
     assert set(KINDS.values()) == {"error", "warning", "info"}
 
