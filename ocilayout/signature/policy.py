@@ -230,18 +230,33 @@ def _verdict(kind: str, considered: int, errors: list[str], ok: str | None) -> R
     return RequirementResult(kind, False, "; ".join(dict.fromkeys(errors)))
 
 
+class _Keys:
+    """Key material named by a requirement, read only when the requirement is evaluated (as containers/image)."""
+
+    def __init__(self, paths: list[Path], datas: list[bytes]) -> None:
+        self.paths = paths
+        self.datas = datas
+
+    def load(self) -> list[bytes]:
+        """The key blobs; raises NotFound / PolicyError for unreadable files."""
+        return [*(_read_key_path(p) for p in self.paths), *self.datas]
+
+
 class _Sigstore(_Requirement):
     type = "sigstoreSigned"
 
-    def __init__(self, key_pems: list[bytes], rule: IdentityRule) -> None:
-        from .keys import load_public_key
-
-        self.keys = [load_public_key(p) for p in key_pems]  # every key must load
+    def __init__(self, keys: _Keys, rule: IdentityRule) -> None:
+        self.keys = keys
         self.rule = rule
 
     def evaluate(self, image: ImageToVerify) -> RequirementResult:
+        from .keys import load_public_key
         from .sigstore import verify_sigstore
 
+        try:
+            public_keys = [load_public_key(p) for p in self.keys.load()]  # every key must load
+        except OcilayoutError as err:
+            return RequirementResult(self.type, False, f"cannot use the policy's keys: {err}")
         errors: list[str] = []
         considered = 0
         for sig in image.signatures:
@@ -249,7 +264,8 @@ class _Sigstore(_Requirement):
                 continue
             considered += 1
             try:
-                v = verify_sigstore(sig, self.keys, image.manifest_digest, identity_check(self.rule, image.intended))
+                v = verify_sigstore(sig, public_keys, image.manifest_digest,
+                                    identity_check(self.rule, image.intended))
             except OcilayoutError as err:
                 errors.append(str(err))
                 continue
@@ -260,18 +276,25 @@ class _Sigstore(_Requirement):
 class _SignedBy(_Requirement):
     type = "signedBy"
 
-    def __init__(self, keyrings: list[bytes], rule: IdentityRule) -> None:
-        self.keyrings = keyrings
+    def __init__(self, key_type: str, keys: _Keys, rule: IdentityRule) -> None:
+        self.key_type = key_type
+        self.keys = keys
         self.rule = rule
 
     def evaluate(self, image: ImageToVerify) -> RequirementResult:
         from .gpg import GPGKeyring, verify_simple
 
+        if self.key_type != "GPGKeys":
+            return RequirementResult(self.type, False, f"keyType {self.key_type} is not implemented")
         sigs = [s for s in image.signatures if isinstance(s, SimpleSigningSignature)]
         if not sigs:
             return _verdict(self.type, 0, [], None)
         errors: list[str] = []
-        with GPGKeyring.ephemeral(self.keyrings) as ring:
+        try:
+            ring = GPGKeyring.ephemeral(self.keys.load())
+        except OcilayoutError as err:
+            return RequirementResult(self.type, False, f"cannot use the policy's keys: {err}")
+        with ring:
             for sig in sigs:
                 try:
                     v = verify_simple(sig.blob, ring, ring.imported, image.manifest_digest,
@@ -284,41 +307,44 @@ class _SignedBy(_Requirement):
         return _verdict(self.type, len(sigs), errors, None)
 
 
-def _read_key_path(path: Any, base: Path, where: str) -> bytes:
-    if not isinstance(path, str) or not path:
-        raise PolicyError(f"policy: {where} must be a non-empty path string")
-    p = Path(path)
-    if not p.is_absolute():
-        p = base / p
+def _read_key_path(p: Path) -> bytes:
     try:
         with p.open("rb") as f:
             data = f.read(16 * 1024 * 1024 + 1)
     except OSError as err:
-        raise NotFound(f"policy: cannot read {where} {str(p)!r}: {err.strerror}") from None
+        raise NotFound(f"cannot read key file {str(p)!r}: {err.strerror}") from None
     if len(data) > 16 * 1024 * 1024:
-        raise PolicyError(f"policy: {where} {str(p)!r} is too large")
+        raise PolicyError(f"key file {str(p)!r} is too large")
     return data
 
 
-def _key_sources(obj: dict[str, Any], base: Path, kinds: Sequence[str]) -> list[bytes]:
+def _path(v: Any, base: Path, where: str) -> Path:
+    if not isinstance(v, str) or not v:
+        raise PolicyError(f"policy: {where} must be a non-empty path string")
+    p = Path(v)
+    return p if p.is_absolute() else base / p
+
+
+def _key_sources(obj: dict[str, Any], base: Path, kinds: Sequence[str]) -> _Keys:
     given = [k for k in kinds if k in obj]
     if len(given) != 1:
         raise PolicyError(f"policy: exactly one of {', '.join(kinds)} must be given")
     k = given[0]
     v = obj[k]
     if k == "keyPath":
-        return [_read_key_path(v, base, k)]
+        return _Keys([_path(v, base, k)], [])
     if k == "keyPaths":
         if not isinstance(v, list) or not v:
             raise PolicyError("policy: keyPaths must be a non-empty array")
-        return [_read_key_path(x, base, k) for x in v]
+        return _Keys([_path(x, base, k) for x in v], [])
     if k == "keyData":
-        return [_b64_data(v, k)]
+        return _Keys([], [_b64_data(v, k)])
     if not isinstance(v, list) or not v:
         raise PolicyError("policy: keyDatas must be a non-empty array")
-    return [_b64_data(x, k) for x in v]
+    return _Keys([], [_b64_data(x, k) for x in v])
 
 
+_KEY_TYPES = ("GPGKeys", "signedByGPGKeys", "X509Certificates", "signedByX509CAs")
 _UNSUPPORTED_SIGSTORE = ("fulcio", "pki", "rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData",
                          "rekorPublicKeyDatas")
 
@@ -335,15 +361,15 @@ def _parse_requirement(obj: Any, base: Path) -> _Requirement:
         return _Reject()
     if t == "signedBaseLayer":
         _exact_keys(obj, t, ("type", "baseLayerIdentity"))
+        parse_identity_rule(obj["baseLayerIdentity"])
         return _SignedBaseLayer()
     if t == "signedBy":
         _exact_keys(obj, t, ("type", "keyType"), ("keyPath", "keyPaths", "keyData", "signedIdentity"))
-        if obj["keyType"] != "GPGKeys":
-            raise UnsupportedFormat(f"policy: signedBy keyType {str(obj['keyType'])[:60]!r} is not supported "
-                                    "(only GPGKeys)")
+        if obj["keyType"] not in _KEY_TYPES:
+            raise PolicyError(f"policy: unknown signedBy keyType {str(obj['keyType'])[:60]!r}")
         rule = parse_identity_rule(obj["signedIdentity"]) if "signedIdentity" in obj else IdentityRule()
         keys = _key_sources(obj, base, ("keyPath", "keyPaths", "keyData"))
-        return _SignedBy(keys, rule)
+        return _SignedBy(obj["keyType"], keys, rule)
     if t == "sigstoreSigned":
         bad = [k for k in _UNSUPPORTED_SIGSTORE if k in obj]
         if bad:

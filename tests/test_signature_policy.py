@@ -1,0 +1,174 @@
+"""containers-policy.json: strict parsing, signedIdentity matching as policy_reference_match.go, evaluation."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from conftest import peer_path, read_peer
+
+from ocilayout.digest import Digest
+from ocilayout.errors import UnsupportedFormat, VerificationError
+from ocilayout.signature.dockerref import parse_normalized
+from ocilayout.signature.payload import GPG_TYPE, UntrustedPayload
+from ocilayout.signature.policy import (
+    IdentityRule,
+    ImageToVerify,
+    Policy,
+    PolicyError,
+    identity_check,
+    parse_identity_rule,
+    path_scopes,
+)
+from ocilayout.signature.storage import DirSignatures
+
+FIX = "containers-image/signature/fixtures"
+D = "sha256:" + "ab" * 32
+
+
+def accepts(rule: IdentityRule, intended: str | None, signed: str) -> bool:
+    check = identity_check(rule, parse_normalized(intended) if intended else None)
+    try:
+        check(UntrustedPayload(GPG_TYPE, D, signed))
+    except VerificationError:
+        return False
+    return True
+
+
+R = IdentityRule
+
+
+@pytest.mark.parametrize(
+    ("rule", "intended", "signed", "ok"),
+    [
+        (R(), "busybox:latest", "docker.io/library/busybox:latest", True),
+        (R(), "busybox:latest", "busybox", False),  # name-only signature
+        (R(), "busybox:latest", "busybox:other", False),
+        (R(), f"busybox@{D}", "busybox:v2", True),  # digest-only intended: same repository suffices
+        (R(), f"busybox@{D}", "other:v2", False),
+        (R(), "busybox", "busybox:latest", False),  # name-only intended
+        (R(), None, "busybox:latest", False),  # dir:/oci: have no identity of their own
+        (R(), "busybox:latest", "UPPERCASE:x", False),
+        (R("matchExact"), "busybox:latest", "busybox:latest", True),
+        (R("matchExact"), f"busybox@{D}", "busybox:latest", False),
+        (R("matchExact"), f"busybox@{D}", f"busybox@{D}", True),
+        (R("matchExact"), "busybox", "busybox", False),
+        (R("matchRepository"), "busybox:latest", "busybox", True),
+        (R("matchRepository"), "busybox:latest", "index.docker.io/library/busybox:1", True),
+        (R("matchRepository"), "busybox:latest", "quay.io/busybox:latest", False),
+        (R("exactReference", docker_reference="r.example/a:1"), None, "r.example/a:1", True),
+        (R("exactReference", docker_reference="r.example/a:1"), None, "r.example/a:2", False),
+        (R("exactReference", docker_reference="r.example/a:1"), None, "r.example/a", False),
+        (R("exactRepository", docker_repository="r.example/a"), None, "r.example/a", True),
+        (R("exactRepository", docker_repository="r.example/a"), None, "r.example/a:9", True),
+        (R("exactRepository", docker_repository="r.example/a"), None, "r.example/b:9", False),
+        (R("remapIdentity", prefix="mirror:5000/vendor", signed_prefix="vendor.example.com"),
+         "mirror:5000/vendor/app:1", "vendor.example.com/app:1", True),
+        (R("remapIdentity", prefix="mirror:5000/vendor", signed_prefix="vendor.example.com"),
+         "mirror:5000/vendor/app:1", "mirror:5000/vendor/app:1", False),
+        (R("remapIdentity", prefix="mirror:5000/vendor", signed_prefix="vendor.example.com"),
+         "mirror:5000/vendorx/app:1", "mirror:5000/vendorx/app:1", True),  # not a prefix match: unchanged
+        (R("remapIdentity", prefix="mirror:5000/vendor", signed_prefix="vendor.example.com"),
+         None, "vendor.example.com/app:1", False),
+    ],
+)
+def test_signed_identity_matching(rule: IdentityRule, intended: str | None, signed: str, ok: bool) -> None:
+    assert accepts(rule, intended, signed) is ok
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [{"type": "nope"}, {"type": "exactReference"}, {"type": "exactReference", "dockerReference": "busybox"},
+     {"type": "exactRepository", "dockerRepository": "BAD"}, {"type": "matchExact", "x": 1}, [], {"type": 3}],
+)
+def test_bad_identity_rules(obj: object) -> None:
+    with pytest.raises(PolicyError):
+        parse_identity_rule(obj)
+
+
+def test_upstream_policy_fixture_parses_and_evaluates() -> None:
+    p = Policy.parse(read_peer(f"{FIX}/policy.json"))
+    img = ImageToVerify(Digest.parse(D), [])
+    res = p.evaluate("dir", ["/some/where"], img)
+    assert res.scope == "dir:" and res.allowed
+    res = p.evaluate("oci", ["/some/where"], img)
+    assert res.scope == "default" and not res.allowed and res.results[0].reason == "rejected by policy"
+    # keys are read when evaluated: the fixture's "/keys/..." paths and "nonsense" keyData just fail
+    sig_scope = p.transports["docker"]["example.com/sigstore/key-data-example"]
+    assert not sig_scope[0].evaluate(img).passed
+
+
+@pytest.mark.parametrize(
+    ("doc", "error"),
+    [
+        ({}, PolicyError),
+        ({"default": []}, PolicyError),
+        ({"default": [{"type": "reject"}], "x": 1}, PolicyError),
+        ({"default": [{"type": "sigstoreSigned", "keyPath": "/a", "keyData": "YQ=="}]}, PolicyError),
+        ({"default": [{"type": "sigstoreSigned", "keyData": "%%%"}]}, PolicyError),
+        ({"default": [{"type": "signedBy", "keyType": "Other", "keyPath": "/a"}]}, PolicyError),
+        ({"default": [{"type": "sigstoreSigned", "fulcio": {}}]}, UnsupportedFormat),
+        ({"default": [{"type": "sigstoreSigned", "keyPath": "/a", "rekorPublicKeyPath": "/r"}]}, UnsupportedFormat),
+        ({"default": [{"type": "whatever"}]}, PolicyError),
+    ],
+)
+def test_policy_parse_errors(doc: dict, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        Policy.parse(json.dumps(doc).encode())
+    with pytest.raises(PolicyError):
+        Policy.parse(b'{"default":[{"type":"reject"}],"default":NaN}')
+
+
+def _dir_image(tmp_path: Path, name: str) -> ImageToVerify:
+    d = tmp_path / name
+    d.mkdir()
+    for f in sorted(peer_path(f"{FIX}/{name}").iterdir()):
+        (d / f.name).write_bytes(read_peer(f"{FIX}/{name}/{f.name}"))
+    store = DirSignatures(d)
+    digest = store.manifest_digest()
+    return ImageToVerify(digest, store.list(digest))
+
+
+def test_signed_by_key_data_and_and_semantics(tmp_path: Path) -> None:
+    img = _dir_image(tmp_path, "dir-img-valid")
+    key = base64.b64encode(read_peer(f"{FIX}/public-key.gpg")).decode()
+    ident = {"type": "exactRepository", "dockerRepository": "testing/manifest"}
+    ok = {"type": "signedBy", "keyType": "GPGKeys", "keyData": key, "signedIdentity": ident}
+    p = Policy.parse(json.dumps({"default": [ok]}).encode())
+    assert p.evaluate("dir", [], img).allowed
+    # the default identity rule (matchRepoDigestOrExact) needs an identity dir: images do not have
+    p = Policy.parse(json.dumps({"default": [{**ok, "signedIdentity": {"type": "matchRepoDigestOrExact"}}]}).encode())
+    [r] = p.evaluate("dir", [], img).results
+    assert not r.passed and "not accepted" in r.reason
+    # ...but --identity supplies one
+    def with_identity(ref: str) -> ImageToVerify:
+        return ImageToVerify(img.manifest_digest, img.signatures, parse_normalized(ref))
+
+    assert p.evaluate("dir", [], with_identity("testing/manifest:latest")).allowed  # what signature-1 claims
+    assert not p.evaluate("dir", [], with_identity("testing/manifest:other")).allowed
+    p = Policy.parse(json.dumps({"default": [ok, {"type": "reject"}]}).encode())
+    res = p.evaluate("dir", [], img)
+    assert [r.passed for r in res.results] == [True, False] and not res.allowed
+    p = Policy.parse(json.dumps({"default": [{**ok, "keyType": "signedByGPGKeys"}]}).encode())
+    assert "not implemented" in p.evaluate("dir", [], img).results[0].reason
+    # sigstore requirements ignore GPG signatures, and vice versa
+    p = Policy.parse(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(peer_path(
+        f"{FIX}/cosign.pub")), "signedIdentity": ident}]}).encode())
+    assert "no signature exists" in p.evaluate("dir", [], img).results[0].reason
+
+
+def test_scope_selection(tmp_path: Path) -> None:
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    scopes = path_scopes(sub, "v1")
+    assert scopes[:3] == [f"{sub.resolve()}:v1", str(sub.resolve()), str((tmp_path / 'a').resolve())]
+    doc = {"default": [{"type": "reject"}], "transports": {"oci": {
+        str((tmp_path / "a").resolve()): [{"type": "insecureAcceptAnything"}],
+        f"{sub.resolve()}:v2": [{"type": "reject"}]}}}
+    p = Policy.parse(json.dumps(doc).encode())
+    img = ImageToVerify(Digest.parse(D), [])
+    assert p.evaluate("oci", scopes, img).allowed
+    assert not p.evaluate("oci", path_scopes(sub, "v2"), img).allowed
+    assert p.evaluate("oci-archive", scopes, img).scope == "default"
