@@ -27,17 +27,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The public API. Changing it is a deliberate act: update this list in the same commit.
 EXPECTED_ALL = [
+    "ArchiveReader",
     "Conflict",
+    "CopyOptions",
+    "CopyResult",
     "Descriptor",
     "Digest",
     "DigestMismatch",
+    "FsckReport",
+    "GcResult",
     "ImageConfig",
+    "ImageReference",
     "IntegrityError",
     "InvalidDigest",
     "InvalidKey",
     "InvalidManifest",
     "InvalidReference",
     "LayoutError",
+    "LayoutReader",
+    "LayoutStore",
     "Manifest",
     "NotFound",
     "OcilayoutError",
@@ -49,7 +57,11 @@ EXPECTED_ALL = [
     "UnsupportedFormat",
     "VerificationError",
     "__version__",
+    "fsck",
+    "inspect_image",
     "manifest_digest",
+    "open_source",
+    "parse_reference",
 ]
 
 #: Top-level packages ``import ocilayout`` must not load (CLI, progress, network, crypto, codecs).

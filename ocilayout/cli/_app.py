@@ -40,9 +40,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err) or type(err).__name__
+def _one_line_text(text: str) -> str:
     return " ".join(text.split())
+
+
+def _one_line(err: BaseException) -> str:
+    return _one_line_text(str(err) or type(err).__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,18 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         print("ocilayout: aborted", file=sys.stderr)
         return 1
     except Exception as err:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
+        # typer may vendor click (typer._click): recognise its usage errors by shape, not by import.
+        if hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int):
+            print(f"ocilayout: error: {_one_line_text(err.format_message())} (see 'ocilayout --help')",
+                  file=sys.stderr)
             return err.exit_code
-        if isinstance(err, OSError):
-            if debug:
-                raise
-            print(f"ocilayout: error: {_one_line(err)}", file=sys.stderr)
-            return 1
         if debug:
             raise
+        if isinstance(err, OSError):
+            print(f"ocilayout: error: {_one_line(err)}", file=sys.stderr)
+            return 1
         print(f"ocilayout: internal error: {type(err).__name__}: {_one_line(err)} (run with --debug)",
               file=sys.stderr)
         return 70
