@@ -219,7 +219,8 @@ def test_no_secret_in_debug_tracebacks(tmp_path: Path, keypair, manifest: Path) 
 
 def test_imports_stay_light() -> None:
     code = ("import sys, ocilayout.cli.sign, ocilayout.signature.keys, ocilayout.signature.sigstore, "
-            "ocilayout.signature.gpg, ocilayout.signature.policy, ocilayout.signature.storage, ocilayout.signature.image;"
+            "ocilayout.signature.gpg, ocilayout.signature.policy, ocilayout.signature.storage, "
+            "ocilayout.signature.image;"
             "print(sorted(m for m in ('cryptography', 'nacl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
