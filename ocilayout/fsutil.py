@@ -35,16 +35,20 @@ def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[Path, BinaryI
     The lock lets ``gc`` tell a live writer's temp file from a dead one. On normal exit the caller must
     have renamed the file away (or it is removed).
     """
-    name = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{suffix}"
-    path = directory / name
-    f = open(path, "xb")  # noqa: SIM115 - closed below
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    making = directory / f".ocilayout-new-{token}"
+    path = directory / f"{TMP_PREFIX}{token}{suffix}"
+    f = open(making, "xb")  # noqa: SIM115 - closed below
     try:
+        # Locked before it carries the temp prefix, so a gc probing it never sees it unlocked.
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(making, path)
         yield path, f
     finally:
         f.close()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        for leftover in (making, path):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def locked_temp_dir(parent: Path, suffix: str = ".d") -> tuple[Path, int]:

@@ -30,9 +30,9 @@ from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import LayoutError, OcilayoutError
-from .fsutil import TMP_PREFIX, fsync_dir, locked
+from .fsutil import TMP_PREFIX, fsync_dir
 from .manifest import MAX_MANIFEST_SIZE
-from .store import LOCK_FILE, LayoutStore
+from .store import LayoutStore
 from .validate import sniff_manifest, stale_temp_files
 
 __all__ = ["DEFAULT_GRACE", "GcResult", "gc", "reachable_digests"]
@@ -135,7 +135,7 @@ def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRAC
     LayoutError when reachability cannot be decided (see :func:`reachable_digests`); nothing is deleted.
     """
     root = store.root
-    with locked(root / LOCK_FILE):
+    with store.locked():
         live = _live_writers(store)
         keep = reachable_digests(store)
         now = time.time()

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,30 @@ class LayoutStore(LayoutReader):
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        self._mutex = threading.RLock()
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the layout's inter-process lock (re-entrant within this object, across its threads).
+
+        ``index.json`` updates and ``gc`` take it; a writer that must check and publish atomically
+        (copy's commit) holds it around both.
+        """
+        with self._mutex:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with locked(self.root / LOCK_FILE):
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
 
     @classmethod
     def open(cls, root: Path | str) -> LayoutStore:
@@ -335,7 +360,7 @@ class LayoutStore(LayoutReader):
 
         Other top-level fields of ``index.json`` are kept. The write is atomic (temp, fsync, rename).
         """
-        with locked(self.root / LOCK_FILE):
+        with self.locked():
             doc = load_json(self.index_bytes(), "index.json")
             if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
                 raise InvalidManifest(f"{self.root}/index.json is not an OCI index")

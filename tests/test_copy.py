@@ -123,3 +123,25 @@ def test_oci_archive_output_is_deterministic(sample: Path, tmp_path: Path, monke
     copy(f"oci:{sample}:v1", f"oci-archive:{tmp_path}/a.tar:v1")
     copy(f"oci:{sample}:v1", f"oci-archive:{tmp_path}/b.tar:v1")
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_commit_refuses_when_gc_removed_a_reused_blob(sample: Path, tmp_path: Path) -> None:
+    """A copy that skipped a blob the layout had must not tag if a concurrent gc removed it meanwhile."""
+    from ocilayout.errors import LayoutError
+    from ocilayout.reference import parse_reference
+    from ocilayout.transports.oci import LayoutDestination
+
+    copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:old")
+    store = LayoutStore.open(tmp_path / "d")
+    root = store.resolve("old")
+    store.remove_ref("old")  # now every blob is unreferenced: fair game for gc
+    index_before = (tmp_path / "d" / "index.json").read_bytes()
+    dest = LayoutDestination(parse_reference(f"oci:{tmp_path}/d:new"))
+    try:
+        assert dest.has_blob(root)  # reused, not copied
+        store.remove_blob(root.digest)  # what gc would do between the copy's check and its commit
+        with pytest.raises(LayoutError, match="concurrent gc"):
+            dest.commit(root)
+    finally:
+        dest.close()
+    assert (tmp_path / "d" / "index.json").read_bytes() == index_before

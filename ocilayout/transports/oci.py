@@ -98,12 +98,17 @@ class LayoutDestination:
         try:
             self.store = LayoutStore.create(ref.path)
             self.staging = StagingArea(self.store)
+            self._reused: set[Digest] = set()
         except OSError as err:
             raise LayoutError(f"cannot write layout {ref.path}: {err.strerror or err}") from err
 
     def has_blob(self, desc: Descriptor) -> bool:
-        return self.staging.has(desc.digest) or (
-            self.store.has_blob(desc.digest) and self.store.blob_size(desc.digest) == desc.size)
+        if self.staging.has(desc.digest):
+            return True
+        if self.store.has_blob(desc.digest) and self.store.blob_size(desc.digest) == desc.size:
+            self._reused.add(desc.digest)
+            return True
+        return False
 
     def put_blob(self, stream: BinaryIO, expected: Descriptor,
                  progress: Callable[[int], None] | None = None) -> Descriptor:
@@ -119,8 +124,19 @@ class LayoutDestination:
         return desc
 
     def commit(self, root: Descriptor) -> None:
-        self.staging.publish()
-        self.store.set_ref(self.ref.ref, index_entry(root))
+        """Publish staged blobs and write the tag, under the layout lock that gc also takes.
+
+        Blobs the copy skipped because the layout had them are checked again under the lock: a gc that
+        ran meanwhile may have removed them (they were unreferenced), and a tag must never point at a
+        missing blob. Raises LayoutError then, leaving the layout unchanged.
+        """
+        with self.store.locked():
+            gone = [d for d in self._reused if not self.store.has_blob(d)]
+            if gone:
+                raise LayoutError(f"{len(gone)} blob(s) this copy reused were removed by a concurrent gc; "
+                                  "run the copy again")
+            self.staging.publish()
+            self.store.set_ref(self.ref.ref, index_entry(root))
 
     def close(self) -> None:
         self.staging.discard()
