@@ -13,9 +13,10 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .descriptor import Descriptor, Platform
+from .digest import Digest
 from .errors import NotFound
 from .graph import walk
 from .manifest import Manifest, canonical_json
@@ -54,6 +55,12 @@ class CopyOptions:
     platforms: tuple[Platform, ...] = ()
     jobs: int = 4
     progress: Progress | None = field(default=None, compare=False)
+    #: Drop the source's signatures instead of carrying them along.
+    remove_signatures: bool = False
+    #: A decrypted sigstore private key: sign the copied image on the way (see ``sign_identity``).
+    sign_by: Any = field(default=None, compare=False, repr=False)
+    #: The docker reference the new signature vouches for; default: the destination's full ref name.
+    sign_identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,10 @@ class CopyResult:
     blobs_copied: int
     blobs_skipped: int
     bytes_copied: int
+    #: Digests of every manifest and index written, root first.
+    manifest_digests: tuple[Digest, ...] = ()
+    signatures_copied: int = 0
+    signed: bool = False
 
 
 def select_root(src: Source, options: CopyOptions) -> tuple[Descriptor, Manifest | None]:
@@ -118,14 +129,77 @@ def copy(src: ImageReference | str, dst: ImageReference | str, options: CopyOpti
     with open_source(src) as source:
         destination = open_destination(dst)
         try:
+            identity = _sign_identity(destination.ref, options) if options.sign_by is not None else None
+        except BaseException:
+            destination.close()
+            raise
+        try:
             result = _copy(source, destination, options)
         finally:
             destination.close()
+        carried = [] if options.remove_signatures else _source_signatures(source, result.manifest_digests)
+    if carried or identity is not None:
+        result = _store_signatures(destination.ref, result, carried, options, identity)
     return result
+
+
+# -- signatures -------------------------------------------------------------------------------------------
+def _sign_identity(dst: ImageReference, options: CopyOptions) -> str:
+    """The identity a ``sign_by`` signature vouches for: ``sign_identity``, else the destination's ref name
+    when it is a full docker reference. Raises InvalidReference before anything is copied."""
+    from .errors import InvalidReference
+    from .signature.dockerref import parse_normalized
+
+    ident = options.sign_identity
+    if ident is None and dst.ref and "/" in dst.ref:
+        ident = dst.ref
+    if ident is None:
+        raise InvalidReference("signing while copying needs the identity to sign for (--sign-identity "
+                               "registry.example.com/ns/app:1.0)")
+    parse_normalized(ident)
+    return ident
+
+
+def _source_signatures(source: Source, digests: Sequence[Digest]) -> list[tuple[Digest, Any]]:
+    """Signatures the source holds for what was copied (sigstore ``.sig`` tags in a layout)."""
+    from .signature.storage import LayoutSignatures, sig_tag
+
+    have = set(source.reader.refs())
+    sigs = LayoutSignatures(source.reader)
+    out: list[tuple[Digest, Any]] = []
+    for digest in digests:
+        if sig_tag(digest) in have:
+            out.extend((digest, s) for s in sigs.list(digest))
+    return out
+
+
+def _store_signatures(dst: ImageReference, result: CopyResult, carried: list[tuple[Digest, Any]],
+                      options: CopyOptions, identity: str | None) -> CopyResult:
+    from dataclasses import replace
+
+    from .signature.image import ResolvedImage, store_signature
+
+    signed = False
+    if identity is not None:
+        from .signature.sigstore import sign_sigstore
+
+        carried = [*carried, (result.descriptor.digest, sign_sigstore(options.sign_by, result.descriptor.digest,
+                                                                       identity))]
+        signed = True
+    for digest, sig in carried:
+        store_signature(ResolvedImage(dst, digest), sig)
+    return replace(result, signatures_copied=len(carried) - int(signed), signed=signed)
 
 
 def _copy(source: Source, destination: Destination, options: CopyOptions) -> CopyResult:
     root, new_index = select_root(source, options)
+    if new_index is not None and not options.remove_signatures:
+        from .errors import UnsupportedFormat
+        from .signature.storage import sig_tag
+
+        if sig_tag(source.root.digest) in source.reader.refs():
+            raise UnsupportedFormat(f"{source.ref} is signed; a subset of its platforms is a new index the "
+                                    "signatures do not cover: pass --remove-signatures to copy it unsigned")
     roots = new_index.manifests if new_index is not None else [root]
     manifests: list[Manifest] = []
     blobs: dict[str, Descriptor] = {}
@@ -184,4 +258,6 @@ def _copy(source: Source, destination: Destination, options: CopyOptions) -> Cop
     destination.commit(root)
     if progress is not None:
         progress.finish()
-    return CopyResult(root, len(todo), len(blobs) - len(todo), sum(d.size for d in todo))
+    written = [m.digest for m in manifests] + ([new_index.digest] if new_index is not None else [])
+    written.sort(key=lambda d: d != root.digest)
+    return CopyResult(root, len(todo), len(blobs) - len(todo), sum(d.size for d in todo), tuple(written))

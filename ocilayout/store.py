@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -48,6 +49,9 @@ class RefEntry:
     @property
     def name(self) -> str | None:
         return self.descriptor.annotations.get(REF_NAME) or self.descriptor.annotations.get(CONTAINERD_NAME)
+
+
+_ATTACHMENT = re.compile(r"sha(256|512)-[0-9a-f]+\.(sig|att|sbom)")
 
 
 def blob_relpath(digest: Digest) -> str:
@@ -143,6 +147,8 @@ class LayoutReader:
                 return m.descriptor
             raise NotFound(f"{self.location}: no manifest {digest}")
         if ref is None:
+            # cosign attachments (sha256-<hex>.sig/.att/.sbom) are not images of their own
+            entries = [e for e in entries if not (e.name and _ATTACHMENT.fullmatch(e.name))]
             if len(entries) == 1:
                 return entries[0].descriptor
             if not entries:

@@ -27,8 +27,17 @@ def copy(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the copied manifest's digest here."),
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+    remove_signatures: bool = typer.Option(False, "--remove-signatures", help="Do not carry signatures along."),
+    sign_key: str | None = typer.Option(None, "--sign-by-sigstore-private-key", metavar="KEY",
+                                        help="Sign the copied image with this sigstore private key."),
+    sign_passphrase_file: str | None = typer.Option(None, "--sign-passphrase-file",
+                                                    help="Passphrase for the signing key (first line)."),
+    sign_identity: str | None = typer.Option(None, "--sign-identity", metavar="REF",
+                                             help="Docker reference the signature vouches for."),
 ) -> None:
-    """Copy an image between oci: layouts and oci-archive: files, verifying every blob."""
+    """Copy an image between oci: layouts and oci-archive: files, verifying every blob.
+
+    Signatures (cosign .sig tags) travel with the image unless --remove-signatures."""
     from ..copy import CopyOptions
     from ..copy import copy as do_copy
     from ..descriptor import Platform
@@ -41,16 +50,24 @@ def copy(
         raise InvalidReference(str(err)) from err
     if all_ and platforms:
         raise InvalidReference("--all and --platform exclude each other")
+    key = None
+    if sign_key is not None:
+        from .sign import _load_private_key
+
+        key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
     options = CopyOptions(all_platforms=all_, platforms=platforms, jobs=jobs,
-                          progress=progress_for("Copying", quiet))
+                          progress=progress_for("Copying", quiet), remove_signatures=remove_signatures,
+                          sign_by=key, sign_identity=sign_identity)
     result = do_copy(source, destination, options)
     if digestfile is not None:
         from ..fsutil import atomic_write
 
         atomic_write(digestfile, str(result.descriptor.digest).encode())
     if not quiet:
+        extra = f", {result.signatures_copied} signatures carried" if result.signatures_copied else ""
+        extra += ", signed" if result.signed else ""
         typer.echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
-                   f"{result.blobs_skipped} already present)", err=True)
+                   f"{result.blobs_skipped} already present{extra})", err=True)
 
 
 @app.command()
