@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UnsafePath
+from .errors import LayoutError, NotFound, OcilayoutError, UnsafePath
 
-__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "safe_join",
+__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "read_limited",
+           "safe_join",
            "temp_file"]
 
 #: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
@@ -108,6 +109,25 @@ def locked(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def read_limited(path: str | os.PathLike[str], what: str, limit: int,
+                 too_big: type[OcilayoutError] = LayoutError) -> bytes:
+    """A small file's bytes, never reading more than ``limit`` + 1 of them.
+
+    Raises NotFound when it does not exist, ``too_big`` when it is over ``limit`` or is a directory.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise NotFound(f"{what} file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise too_big(f"{what} file {str(p)!r} is a directory") from None
+    if len(data) > limit:
+        raise too_big(f"{what} file {str(p)!r} is over the {limit}-byte limit")
+    return data
 
 
 def safe_join(root: Path, rel: str) -> Path:

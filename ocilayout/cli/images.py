@@ -99,19 +99,12 @@ def manifest_digest(
     manifest: Path = typer.Argument(..., metavar="MANIFEST", help="A manifest file."),
 ) -> None:
     """Print a manifest file's digest, as skopeo manifest-digest does."""
-    from ..errors import InvalidManifest, NotFound
+    from ..errors import InvalidManifest
+    from ..fsutil import read_limited
     from ..manifest import MAX_MANIFEST_SIZE
     from ..manifest import manifest_digest as digest_of
 
-    try:
-        with open(manifest, "rb") as f:
-            raw = f.read(MAX_MANIFEST_SIZE + 1)
-    except FileNotFoundError as err:
-        raise NotFound(f"{manifest}: no such file") from err
-    except IsADirectoryError as err:
-        raise NotFound(f"{manifest} is a directory") from err
-    if len(raw) > MAX_MANIFEST_SIZE:
-        raise InvalidManifest(f"{manifest} is over the {MAX_MANIFEST_SIZE}-byte manifest limit")
+    raw = read_limited(manifest, "manifest", MAX_MANIFEST_SIZE, InvalidManifest)
     typer.echo(str(digest_of(raw)))
 
 

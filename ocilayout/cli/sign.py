@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ..errors import InvalidKey, InvalidManifest, NotFound, OcilayoutError
+from ..errors import InvalidKey, InvalidManifest, OcilayoutError
 from ._app import app, fail
 
 PASSPHRASE_ENV = "OCILAYOUT_PASSPHRASE"
@@ -21,16 +21,9 @@ _MAX_SMALL_FILE = 4 * 1024 * 1024
 
 def _read_small(path: str, what: str, limit: int = _MAX_SMALL_FILE) -> bytes:
     """Read a file of at most ``limit`` bytes without reading more than that."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise NotFound(f"{what} file {path!r} does not exist") from None
-    except IsADirectoryError:
-        raise NotFound(f"{what} file {path!r} is a directory") from None
-    if len(data) > limit:
-        raise InvalidManifest(f"{what} file {path!r} is over the {limit}-byte limit")
-    return data
+    from ..fsutil import read_limited
+
+    return read_limited(path, what, limit, InvalidManifest)
 
 
 def _passphrase(passphrase_file: str | None, *, confirm: bool, required: bool = True) -> bytes | None:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, InvalidKey, NotFound
+from ..errors import Conflict, InvalidKey
 
 __all__ = [
     "COSIGN_LABEL",
@@ -45,17 +45,9 @@ _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re
 
 def read_key_file(path: str | os.PathLike[str], what: str = "key") -> bytes:
     """Read a key file, refusing files over :data:`MAX_KEY_FILE_SIZE`; raises NotFound / InvalidKey."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_KEY_FILE_SIZE + 1)
-    except FileNotFoundError:
-        raise NotFound(f"{what} file {str(p)!r} does not exist") from None
-    except IsADirectoryError:
-        raise InvalidKey(f"{what} file {str(p)!r} is a directory") from None
-    if len(data) > MAX_KEY_FILE_SIZE:
-        raise InvalidKey(f"{what} file {str(p)!r} is over the {MAX_KEY_FILE_SIZE}-byte limit")
-    return data
+    from ..fsutil import read_limited
+
+    return read_limited(path, what, MAX_KEY_FILE_SIZE, InvalidKey)
 
 
 def _first_pem(data: bytes, what: str) -> tuple[str, bytes]:

@@ -12,10 +12,9 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..errors import NotFound, VerificationError
+from ..errors import VerificationError
 from .payload import go_json
 
 __all__ = [
@@ -148,14 +147,6 @@ def signature_from_blob(blob: bytes) -> Signature:
 
 def read_signature_file(path: str | os.PathLike[str]) -> bytes:
     """Read a signature file, refusing one over :data:`MAX_SIGNATURE_SIZE` without reading it all."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_SIGNATURE_SIZE + 1)
-    except FileNotFoundError:
-        raise NotFound(f"signature file {str(p)!r} does not exist") from None
-    except IsADirectoryError:
-        raise VerificationError(f"signature file {str(p)!r} is a directory") from None
-    if len(data) > MAX_SIGNATURE_SIZE:
-        raise VerificationError(f"signature file {str(p)!r} is over the {MAX_SIGNATURE_SIZE}-byte limit")
-    return data
+    from ..fsutil import read_limited
+
+    return read_limited(path, "signature", MAX_SIGNATURE_SIZE, VerificationError)
