@@ -398,18 +398,17 @@ class LayoutStore(LayoutReader):
         self.update_index(change)
 
     def remove_ref(self, name: str) -> Descriptor:
-        """Remove the entry called ``name``; returns its descriptor. Blobs stay until gc. Raises NotFound."""
+        """Remove the entry called ``name`` (or whose full name has that tag, as :meth:`resolve` matches);
+        returns its descriptor. Blobs stay until gc. Raises NotFound."""
+        full = _entry_name(dict(self.resolve(name).raw)) or name
         removed: list[dict[str, Any]] = []
 
         def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            removed.extend(e for e in entries if _entry_name(e) == name)
-            return [e for e in entries if _entry_name(e) != name]
+            removed.extend(e for e in entries if _entry_name(e) == full)
+            return [e for e in entries if _entry_name(e) != full]
 
-        desc = self.resolve(name)
-        if _entry_name(dict(desc.raw)) != name:
-            name = _entry_name(dict(desc.raw)) or name
         self.update_index(change)
-        if not removed:
+        if not removed:  # removed by another writer between resolve and the locked update
             raise NotFound(f"{self.root}: no image tagged {name!r}")
         return Descriptor.from_dict(removed[-1])
 
