@@ -125,6 +125,10 @@ class _MemberStream(io.RawIOBase):
         self._pos += got
         return got
 
+    def region(self) -> tuple[int, int, int]:
+        """(fd, offset, size) of the unread rest, for in-kernel copies (see :func:`ocilayout.streams.region_of`)."""
+        return self._fd, self._start + self._pos, self._size - self._pos
+
     def readall(self) -> bytes:
         out = bytearray(max(self._size - self._pos, 0))
         view = memoryview(out)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
+import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
-from .digest import CHUNK
+from .digest import CHUNK, Digest
+from .errors import SizeMismatch
 
-__all__ = ["PIPELINE_MIN", "pump"]
+__all__ = ["PIPELINE_MIN", "copy_region_hashed", "pump", "region_of"]
 
 #: Streams longer than this are worth a writer thread: hashing (in the reader) and disk writes overlap.
 PIPELINE_MIN = 4 * CHUNK
@@ -67,3 +72,82 @@ def _serial(reader: BinaryIO, f: BinaryIO, progress: Callable[[int], None] | Non
         if progress is not None:
             progress(n)
     return total
+
+
+#: Bytes per copy_file_range call: large enough to be cheap, small enough for the hasher to keep up.
+REGION_STEP = 8 * CHUNK
+_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
+
+
+def region_of(stream: object) -> tuple[int, int, int] | None:
+    """``(fd, offset, size)`` of what is left to read in ``stream`` when it is a plain file or a region of
+    one (an archive member), so the kernel can copy it; None for anything else."""
+    region = getattr(stream, "region", None)
+    if callable(region):
+        return region()  # type: ignore[no-any-return]
+    if isinstance(stream, io.BufferedReader | io.FileIO):
+        fd = stream.fileno()
+        pos = stream.tell()
+        return fd, pos, os.fstat(fd).st_size - pos
+    return None
+
+
+def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
+                       progress: Callable[[int], None] | None = None) -> Digest | None:
+    """Copy a file region into ``dst_fd`` (an empty file opened read-write) in the kernel, hashing what was
+    *written* (read back from the page cache) in parallel; returns its digest.
+
+    One thread runs ``copy_file_range`` while this one hashes the destination up to where the copy has got,
+    so hashing and copying overlap and no byte passes through a user-space write. Returns None, with
+    nothing written, when the kernel or filesystem cannot do it (the caller then streams). Raises
+    SizeMismatch when the source ends early, OSError on I/O errors.
+    """
+    src_fd, src_off, size = src
+    h = hashlib.new(algorithm)
+    done = 0
+    failure: list[BaseException] = []
+    cond = threading.Condition()
+
+    def copier() -> None:
+        nonlocal done
+        try:
+            while done < size:
+                n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done, done)
+                if n == 0:
+                    raise SizeMismatch(f"source ended after {done} of {size} bytes")
+                with cond:
+                    done += n
+                    cond.notify()
+        except BaseException as err:
+            with cond:
+                failure.append(err)
+                cond.notify()
+
+    thread = threading.Thread(target=copier, name="ocilayout-copy-range", daemon=True)
+    thread.start()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    pos = 0
+    try:
+        while pos < size:
+            with cond:
+                while done <= pos and not failure:
+                    cond.wait()
+                upto = done
+            if failure and upto <= pos:
+                break
+            while pos < upto:
+                n = os.preadv(dst_fd, [view[: min(CHUNK, upto - pos)]], pos)
+                h.update(view[:n])
+                pos += n
+                if progress is not None:
+                    progress(n)
+    finally:
+        thread.join()
+    if failure:
+        err = failure[0]
+        if isinstance(err, OSError) and err.errno in _UNSUPPORTED and pos == 0:
+            os.ftruncate(dst_fd, 0)
+            return None
+        raise err
+    return Digest(algorithm, h.hexdigest())

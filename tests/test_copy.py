@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from conftest import assert_fsck
 
 from ocilayout.copy import CopyOptions, copy, host_platform
 from ocilayout.descriptor import Platform
-from ocilayout.errors import DigestMismatch, NotFound, SizeMismatch, UnsupportedFormat
+from ocilayout.errors import DigestMismatch, LayoutError, NotFound, SizeMismatch, UnsupportedFormat
 from ocilayout.sample import make_image, make_index
 from ocilayout.store import LayoutStore
 
@@ -145,3 +146,33 @@ def test_commit_refuses_when_gc_removed_a_reused_blob(sample: Path, tmp_path: Pa
     finally:
         dest.close()
     assert (tmp_path / "d" / "index.json").read_bytes() == index_before
+
+
+@pytest.mark.parametrize("source", ["oci", "oci-archive"])
+@pytest.mark.parametrize("damage", [None, "flip", "truncate"])
+def test_large_blobs_kernel_copy_verified(tmp_path: Path, source: str, damage: str | None) -> None:
+    """Blobs over 4 MiB from a file or an archive member go through copy_file_range; still verified."""
+    store = LayoutStore.create(tmp_path / "s")
+    desc = make_image(store, [{"big.bin": os.urandom(6 * 1024 * 1024)}], compression="none", tag="big")
+    src = f"oci:{store.root}:big"
+    if source == "oci-archive":
+        copy(src, f"oci-archive:{tmp_path}/s.tar:big")
+        src = f"oci-archive:{tmp_path}/s.tar:big"
+    layer = store.get_manifest(desc).layers[0]
+    if damage is not None:
+        target = store.blob_path(layer.digest) if source == "oci" else tmp_path / "s.tar"
+        data = bytearray(target.read_bytes())
+        if damage == "flip":
+            offset = len(data) // 2 if source == "oci" else data.index(b"big.bin") + 4096
+            data[offset] ^= 0x01
+        else:
+            del data[-4096 if source == "oci" else len(data) // 2:]
+        target.write_bytes(bytes(data))
+        with pytest.raises((DigestMismatch, SizeMismatch, LayoutError, NotFound)):
+            copy(src, f"oci:{tmp_path}/d:big")
+        assert not (tmp_path / "d").exists() or LayoutStore.open(tmp_path / "d").refs() == []
+        return
+    copy(src, f"oci:{tmp_path}/d:big")
+    dst = LayoutStore.open(tmp_path / "d")
+    assert dst.blob_path(layer.digest).read_bytes() == store.blob_path(layer.digest).read_bytes()
+    assert_fsck(tmp_path / "d")

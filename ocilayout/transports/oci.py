@@ -13,12 +13,12 @@ from typing import BinaryIO
 
 from ..descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
 from ..digest import Digest, VerifyingReader
-from ..errors import LayoutError
+from ..errors import DigestMismatch, LayoutError, SizeMismatch
 from ..fsutil import fsync_dir, locked_temp_dir
 from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutStore
-from ..streams import PIPELINE_MIN, pump
+from ..streams import PIPELINE_MIN, copy_region_hashed, pump, region_of
 from .base import Capabilities
 
 __all__ = ["LayoutDestination", "StagingArea", "index_entry"]
@@ -49,23 +49,44 @@ class StagingArea:
 
     def put(self, stream: BinaryIO, expected: Descriptor | None,
             progress: Callable[[int], None] | None = None) -> tuple[Digest, int]:
-        """Write ``stream`` into the staging area, hashing as it goes; raises IntegrityError on mismatch."""
-        reader = VerifyingReader(stream, expected.digest if expected else None,
-                                 expected.size if expected else None)
+        """Write ``stream`` into the staging area, hashing as it goes; raises IntegrityError on mismatch.
+
+        A large blob that is a plain file or an archive member is copied by the kernel
+        (``copy_file_range``) while the copy is hashed; anything else is streamed through a
+        :class:`VerifyingReader`. Either way the digest checked is that of the bytes written.
+        """
         tmp = self.path / f"incoming-{secrets.token_hex(8)}"
         try:
-            with open(tmp, "xb", buffering=0) as f:
-                pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            with open(fd, "r+b", buffering=0) as f:
+                digest, size = self._fill(f, stream, expected, progress)
                 os.fsync(f.fileno())
-            digest = reader.digest
             os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
         with self._lock:
-            self._staged[digest] = reader.size
-        return digest, reader.size
+            self._staged[digest] = size
+        return digest, size
+
+    @staticmethod
+    def _fill(f: BinaryIO, stream: BinaryIO, expected: Descriptor | None,
+              progress: Callable[[int], None] | None) -> tuple[Digest, int]:
+        if expected is not None and expected.size > PIPELINE_MIN:
+            region = region_of(stream)
+            if region is not None:
+                if region[2] != expected.size:
+                    raise SizeMismatch(f"blob {expected.digest} is {region[2]} bytes, expected {expected.size}")
+                got = copy_region_hashed(region, f.fileno(), expected.digest.algorithm, progress)
+                if got is not None:
+                    if got != expected.digest:
+                        raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
+                    return got, expected.size
+        reader = VerifyingReader(stream, expected.digest if expected else None,
+                                 expected.size if expected else None)
+        pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
+        return reader.digest, reader.size
 
     def publish(self) -> None:
         """Move every staged blob into ``blobs/`` (rename, then fsync the directories)."""
