@@ -28,13 +28,16 @@ ensure_venv() {
         fi
     fi
     local stamp_file=$VENV/.ocilayout-install-stamp want
-    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $("$VPY" -V 2>&1)"
+    # Bump "setup-N" when this function changes what it installs, so existing venvs pick it up once.
+    want="setup-2 $(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $("$VPY" -V 2>&1)"
     if [[ ${OCILAYOUT_REINSTALL:-0} != 1 && -f $stamp_file && $(cat "$stamp_file") == "$want" ]] \
             && "$VPY" -c 'import ocilayout, pytest' >/dev/null 2>&1; then
         return 0
     fi
     _say "==> pip install -e '.[test]' into $VENV"
-    "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip >&2 || _say "(pip upgrade failed; going on)"
+    # setuptools >= 70.1 builds wheels without the 'wheel' package: tests/test_packaging.py builds one offline.
+    "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip 'setuptools>=70.1' >&2 \
+        || _say "(pip/setuptools upgrade failed; going on)"
     "$VPY" -m pip install --disable-pip-version-check -q -e "$ROOT[test]" >&2
     printf '%s\n' "$want" > "$stamp_file"
 }
