@@ -260,3 +260,15 @@ def test_cli_module_is_importable_lazily() -> None:
     """The CLI lives in a subpackage that the library never imports; importing it explicitly works."""
     mod = importlib.import_module("ocilayout.cli")
     assert callable(mod.main)
+
+
+def test_fixture_script_is_deterministic(tmp_path: Path) -> None:
+    """fixtures/make_sample.py (the demo's input) gives the same bytes twice, and the digests it documents."""
+    proc = subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_sample.py"), "--check"],
+                          capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    out = subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_sample.py"), str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=120, env=_env(), check=True).stdout
+    documented = (ROOT / "fixtures" / "README.md").read_text()
+    for line in out.splitlines():
+        assert line in documented, f"fixtures/README.md does not show {line!r}: update it with the new digests"
