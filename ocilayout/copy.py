@@ -129,18 +129,9 @@ def copy(src: ImageReference | str, dst: ImageReference | str, options: CopyOpti
     with open_source(src) as source:
         destination = open_destination(dst)
         try:
-            identity = _sign_identity(destination.ref, options) if options.sign_by is not None else None
-        except BaseException:
-            destination.close()
-            raise
-        try:
-            result = _copy(source, destination, options)
+            return _copy(source, destination, options)
         finally:
             destination.close()
-        carried = [] if options.remove_signatures else _source_signatures(source, result.manifest_digests)
-    if carried or identity is not None:
-        result = _store_signatures(destination.ref, result, carried, options, identity)
-    return result
 
 
 # -- signatures -------------------------------------------------------------------------------------------
@@ -173,22 +164,17 @@ def _source_signatures(source: Source, digests: Sequence[Digest]) -> list[tuple[
     return out
 
 
-def _store_signatures(dst: ImageReference, result: CopyResult, carried: list[tuple[Digest, Any]],
-                      options: CopyOptions, identity: str | None) -> CopyResult:
-    from dataclasses import replace
+def _signatures(source: Source, destination: Destination, root: Descriptor, written: Sequence[Digest],
+                options: CopyOptions) -> tuple[list[tuple[Digest, Any]], bool]:
+    """The signatures the destination must get: the source's for what was copied, unless removed, plus a new
+    one for ``root`` when ``sign_by`` is set. Returns them and whether a new one was made."""
+    carried = [] if options.remove_signatures else _source_signatures(source, written)
+    if options.sign_by is None:
+        return carried, False
+    from .signature.sigstore import sign_sigstore
 
-    from .signature.image import ResolvedImage, store_signature
-
-    signed = False
-    if identity is not None:
-        from .signature.sigstore import sign_sigstore
-
-        carried = [*carried, (result.descriptor.digest, sign_sigstore(options.sign_by, result.descriptor.digest,
-                                                                       identity))]
-        signed = True
-    for digest, sig in carried:
-        store_signature(ResolvedImage(dst, digest), sig)
-    return replace(result, signatures_copied=len(carried) - int(signed), signed=signed)
+    identity = _sign_identity(destination.ref, options)
+    return [*carried, (root.digest, sign_sigstore(options.sign_by, root.digest, identity))], True
 
 
 def _copy(source: Source, destination: Destination, options: CopyOptions) -> CopyResult:
@@ -200,6 +186,8 @@ def _copy(source: Source, destination: Destination, options: CopyOptions) -> Cop
         if sig_tag(source.root.digest) in source.reader.refs():
             raise UnsupportedFormat(f"{source.ref} is signed; a subset of its platforms is a new index the "
                                     "signatures do not cover: pass --remove-signatures to copy it unsigned")
+    if options.sign_by is not None:
+        _sign_identity(destination.ref, options)  # refuse a missing identity before copying anything
     roots = new_index.manifests if new_index is not None else [root]
     manifests: list[Manifest] = []
     blobs: dict[str, Descriptor] = {}
@@ -255,9 +243,21 @@ def _copy(source: Source, destination: Destination, options: CopyOptions) -> Cop
         destination.put_manifest(manifest)
     if new_index is not None:
         destination.put_manifest(new_index)
-    destination.commit(root)
-    if progress is not None:
-        progress.finish()
     written = [m.digest for m in manifests] + ([new_index.digest] if new_index is not None else [])
     written.sort(key=lambda d: d != root.digest)
-    return CopyResult(root, len(todo), len(blobs) - len(todo), sum(d.size for d in todo), tuple(written))
+    signatures, signed = _signatures(source, destination, root, written, options)
+    # An archive takes signatures into the same single write as the image; a directory appends them to
+    # each digest's .sig tag right after the image is tagged (never before: no tag for a missing image).
+    stage = getattr(destination, "stage_signatures", None)
+    if stage is not None and signatures:
+        stage(signatures)
+    destination.commit(root)
+    if stage is None and signatures:
+        from .signature.image import ResolvedImage, store_signature
+
+        for digest, sig in signatures:
+            store_signature(ResolvedImage(destination.ref, digest), sig)
+    if progress is not None:
+        progress.finish()
+    return CopyResult(root, len(todo), len(blobs) - len(todo), sum(d.size for d in todo), tuple(written),
+                      signatures_copied=len(signatures) - int(signed), signed=signed)

@@ -123,3 +123,21 @@ def test_platform_subset_of_signed_index_refused(tmp_path: Path, keys) -> None: 
     assert res.signatures_copied == 1
     verify_image(f"oci:{tmp_path}/d:all", [pub], IDENT)
     assert_fsck(tmp_path / "d")
+
+
+def test_archive_destination_appends_to_its_signatures(sample: Path, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    priv, pub, _, _ = keys
+    archive = f"oci-archive:{tmp_path}/a.tar:v1"
+    copy(f"oci:{sample}:v1", archive)
+    sign_image(archive, priv, "registry.example.com/team/other:2")  # a signature only the archive has
+    sign_image(f"oci:{sample}:v1", priv, IDENT)
+    res = copy(f"oci:{sample}:v1", archive)
+    assert res.signatures_copied == 1
+    _, a = verify_image(archive, [pub], IDENT)
+    _, b = verify_image(archive, [pub], "registry.example.com/team/other:2")
+    assert len(a) == len(b) == 1
+    from ocilayout.archive import ArchiveReader
+
+    with ArchiveReader.open(tmp_path / "a.tar") as reader:
+        sig = reader.get_manifest(reader.resolve(sig_tag(reader.resolve("v1").digest)))
+        assert len(sig.layers) == 2

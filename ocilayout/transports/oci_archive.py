@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import LayoutError
 from ..fsutil import TMP_PREFIX, is_stale_temp, locked_temp_dir
+from ..graph import walk
 from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutReader
@@ -85,6 +86,25 @@ class ArchiveDestination:
         """
         self._deferred[desc.digest] = (reader, desc.size)
         self._progress = progress
+
+    def stage_signatures(self, items: Sequence[tuple[Digest, Any]]) -> None:
+        """Add sigstore signatures (manifest digest, signature) to the archive's single write at commit,
+        appended to the ``.sig`` manifests the existing archive already has for those digests."""
+        from ..signature.storage import LayoutSignatures, sig_tag
+
+        staging = self._inner.store
+        for digest in dict.fromkeys(d for d, _ in items):
+            tag = sig_tag(digest)
+            if self.base is not None and tag in self.base.refs() and tag not in staging.refs():
+                # seed the staging layout with the archive's current .sig manifest, so adding appends to it
+                old = self.base.resolve(tag)
+                for node in walk(self.base, [old]):
+                    with self.base.open_blob(node.descriptor) as f:
+                        staging.put_blob(f, node.descriptor)
+                staging.set_ref(tag, old)
+        store = LayoutSignatures(staging)
+        for digest, sig in items:
+            store.add(digest, sig)
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
         desc = manifest.descriptor
