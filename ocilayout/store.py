@@ -374,13 +374,14 @@ class LayoutStore(LayoutReader):
             doc["manifests"] = change(list(doc.get("manifests") or []))
             atomic_write(self.root / INDEX_FILE, canonical_json(doc))
 
-    def set_ref(self, name: str | None, desc: Descriptor) -> None:
+    def set_ref(self, name: str | None, desc: Descriptor, *, require_blob: bool = True) -> None:
         """Point ``name`` at ``desc`` in ``index.json``, replacing any entry of that name.
 
         With ``name`` None the descriptor is added untagged unless an untagged entry of it exists.
-        The descriptor's blob must already be stored.
+        The descriptor's blob must already be stored (unless ``require_blob`` is False: a staging layout
+        whose blobs partly live elsewhere, as when appending to an archive).
         """
-        if not self.has_blob(desc.digest):
+        if require_blob and not self.has_blob(desc.digest):
             raise NotFound(f"{self.root}: cannot tag {desc.digest}: blob not stored")
         annotations = {k: v for k, v in desc.annotations.items() if k != REF_NAME}
         if name is not None:

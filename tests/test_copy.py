@@ -176,3 +176,15 @@ def test_large_blobs_kernel_copy_verified(tmp_path: Path, source: str, damage: s
     dst = LayoutStore.open(tmp_path / "d")
     assert dst.blob_path(layer.digest).read_bytes() == store.blob_path(layer.digest).read_bytes()
     assert_fsck(tmp_path / "d")
+
+
+def test_recopy_into_archive_that_has_everything(sample: Path, tmp_path: Path) -> None:
+    """A second copy of the same image into an archive stages nothing and must still (re)write the tag."""
+    from ocilayout.archive import ArchiveReader
+
+    copy(f"oci:{sample}:v1", f"oci-archive:{tmp_path}/a.tar:v1")
+    again = copy(f"oci:{sample}:v1", f"oci-archive:{tmp_path}/a.tar:also")
+    assert again.blobs_copied == 0
+    with ArchiveReader.open(tmp_path / "a.tar") as reader:
+        assert reader.refs() == ["v1", "also"]
+        assert reader.resolve("also").digest == reader.resolve("v1").digest

@@ -116,7 +116,9 @@ class ArchiveDestination:
         from ..archive import commit_archive
 
         self._inner.staging.publish()
-        self._inner.store.set_ref(self.ref.ref, index_entry(root))
+        # The image may be wholly in the existing archive already (a re-copy): commit_archive checks that
+        # every entry's blob is in the staging layout or the archive.
+        self._inner.store.set_ref(self.ref.ref, index_entry(root), require_blob=False)
         if self.base is not None:
             self.base.close()
             self.base = None
