@@ -163,3 +163,36 @@ def test_archive_commands(cli, sample: Path, tmp_path: Path) -> None:  # type: i
     assert json.loads(cli("inspect", f"oci-archive:{archive}:v1").stdout)["Os"] == "linux"
     _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}"), 4)  # a directory
     _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}/no/such/dir/a.tar"), 4)
+
+
+def test_progress_bar_only_on_a_terminal(sample: Path, tmp_path: Path) -> None:
+    """On a TTY stderr gets a progress bar; piped, and with -q, it gets none."""
+    import pty
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "ocilayout", "copy", f"oci:{sample}:multi", f"oci:{tmp_path}/tty:m", "--all"]
+    leader, follower = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    assert b"Copying" in seen and b"blobs" in seen, seen
+    piped = subprocess.run([*cmd[:-3], f"oci:{sample}:v1", f"oci:{tmp_path}/pipe:v1"], capture_output=True)
+    assert piped.returncode == 0 and b"Copying (" not in piped.stderr
+    quiet = subprocess.run([*cmd[:-3], "-q", f"oci:{sample}:v1", f"oci:{tmp_path}/q:v1"], capture_output=True)
+    assert quiet.returncode == 0 and quiet.stderr == b""
