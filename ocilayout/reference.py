@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .digest import Digest
 from .errors import InvalidReference
 
-__all__ = ["LAYOUT_TRANSPORTS", "TRANSPORTS", "ImageReference", "parse_reference"]
+__all__ = ["LAYOUT_TRANSPORTS", "TRANSPORTS", "ImageReference", "check_ref_name", "parse_reference"]
 
 TRANSPORTS = ("oci", "oci-archive", "dir", "docker-archive", "docker")
 LAYOUT_TRANSPORTS = frozenset({"oci", "oci-archive"})
@@ -63,7 +63,8 @@ class ImageReference:
         return ImageReference(self.transport, self.path, ref, None)
 
 
-def _check_ref(ref: str, text: str) -> str:
+def check_ref_name(ref: str, text: str) -> str:
+    """``ref`` when it is a valid OCI ref name; raises InvalidReference naming ``text`` otherwise."""
     if not _REF_NAME.fullmatch(ref) or len(ref) > 512:
         raise InvalidReference(f"invalid reference name {ref!r} in {text!r}")
     return ref
@@ -122,7 +123,7 @@ def parse_reference(text: str) -> ImageReference:
         # dir: takes a bare path; a colon belongs to it.
         return ImageReference(transport, rest, None, None)
     if ref is not None:
-        _check_ref(ref, text)
+        check_ref_name(ref, text)
     return ImageReference(transport, path, ref, None)
 
 

@@ -142,9 +142,9 @@ def tag(
             raise InvalidReference(f"{new_ref} must name a tag in the same layout ({src.path}); use copy")
         name = dst.ref
     else:
-        from ..reference import _check_ref
+        from ..reference import check_ref_name
 
-        _check_ref(name, new_ref)
+        check_ref_name(name, new_ref)
     store = LayoutStore.open(src.path)
     desc = store.resolve(src.ref, src.digest)
     store.set_ref(name, index_entry(desc))
