@@ -127,27 +127,9 @@ def tag(
     new_ref: str = typer.Argument(..., metavar="NEW-REF", help="A tag name, or oci:PATH:TAG in the same layout"),
 ) -> None:
     """Give an image in a layout another name (replacing what that name pointed at)."""
-    from ..errors import InvalidReference, UnsupportedFormat
-    from ..reference import parse_reference
-    from ..store import LayoutStore
-    from ..transports.oci import index_entry
+    from ..tags import tag_image
 
-    src = parse_reference(image)
-    if src.transport != "oci":
-        raise UnsupportedFormat("tag works on oci: layouts; use copy for archives")
-    name = new_ref
-    if ":" in new_ref and new_ref.split(":", 1)[0] in ("oci", "oci-archive"):
-        dst = parse_reference(new_ref)
-        if dst.transport != "oci" or Path(dst.path).resolve() != Path(src.path).resolve() or not dst.ref:
-            raise InvalidReference(f"{new_ref} must name a tag in the same layout ({src.path}); use copy")
-        name = dst.ref
-    else:
-        from ..reference import check_ref_name
-
-        check_ref_name(name, new_ref)
-    store = LayoutStore.open(src.path)
-    desc = store.resolve(src.ref, src.digest)
-    store.set_ref(name, index_entry(desc))
+    tag_image(image, new_ref)
 
 
 @app.command()
@@ -155,18 +137,6 @@ def delete(
     image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF or oci:PATH@DIGEST"),
 ) -> None:
     """Remove an image's name from a layout; its blobs stay until gc."""
-    from ..errors import InvalidReference, NotFound, UnsupportedFormat
-    from ..reference import parse_reference
-    from ..store import LayoutStore
+    from ..tags import untag_image
 
-    ref = parse_reference(image)
-    if ref.transport != "oci":
-        raise UnsupportedFormat("delete works on oci: layouts")
-    store = LayoutStore.open(ref.path)
-    if ref.digest is not None:
-        if store.remove_digest(ref.digest) == 0:
-            raise NotFound(f"{ref.path}: no index entry for {ref.digest}")
-    elif ref.ref is not None:
-        store.remove_ref(ref.ref)
-    else:
-        raise InvalidReference(f"{image}: name the image to delete (oci:PATH:REF or oci:PATH@DIGEST)")
+    untag_image(image)
