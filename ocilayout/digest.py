@@ -72,10 +72,11 @@ class Digest:
         return f"{self.algorithm}:{self.hex}"
 
 
-def digest_stream(stream: BinaryIO, algorithm: str = "sha256") -> tuple[Digest, int]:
-    """Hash ``stream`` to its end in constant memory; returns the digest and the byte count."""
-    h = hashlib.new(algorithm)
-    size = 0
+def digest_stream(stream: BinaryIO, algorithm: str = "sha256", *, initial: bytes = b"") -> tuple[Digest, int]:
+    """Hash ``initial`` then ``stream`` to its end in constant memory; returns the digest and the byte count
+    (``initial`` lets a caller look at a stream's first bytes and still hash them)."""
+    h = hashlib.new(algorithm, initial)
+    size = len(initial)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     readinto = getattr(stream, "readinto", None)

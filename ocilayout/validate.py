@@ -22,7 +22,7 @@ from typing import Any
 from . import mediatypes as mt
 from .compression import MAGIC_LEN, detect
 from .descriptor import Descriptor
-from .digest import CHUNK, Digest
+from .digest import Digest, digest_stream
 from .errors import OcilayoutError
 from .fsutil import TMP_PREFIX, is_stale_temp
 from .manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, load_json
@@ -374,31 +374,10 @@ class _Checker:
 
 def _hash_blob(reader: LayoutReader, digest: Digest) -> tuple[Digest, int, str]:
     """Hash one blob in constant memory; returns (digest of the bytes, byte count, detected compression)."""
-    h = digest.hasher()
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    head = b""
     with reader.open_blob(digest, verify=False) as f:
-        readinto = getattr(f, "readinto", None)
-        while True:
-            if readinto is not None:
-                n = readinto(buf)
-                if not n:
-                    break
-                h.update(view[:n])
-                if len(head) < MAGIC_LEN:
-                    head += bytes(view[: MAGIC_LEN - len(head)][:n])
-            else:
-                chunk = f.read(CHUNK)
-                if not chunk:
-                    break
-                n = len(chunk)
-                h.update(chunk)
-                if len(head) < MAGIC_LEN:
-                    head += chunk[: MAGIC_LEN - len(head)]
-            size += n
-    return Digest(digest.algorithm, h.hexdigest()), size, detect(head)
+        head = f.read(MAGIC_LEN)
+        got, size = digest_stream(f, digest.algorithm, initial=head)
+    return got, size, detect(head)
 
 
 def fsck(reader: LayoutReader, *, jobs: int = 2) -> FsckReport:

@@ -424,13 +424,10 @@ class Policy:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
         """Read and parse a policy file; raises NotFound / PolicyError."""
+        from ..fsutil import read_limited
+
         p = Path(path)
-        try:
-            with p.open("rb") as f:
-                raw = f.read(_MAX_POLICY_SIZE + 1)
-        except FileNotFoundError:
-            raise NotFound(f"policy file {str(p)!r} does not exist") from None
-        return cls.parse(raw, p.parent)
+        return cls.parse(read_limited(p, "policy", _MAX_POLICY_SIZE, PolicyError), p.parent)
 
     def requirements_for(self, transport: str, scopes: Sequence[str]) -> tuple[str, list[_Requirement]]:
         """The most specific matching scope among ``scopes`` (then ``""``, then the default)."""
