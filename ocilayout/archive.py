@@ -28,6 +28,7 @@ import os
 import posixpath
 import stat
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from .manifest import canonical_json, load_json
 from .store import INDEX_FILE, LAYOUT_DOC, LAYOUT_FILE, LayoutReader, LayoutStore, blob_relpath
 from .streams import PIPELINE_MIN, pump
 
-__all__ = ["ArchiveReader", "Member", "commit_archive", "source_date_epoch"]
+__all__ = ["ArchiveReader", "Member", "archive_lock", "commit_archive", "source_date_epoch"]
 
 BLOCK = 512
 #: Symlink hops allowed while resolving one name (Linux's ELOOP limit).
@@ -444,13 +445,32 @@ def _merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return out
 
 
+def archive_lock(directory: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialize archive updates in one directory (flock on the directory itself; no lock file).
+
+    Re-entrant within a thread, so a caller can read an archive, decide, and :func:`commit_archive` it
+    under one lock (as appending a signature does).
+    """
+    return _dir_lock(Path(directory).resolve())
+
+
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def _dir_lock(directory: Path) -> Iterator[None]:
-    """Serialize archive commits in one directory (flock on the directory itself; leaves no lock file)."""
+    held: set[Path] = _held.__dict__.setdefault("dirs", set())
+    if directory in held:
+        yield
+        return
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        held.add(directory)
+        try:
+            yield
+        finally:
+            held.discard(directory)
     finally:
         os.close(fd)
 
@@ -479,7 +499,7 @@ def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None,
     if not parent.is_dir():
         raise NotFound(f"cannot write {out}: directory {parent} does not exist")
     staging.check_layout_file()
-    with _dir_lock(parent):
+    with archive_lock(parent):
         base_path = Path(base) if base is not None else (out if out.exists() else None)
         old = ArchiveReader.open(base_path) if base_path is not None else None
         try:

@@ -141,3 +141,22 @@ def test_archive_destination_appends_to_its_signatures(sample: Path, tmp_path: P
     with ArchiveReader.open(tmp_path / "a.tar") as reader:
         sig = reader.get_manifest(reader.resolve(sig_tag(reader.resolve("v1").digest)))
         assert len(sig.layers) == 2
+
+
+def test_concurrent_signers_on_one_archive_all_survive(sample: Path, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    _, pub, key, _ = keys
+    archive = f"oci-archive:{tmp_path}/a.tar:v1"
+    copy(f"oci:{sample}:v1", archive)
+    env = {**os.environ, "OCILAYOUT_PASSPHRASE": PASS.decode()}
+    idents = [f"registry.example.com/team/app{i}:1" for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-m", "ocilayout", "sign", archive, "--key", str(key),
+                               "--identity", ident], env=env, stderr=subprocess.PIPE) for ident in idents]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    for ident in idents:
+        verify_image(archive, [pub], ident)

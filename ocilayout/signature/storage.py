@@ -285,7 +285,7 @@ def add_to_archive(path: str | os.PathLike[str], manifest_digest: Digest, sig: S
     atomically keeping everything it held. Raises NotFound, UnsupportedFormat, LayoutError."""
     import shutil
 
-    from ..archive import ArchiveReader, commit_archive
+    from ..archive import ArchiveReader, archive_lock, commit_archive
     from ..fsutil import locked_temp_dir
 
     if not isinstance(sig, SigstoreSignature):
@@ -293,20 +293,22 @@ def add_to_archive(path: str | os.PathLike[str], manifest_digest: Digest, sig: S
     archive = Path(path)
     if not archive.is_file():
         raise NotFound(f"{archive}: no such archive")
-    with ArchiveReader.open(archive) as reader:
-        _, layers, diff_ids = LayoutSignatures(reader)._current(manifest_digest)
-        if any(_same_layer(old, sigstore_layer(sig)) for old in layers):
-            return
     parent = archive.parent if str(archive.parent) else Path(".")
-    tmp, fd = locked_temp_dir(parent, ".archive")
-    try:
-        staging = LayoutStore.create(tmp)
-        desc = _store_sig_manifest(staging, layers, diff_ids, sig)
-        staging.set_ref(sig_tag(manifest_digest), desc)
-        commit_archive(archive, staging)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.close(fd)
+    # Read the current signatures and write the new archive under one lock: concurrent signers all survive.
+    with archive_lock(parent):
+        with ArchiveReader.open(archive) as reader:
+            _, layers, diff_ids = LayoutSignatures(reader)._current(manifest_digest)
+            if any(_same_layer(old, sigstore_layer(sig)) for old in layers):
+                return
+        tmp, fd = locked_temp_dir(parent, ".archive")
+        try:
+            staging = LayoutStore.create(tmp)
+            desc = _store_sig_manifest(staging, layers, diff_ids, sig)
+            staging.set_ref(sig_tag(manifest_digest), desc)
+            commit_archive(archive, staging)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.close(fd)
 
 
 def storage_for(ref: ImageReference | str) -> SignatureStorage:

@@ -53,6 +53,7 @@ class ArchiveDestination:
             raise LayoutError(f"{self.path} is a directory; oci-archive: wants a file (use oci: for a layout)")
         self.base: LayoutReader | None = ArchiveReader.open(self.path) if self.path.exists() else None
         self._deferred: dict[Digest, tuple[LayoutReader, int]] = {}
+        self._signatures: list[tuple[Digest, Any]] = []
         self._progress: Callable[[int], None] | None = None
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
@@ -88,22 +89,26 @@ class ArchiveDestination:
         self._progress = progress
 
     def stage_signatures(self, items: Sequence[tuple[Digest, Any]]) -> None:
-        """Add sigstore signatures (manifest digest, signature) to the archive's single write at commit,
-        appended to the ``.sig`` manifests the existing archive already has for those digests."""
+        """Sigstore signatures (manifest digest, signature) to write with the image at :meth:`commit`,
+        appended to the ``.sig`` manifests the archive holds for those digests then."""
+        self._signatures.extend(items)
+
+    def _merge_signatures(self, base: LayoutReader | None) -> None:
+        """Stage :attr:`_signatures` on top of ``base``'s current ``.sig`` manifests (call under the lock)."""
         from ..signature.storage import LayoutSignatures, sig_tag
 
         staging = self._inner.store
-        for digest in dict.fromkeys(d for d, _ in items):
+        for digest in dict.fromkeys(d for d, _ in self._signatures):
             tag = sig_tag(digest)
-            if self.base is not None and tag in self.base.refs() and tag not in staging.refs():
+            if base is not None and tag in base.refs() and tag not in staging.refs():
                 # seed the staging layout with the archive's current .sig manifest, so adding appends to it
-                old = self.base.resolve(tag)
-                for node in walk(self.base, [old]):
-                    with self.base.open_blob(node.descriptor) as f:
+                old = base.resolve(tag)
+                for node in walk(base, [old]):
+                    with base.open_blob(node.descriptor) as f:
                         staging.put_blob(f, node.descriptor)
                 staging.set_ref(tag, old)
         store = LayoutSignatures(staging)
-        for digest, sig in items:
+        for digest, sig in self._signatures:
             store.add(digest, sig)
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
@@ -113,7 +118,7 @@ class ArchiveDestination:
         return self._inner.put_manifest(manifest)
 
     def commit(self, root: Descriptor) -> None:
-        from ..archive import commit_archive
+        from ..archive import ArchiveReader, archive_lock, commit_archive
 
         self._inner.staging.publish()
         # The image may be wholly in the existing archive already (a re-copy): commit_archive checks that
@@ -122,7 +127,15 @@ class ArchiveDestination:
         if self.base is not None:
             self.base.close()
             self.base = None
-        commit_archive(self.path, self._inner.store, extra=self._deferred, progress=self._progress)
+        with archive_lock(self.path.parent):
+            if self._signatures:  # merged with the archive as it is now, under the lock other writers take
+                base = ArchiveReader.open(self.path) if self.path.exists() else None
+                try:
+                    self._merge_signatures(base)
+                finally:
+                    if base is not None:
+                        base.close()
+            commit_archive(self.path, self._inner.store, extra=self._deferred, progress=self._progress)
 
     def close(self) -> None:
         self._inner.close()
