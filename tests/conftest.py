@@ -115,3 +115,28 @@ def sample(tmp_path: Path) -> Path:
     path = tmp_path / "sample"
     build_sample_layout(path)
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "damages_layouts: the test corrupts layouts on purpose; skip the fsck")
+
+
+@pytest.fixture(autouse=True)
+def _fsck_written_layouts(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """After every test, every OCI layout it left under its tmp_path must pass fsck (unless it is marked
+    ``damages_layouts``): the standing oracle for 'nothing the tools write is ever broken'."""
+    if request.node.get_closest_marker("damages_layouts") or "tmp_path" not in request.fixturenames:
+        yield
+        return
+    root = request.getfixturevalue("tmp_path")  # set up before this fixture, so torn down after it
+    yield
+    from ocilayout.store import LayoutStore
+    from ocilayout.validate import fsck
+
+    for marker in sorted(root.rglob("oci-layout")):
+        layout = marker.parent
+        if any(part.startswith(".ocilayout-") for part in layout.relative_to(root).parts):
+            continue  # a writer's staging area
+        report = fsck(LayoutStore(layout))
+        errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
+        assert not errors, f"{layout} fails fsck after the test: {errors}"

@@ -459,6 +459,7 @@ def test_append_to_plain_tar_with_links(tmp_path: Path, sample: LayoutStore) -> 
         assert r.refs() == ["v1", "multi"]
 
 
+@pytest.mark.damages_layouts
 def test_failed_commit_leaves_destination_unchanged(tmp_path: Path, sample: LayoutStore) -> None:
     out = tmp_path / "out.tar"
     commit_archive(out, sample)

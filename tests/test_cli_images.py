@@ -70,6 +70,7 @@ def test_bad_references(cli, sample: Path, tmp_path: Path, ref: str, code: int) 
     assert not (tmp_path / "d").exists() or LayoutStore.open(tmp_path / "d").refs() == []
 
 
+@pytest.mark.damages_layouts
 def test_digest_with_path_characters_in_index_json(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     doc = json.loads((sample / "index.json").read_bytes())
     doc["manifests"][0]["digest"] = "sha256:../../../../../etc/passwd"
@@ -78,6 +79,7 @@ def test_digest_with_path_characters_in_index_json(cli, sample: Path, tmp_path: 
     _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/d:x"))
 
 
+@pytest.mark.damages_layouts
 def test_oversized_and_garbage_json(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = LayoutStore.open(sample)
     desc = store.resolve("v1")
@@ -89,6 +91,7 @@ def test_oversized_and_garbage_json(cli, sample: Path, tmp_path: Path) -> None: 
     _one_line_error(cli("list-tags", f"oci:{sample}"), 4)
 
 
+@pytest.mark.damages_layouts
 def test_truncated_blob_fails_copy_and_destination_unchanged(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("copy", f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep").exit_code == 0
     before = _snapshot(tmp_path / "d")

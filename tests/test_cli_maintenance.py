@@ -40,6 +40,7 @@ def test_fsck_clean_exit_0(cli, sample: LayoutStore, form: str) -> None:
     assert "11 blobs" in res.stderr
 
 
+@pytest.mark.damages_layouts
 def test_fsck_problems_exit_4_one_line_each(cli, sample: LayoutStore) -> None:
     m = sample.get_manifest(sample.resolve("v1"))
     sample.blob_path(m.layers[0].digest).unlink()
@@ -132,6 +133,7 @@ def test_gc_young_blobs_need_force(cli, sample: LayoutStore) -> None:
     assert "removed 3 blobs" in res.stdout
 
 
+@pytest.mark.damages_layouts
 def test_gc_refusal_is_one_line(cli, sample: LayoutStore) -> None:
     sample.blob_path(sample.resolve("multi").digest).unlink()
     _one_line_error(cli("gc", sample.root), 4)
@@ -175,12 +177,14 @@ def test_images_json(cli, sample: LayoutStore) -> None:
     assert all(isinstance(r["size"], int) and r["size"] > 0 for r in rows)
 
 
+@pytest.mark.damages_layouts
 def test_images_broken_entry_still_listed(cli, sample: LayoutStore) -> None:
     sample.blob_path(sample.resolve("v1").digest).unlink()
     rows = json.loads(cli("images", "--json", sample.root).stdout)
     assert rows[0]["size"] is None and rows[1]["size"] > 0
 
 
+@pytest.mark.damages_layouts
 def test_images_garbage_index_is_one_line(cli, sample: LayoutStore) -> None:
     (sample.root / "index.json").write_text("{")
     _one_line_error(cli("images", sample.root), 4)

@@ -71,6 +71,7 @@ def test_copy_skips_blobs_already_present(sample: Path, tmp_path: Path) -> None:
     assert LayoutStore.open(tmp_path / "d").refs() == ["a", "b"]
 
 
+@pytest.mark.damages_layouts
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_corrupt_source_blob_fails_and_destination_unchanged(sample: Path, tmp_path: Path, damage: str) -> None:
     src = LayoutStore.open(sample)
@@ -148,6 +149,7 @@ def test_commit_refuses_when_gc_removed_a_reused_blob(sample: Path, tmp_path: Pa
     assert (tmp_path / "d" / "index.json").read_bytes() == index_before
 
 
+@pytest.mark.damages_layouts
 @pytest.mark.parametrize("source", ["oci", "oci-archive"])
 @pytest.mark.parametrize("damage", [None, "flip", "truncate"])
 def test_large_blobs_kernel_copy_verified(tmp_path: Path, source: str, damage: str | None) -> None:

@@ -97,6 +97,7 @@ def test_young_blobs_kept_unless_grace_zero(tmp_path: Path) -> None:
     assert [d for d, _ in gc(store, grace=0).removed] == [stray.digest]
 
 
+@pytest.mark.damages_layouts
 def test_refuses_when_a_manifest_is_unreadable(sample: LayoutStore) -> None:
     index = sample.get_manifest(sample.resolve("multi"))
     sample.blob_path(index.manifests[0].digest).unlink()
@@ -106,6 +107,7 @@ def test_refuses_when_a_manifest_is_unreadable(sample: LayoutStore) -> None:
     assert _blobs(sample) == before
 
 
+@pytest.mark.damages_layouts
 def test_refuses_when_a_manifest_is_corrupt(sample: LayoutStore) -> None:
     desc = sample.resolve("v1")
     sample.blob_path(desc.digest).write_bytes(b"{}")
@@ -115,12 +117,14 @@ def test_refuses_when_a_manifest_is_corrupt(sample: LayoutStore) -> None:
     assert _blobs(sample) == before
 
 
+@pytest.mark.damages_layouts
 def test_refuses_on_garbage_index_json(sample: LayoutStore) -> None:
     (sample.root / "index.json").write_text("nope")
     with pytest.raises(LayoutError):
         gc(sample)
 
 
+@pytest.mark.damages_layouts
 def test_missing_layer_does_not_block_gc(sample: LayoutStore) -> None:
     layer = sample.get_manifest(sample.resolve("v1")).layers[0]
     sample.blob_path(layer.digest).unlink()
@@ -228,6 +232,7 @@ def test_after_gc_fsck_and_skopeo_inspect_every_tag(sample: LayoutStore, skopeo)
     skopeo("copy", "--all", f"oci:{sample.root}:multi", f"oci:{sample.root.parent / 'copy'}:multi")
 
 
+@pytest.mark.damages_layouts
 def test_peer_multiple_images_nested_index_and_shared_blobs(tmp_path: Path) -> None:
     store = _copy_tree(peer_path(f"{CIMG}/delete_image_multiple_images"), tmp_path / "l")
     _age(store)
@@ -244,6 +249,7 @@ def test_peer_multiple_images_nested_index_and_shared_blobs(tmp_path: Path) -> N
     assert _blobs(store) == set(reachable(store))
 
 
+@pytest.mark.damages_layouts
 def test_peer_ggcr_unknown_mediatype_refused(tmp_path: Path) -> None:
     store = _copy_tree(peer_path(f"{GGCR}/test_gc_image_unknown_mediatype"), tmp_path / "l")
     with pytest.raises(LayoutError, match="gc refused"):

@@ -106,6 +106,7 @@ def test_remove_ref_keeps_blobs(tmp_path: Path) -> None:
         store.remove_ref("t")
 
 
+@pytest.mark.damages_layouts
 def test_corrupt_blob_detected_on_read(tmp_path: Path) -> None:
     store = LayoutStore.create(tmp_path / "l")
     desc = make_image(store, [{"a": b"1"}], tag="t")
@@ -116,6 +117,7 @@ def test_corrupt_blob_detected_on_read(tmp_path: Path) -> None:
         store.get_manifest(store.resolve("t"))
 
 
+@pytest.mark.damages_layouts
 def test_symlinked_blob_out_of_layout_refused(tmp_path: Path) -> None:
     store = LayoutStore.create(tmp_path / "l")
     desc = make_image(store, [{"a": b"1"}], tag="t")
@@ -127,6 +129,7 @@ def test_symlinked_blob_out_of_layout_refused(tmp_path: Path) -> None:
         store.get_manifest(desc)
 
 
+@pytest.mark.damages_layouts
 @pytest.mark.parametrize("content", [b"", b"garbage", b'{"schemaVersion": 2, "manifests": 3}', b"[]"])
 def test_garbage_index_json(tmp_path: Path, content: bytes) -> None:
     store = LayoutStore.create(tmp_path / "l")
@@ -136,6 +139,7 @@ def test_garbage_index_json(tmp_path: Path, content: bytes) -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.damages_layouts
 def test_not_a_layout(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     with pytest.raises(LayoutError, match="not an OCI layout"):

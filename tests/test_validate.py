@@ -19,6 +19,8 @@ from ocilayout.sample import build_sample_layout, make_image, make_layer
 from ocilayout.store import LayoutStore
 from ocilayout.validate import KINDS, fsck
 
+pytestmark = pytest.mark.damages_layouts
+
 CIMG = "containers-image/oci/layout/fixtures"
 GGCR = "go-containerregistry/pkg/v1/layout/testdata"
 
