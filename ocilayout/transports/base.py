@@ -4,6 +4,11 @@ A :class:`Source` is a read-only layout view plus the descriptor the reference r
 :class:`Destination` takes blobs and manifests and makes them visible only at :meth:`Destination.commit`;
 ``close()`` without ``commit()`` leaves the destination as it was. Order: ``put_blob*`` ->
 ``put_manifest*`` -> ``commit`` -> ``close``.
+
+Two optional methods, found by copy with ``getattr``, let a destination do better than the contract:
+``add_source_blob(desc, reader, progress)`` takes a blob to stream straight from the source at commit (an
+archive writes each blob once, into the tar), and ``stage_signatures(items)`` takes signatures into the same
+commit. Without them, copy calls ``put_blob`` and stores signatures right after ``commit``.
 """
 
 from __future__ import annotations
