@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import LayoutError, NotFound, OcilayoutError, UnsafePath
+from .errors import LayoutError, NotFound, OcilayoutError
 
 __all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "read_limited",
-           "safe_join",
            "temp_file"]
 
 #: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
@@ -128,13 +127,3 @@ def read_limited(path: str | os.PathLike[str], what: str, limit: int,
     if len(data) > limit:
         raise too_big(f"{what} file {str(p)!r} is over the {limit}-byte limit")
     return data
-
-
-def safe_join(root: Path, rel: str) -> Path:
-    """``root / rel`` for a relative, normalized member name; raises UnsafePath for ``..``/absolute names."""
-    if not rel or rel.startswith("/") or "\x00" in rel:
-        raise UnsafePath(f"unsafe path {rel!r}")
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise UnsafePath(f"unsafe path {rel!r}: contains '..'")
-    return root.joinpath(*parts)

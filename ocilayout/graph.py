@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
-from .errors import NotFound, OcilayoutError
+from .errors import OcilayoutError
 from .manifest import Manifest
 from .store import LayoutReader
 
@@ -88,9 +88,3 @@ def reachable(reader: LayoutReader, roots: Iterable[Descriptor] | None = None,
     for node in walk(reader, roots, problems):
         out[node.descriptor.digest] = node.descriptor
     return out
-
-
-def require_blob(reader: LayoutReader, desc: Descriptor) -> None:
-    """Raise NotFound unless the blob of ``desc`` is stored."""
-    if not reader.has_blob(desc.digest):
-        raise NotFound(f"{reader.location}: blob {desc.digest} is missing")

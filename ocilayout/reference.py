@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from .digest import Digest
 from .errors import InvalidReference
 
-__all__ = ["LAYOUT_TRANSPORTS", "TRANSPORTS", "ImageReference", "check_ref_name", "parse_reference"]
+__all__ = ["TRANSPORTS", "ImageReference", "check_ref_name", "parse_reference"]
 
 TRANSPORTS = ("oci", "oci-archive", "dir", "docker-archive", "docker")
-LAYOUT_TRANSPORTS = frozenset({"oci", "oci-archive"})
 
 # OCI image-spec ref.name grammar (annotations.md), which also admits full references like
 # "docker.io/library/foo:1.0" as buildkit writes them.
@@ -53,14 +52,6 @@ class ImageReference:
         if self.ref is not None:
             s += f":{self.ref}"
         return s
-
-    @property
-    def is_layout(self) -> bool:
-        """True for ``oci:`` and ``oci-archive:``."""
-        return self.transport in LAYOUT_TRANSPORTS
-
-    def with_ref(self, ref: str | None) -> ImageReference:
-        return ImageReference(self.transport, self.path, ref, None)
 
 
 def check_ref_name(ref: str, text: str) -> str:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,10 +25,11 @@ from typing import Any, BinaryIO
 
 from . import mediatypes as mt
 from .descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
-from .digest import CHUNK, Digest, VerifyingReader
+from .digest import Digest, VerifyingReader
 from .errors import InvalidManifest, LayoutError, NotFound, OcilayoutError, UnsafePath
-from .fsutil import TMP_PREFIX, atomic_write, fsync_dir, is_stale_temp, locked, temp_file
+from .fsutil import atomic_write, fsync_dir, locked, temp_file
 from .manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, load_json
+from .streams import pump
 
 __all__ = ["LayoutReader", "LayoutStore", "RefEntry"]
 
@@ -320,44 +321,33 @@ class LayoutStore(LayoutReader):
         if expected is not None and self.has_blob(expected.digest) and \
                 self.blob_size(expected.digest) == expected.size:
             return expected
-        alg = expected.digest.algorithm if expected else "sha256"
         reader = VerifyingReader(stream, expected.digest if expected else None,
-                                 expected.size if expected else None, algorithm=alg)
+                                 expected.size if expected else None)
         try:
             with temp_file(self.root) as (tmp, f):
-                while True:
-                    chunk = reader.read(CHUNK)
-                    if not chunk:
-                        break
-                    f.write(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
+                pump(reader, f, progress, pipelined=False)
                 f.flush()
                 os.fsync(f.fileno())
-                digest = reader.digest
-                final = self.blob_path(digest)
+                final = self.blob_path(reader.digest)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, final)
         except OSError as err:
             raise _os_error(err, f"writing a blob into {self.root}") from err
         fsync_dir(final.parent)
-        media_type = expected.media_type if expected else "application/octet-stream"
         if expected is not None:
             return expected
-        return Descriptor(media_type=media_type, digest=digest, size=reader.size)
+        return Descriptor(media_type="application/octet-stream", digest=reader.digest, size=reader.size)
 
     def put_bytes(self, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
         """Store in-memory content; returns its descriptor."""
-        import io
-
         desc = Descriptor(media_type=media_type, digest=Digest.of(data), size=len(data))
         return self.put_blob(io.BytesIO(data), desc)
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
         """Store a manifest's exact bytes; returns a descriptor with its media type."""
         desc = manifest.descriptor
-        self.put_blob(_bytes_stream(manifest.raw), desc)
+        self.put_blob(io.BytesIO(manifest.raw), desc)
         return desc
 
     # -- index.json ------------------------------------------------------------------------------------
@@ -427,11 +417,6 @@ class LayoutStore(LayoutReader):
         return count
 
     # -- housekeeping ----------------------------------------------------------------------------------
-    def temp_files(self) -> Iterator[tuple[Path, bool]]:
-        """Temp files of writers in this layout, with whether each is stale (its writer is gone)."""
-        for p in sorted(self.root.glob(TMP_PREFIX + "*")):
-            yield p, is_stale_temp(p)
-
     def all_blobs(self) -> Iterator[tuple[Digest, int]]:
         """Every well-named blob file with its size (files with other names are skipped)."""
         blobs = self.root / "blobs"
@@ -453,20 +438,10 @@ class LayoutStore(LayoutReader):
         with contextlib.suppress(FileNotFoundError):
             self.blob_path(digest).unlink()
 
-    def destroy(self) -> None:
-        """Remove the whole layout directory."""
-        shutil.rmtree(self.root)
-
 
 def _entry_name(entry: dict[str, Any]) -> str | None:
     ann = entry.get("annotations") or {}
     return ann.get(REF_NAME) or ann.get(CONTAINERD_NAME)
-
-
-def _bytes_stream(data: bytes) -> BinaryIO:
-    import io
-
-    return io.BytesIO(data)
 
 
 def _os_error(err: OSError, doing: str) -> OcilayoutError:

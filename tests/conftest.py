@@ -36,6 +36,17 @@ def read_peer(rel: str) -> bytes:
     return data
 
 
+def materialize_peer_dir(rel: str, dest: Path) -> Path:
+    """Copy a peer-fixture directory (e.g. a dir: image) into ``dest``, resolving the text-file 'symlinks'
+    upstream git stored; returns the copy."""
+    src = peer_path(rel)
+    out = dest / src.name
+    out.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        (out / f.name).write_bytes(read_peer(f"{rel}/{f.name}"))
+    return out
+
+
 def require_tool(name: str) -> str:
     """Path of a real tool (skopeo, umoci, docker-registry, gpg); in CI a missing tool fails the test."""
     path = shutil.which(name)

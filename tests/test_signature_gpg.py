@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import peer_path, read_peer, require_tool
+from conftest import materialize_peer_dir, peer_path, read_peer, require_tool
 
 from ocilayout.digest import Digest
 from ocilayout.errors import InvalidManifest, NotFound, VerificationError
@@ -45,13 +45,7 @@ def ring() -> Iterator[GPGKeyring]:
 
 
 def materialize(name: str, dest: Path) -> Path:
-    """Copy a fixture dir: image, resolving the text-file 'symlinks' upstream git stored."""
-    src = peer_path(f"{FIX}/{name}")
-    out = dest / name
-    out.mkdir(parents=True)
-    for f in sorted(src.iterdir()):
-        (out / f.name).write_bytes(read_peer(f"{FIX}/{name}/{f.name}"))
-    return out
+    return materialize_peer_dir(f"{FIX}/{name}", dest)
 
 
 def test_keyring_imports_primary_fingerprints(ring: GPGKeyring) -> None:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import peer_path, read_peer
+from conftest import materialize_peer_dir, peer_path, read_peer
 
 from ocilayout.digest import Digest
 from ocilayout.errors import InvalidManifest, NotFound, UnsupportedFormat, VerificationError
@@ -30,13 +30,7 @@ COSIGN_REPO = "192.168.64.2:5000/cosign-signed-single-sample"
 
 
 def materialize(name: str, dest: Path) -> Path:
-    """Copy a fixture dir: image to ``dest``, resolving the text-file 'symlinks' upstream git stored."""
-    src = peer_path(f"{FIX}/{name}")
-    out = dest / name
-    out.mkdir(parents=True)
-    for f in sorted(src.iterdir()):
-        (out / f.name).write_bytes(read_peer(f"{FIX}/{name}/{f.name}"))
-    return out
+    return materialize_peer_dir(f"{FIX}/{name}", dest)
 
 
 def pub(name: str):

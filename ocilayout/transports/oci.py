@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 import shutil
@@ -137,8 +138,6 @@ class LayoutDestination:
         return expected
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
-        import io
-
         desc = manifest.descriptor
         if not self.has_blob(desc):
             self.staging.put(io.BytesIO(manifest.raw), desc)
