@@ -26,7 +26,7 @@ def copy(
     platform: list[str] = typer.Option([], "--platform", help="os/arch[/variant] to copy from an index (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the copied manifest's digest here."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel (oci: destinations; archives are one sequential pass)."),
     remove_signatures: bool = typer.Option(False, "--remove-signatures", help="Do not carry signatures along."),
     sign_key: str | None = typer.Option(None, "--sign-by-sigstore-private-key", metavar="KEY",
                                         help="Sign the copied image with this sigstore private key."),
