@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import DigestMismatch, InvalidDigest, SizeMismatch
 
-__all__ = ["ALGORITHMS", "CHUNK", "Digest", "VerifyingReader", "digest_stream"]
+__all__ = ["ALGORITHMS", "CHUNK", "Digest", "VerifyingReader", "digest_stream", "read_verified"]
 
 #: Supported algorithms and the exact hex length of their encoded value.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -94,6 +94,17 @@ def digest_stream(stream: BinaryIO, algorithm: str = "sha256", *, initial: bytes
             h.update(chunk)
         size += n
     return Digest(algorithm, h.hexdigest()), size
+
+
+def read_verified(stream: BinaryIO, desc: Any) -> bytes:
+    """All of a small blob's bytes from ``stream``, checked against ``desc`` (a Descriptor): never more than
+    its declared size + 1 is read, so a device or an endless stream cannot exhaust memory. Raises
+    SizeMismatch, DigestMismatch."""
+    reader = VerifyingReader(stream, desc.digest, desc.size)
+    parts: list[bytes] = []
+    while chunk := reader.read(CHUNK):  # raises SizeMismatch once past the declared size; checks at EOF
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class VerifyingReader:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import LayoutError, NotFound, OcilayoutError
 
-__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "read_limited",
-           "temp_file"]
+__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "open_regular",
+           "read_limited", "stale_temp_files", "temp_file"]
 
 #: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
 TMP_PREFIX = ".ocilayout-tmp-"
+#: A temp file younger than this is never judged (its writer may not have taken its lock yet).
+TEMP_MIN_AGE = 60.0
 
 
 def fsync_dir(path: Path) -> None:
@@ -101,9 +106,23 @@ def is_stale_temp(path: Path) -> bool:
 
 @contextlib.contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive inter-process lock (flock on ``lock_path``) for the block."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold an exclusive inter-process lock (flock on ``lock_path``) for the block.
+
+    The lock file is never opened through a symlink (a dangling ``.ocilayout.lock -> /elsewhere`` would
+    otherwise create a file there) and must be a regular file; raises UnsafePath / LayoutError.
+    """
     try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            from .errors import UnsafePath
+
+            raise UnsafePath(f"{lock_path} is a symlink; refusing to lock through it") from err
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise LayoutError(f"{lock_path} is {_kind(mode)}, not a regular lock file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -118,12 +137,71 @@ def read_limited(path: str | os.PathLike[str], what: str, limit: int,
     """
     p = Path(path)
     try:
-        with p.open("rb") as f:
+        with open_regular(p, f"{what} file") as f:
             data = f.read(limit + 1)
     except FileNotFoundError:
         raise NotFound(f"{what} file {str(p)!r} does not exist") from None
-    except IsADirectoryError:
-        raise too_big(f"{what} file {str(p)!r} is a directory") from None
+    except LayoutError as err:
+        raise too_big(str(err)) from None
     if len(data) > limit:
         raise too_big(f"{what} file {str(p)!r} is over the {limit}-byte limit")
     return data
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def open_regular(path: Path | str, what: str = "file") -> BinaryIO:
+    """Open ``path`` for reading without blocking, accepting only a regular file (checked with ``fstat`` on
+    the open descriptor, so a swap cannot fool it). Raises FileNotFoundError, LayoutError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise LayoutError(f"{what} {path}: too many levels of symbolic links") from err
+        if isinstance(err, FileNotFoundError | IsADirectoryError):
+            if isinstance(err, IsADirectoryError):
+                raise LayoutError(f"{what} {path} is a directory, not a file") from err
+            raise
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise LayoutError(f"{what} {path} is {_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def stale_temp_files(root: Path, min_age: float = TEMP_MIN_AGE) -> Iterator[tuple[Path, int]]:
+    """Temp files and staging directories in the layout ``root`` whose writer is gone, with their sizes.
+
+    Entries younger than ``min_age`` seconds are skipped without being touched: a writer creates its temp
+    file and flock()s it a moment later, and probing the lock in between could make that writer fail.
+    """
+    now = time.time()
+    for p in sorted(root.glob(TMP_PREFIX + "*")):
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
+            continue
+        if now - st.st_mtime < min_age:
+            continue
+        if is_stale_temp(p):
+            yield p, _tree_size(p) if p.is_dir() else st.st_size
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total

@@ -2,8 +2,9 @@
 
 Safety rules (docs/gc.md explains them):
 
-* reachability is computed from ``index.json`` through indexes, manifests, configs, layers and subjects,
-  and blobs whose media type says nothing are sniffed for a manifest and followed when they are one;
+* reachability is computed from ``index.json`` with :func:`ocilayout.graph.walk` (the walk copy and fsck
+  use): through indexes, manifests, configs, layers and subjects; untyped entries are sniffed for a
+  manifest and followed when they are one;
 * if any manifest-like descriptor on the way is missing or unreadable, gc refuses (LayoutError): it cannot
   prove what that manifest referenced is unreachable;
 * the layout lock is held from the walk to the last unlink, so no ``set_ref`` lands in between;
@@ -26,22 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from . import graph
-from . import mediatypes as mt
-from .descriptor import Descriptor
 from .digest import Digest
 from .errors import LayoutError, OcilayoutError
-from .fsutil import TMP_PREFIX, fsync_dir
-from .manifest import MAX_MANIFEST_SIZE
+from .fsutil import TMP_PREFIX, fsync_dir, stale_temp_files
 from .store import LayoutStore
-from .validate import sniff_manifest, stale_temp_files
 
 __all__ = ["DEFAULT_GRACE", "GcResult", "gc", "reachable_digests"]
 
 #: Unreferenced blobs younger than this (seconds, by mtime) are kept unless the caller forces.
 DEFAULT_GRACE = 3600.0
-
-_CONFIG_TYPES = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
-
 
 @dataclass(frozen=True, slots=True)
 class GcResult:
@@ -73,56 +67,28 @@ class GcResult:
         }
 
 
-def _is_leaf(desc: Descriptor) -> bool:
-    """True for descriptors that cannot reference anything (layers, configs): their absence hides nothing."""
-    return desc.media_type in _CONFIG_TYPES or mt.layer_compression(desc.media_type) is not None \
-        or desc.media_type.startswith("application/vnd.oci.image.layer.")
-
-
 def reachable_digests(store: LayoutStore) -> set[Digest]:
-    """Every digest reachable from ``index.json``; raises LayoutError when that cannot be decided.
+    """Every digest reachable from ``index.json`` (through :func:`ocilayout.graph.walk`, the walk copy and
+    fsck use); raises LayoutError when that cannot be decided.
 
-    A missing or unreadable manifest, index or unknown-type blob makes the answer unknowable (what it
-    referenced would look unreachable), so it raises. A missing layer or config, a missing foreign layer
-    and a referrer's subject that is not in the layout are fine: they reference nothing stored here.
+    A missing or unreadable manifest, index or untyped entry makes the answer unknowable (what it
+    referenced would look unreachable), and so does an ``index.json`` entry that cannot be parsed: both
+    raise. A missing layer or config, a missing foreign layer and a referrer's subject that is not in the
+    layout are fine: they reference nothing stored here.
     """
     try:
         roots = [e.descriptor for e in store.entries()]
     except OcilayoutError as err:
         raise LayoutError(f"gc refused: cannot read index.json: {err}") from err
-    seen: dict[Digest, Descriptor] = {}
-    sniffed: set[Digest] = set()
-    while roots:
-        problems: list[graph.Problem] = []
-        nodes = list(graph.walk(store, roots, problems))
-        subjects: set[Digest] = set()
-        for node in nodes:
-            seen.setdefault(node.descriptor.digest, node.descriptor)
-            if node.manifest is not None and node.manifest.subject is not None:
-                subjects.add(node.manifest.subject.digest)
-        by_digest = {n.descriptor.digest: n.descriptor for n in nodes}
-        for p in problems:
-            desc = by_digest.get(p.digest)
-            absent = not store.has_blob(p.digest)
-            if absent and desc is not None and (_is_leaf(desc) or p.digest in subjects):
-                continue
-            raise LayoutError(f"gc refused: {store.root}: cannot read {p.digest} ({p.message}); "
-                              "run ocilayout fsck")
-        # Blobs whose media type says nothing may be manifests (ggcr writes such index entries): follow them.
-        roots = []
-        for node in nodes:
-            d = node.descriptor
-            if d.digest in sniffed or node.manifest is not None or _is_leaf(d) or \
-                    mt.is_index(d.media_type) or mt.is_manifest(d.media_type):
-                continue
-            sniffed.add(d.digest)
-            if not store.has_blob(d.digest) or store.blob_size(d.digest) > MAX_MANIFEST_SIZE:
-                continue
-            with store.open_blob(d.digest, verify=False) as f:
-                m = sniff_manifest(f.read(MAX_MANIFEST_SIZE + 1))
-            if m is not None:
-                roots.append(Descriptor(m.media_type, d.digest, d.size))
-    return set(seen)
+    problems: list[graph.WalkProblem] = []
+    seen: set[Digest] = set()
+    for node in graph.walk(store, roots, problems):
+        seen.add(node.descriptor.digest)
+    for p in problems:
+        if p.missing and p.role in (graph.CONFIG, graph.LAYER, graph.SCHEMA1_LAYER, graph.SUBJECT):
+            continue
+        raise LayoutError(f"gc refused: {store.root}: cannot read {p.digest} ({p.message}); run ocilayout fsck")
+    return seen
 
 
 def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> GcResult:

@@ -10,11 +10,11 @@ import json
 import re
 from typing import Any
 
-from .copy import CopyOptions, select_root
 from .descriptor import Descriptor
 from .errors import InvalidManifest
 from .manifest import ImageConfig, Manifest
-from .transports import Source
+from .plan import Selection, select_root
+from .transports.base import Source, read_blob_bytes
 
 __all__ = ["go_json", "go_time", "image_config", "inspect_image", "pretty_config"]
 
@@ -51,11 +51,11 @@ def _sorted_map(value: Any) -> dict[str, Any] | None:
 
 def image_config(src: Source) -> tuple[Manifest, ImageConfig | None]:
     """The single-image manifest skopeo would show for ``src`` (host platform of an index) and its config."""
-    root, _ = select_root(src, CopyOptions())
+    root, _ = select_root(src, Selection())
     manifest = src.get_manifest(root)
     if manifest.is_schema1 or "config" not in manifest.doc:
         return manifest, None
-    return manifest, ImageConfig.parse(src.reader.read_blob_bytes(manifest.config))
+    return manifest, ImageConfig.parse(read_blob_bytes(src, manifest.config))
 
 
 def _schema1_config(manifest: Manifest) -> dict[str, Any]:

@@ -17,19 +17,22 @@ import errno
 import io
 import os
 import re
+import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import mediatypes as mt
 from .descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
-from .digest import Digest, VerifyingReader
-from .errors import InvalidManifest, LayoutError, NotFound, OcilayoutError, UnsafePath
+from .digest import Digest, VerifyingReader, read_verified
+from .errors import InvalidManifest, InvalidReference, LayoutError, NotFound, OcilayoutError, UnsafePath
 from .fsutil import atomic_write, fsync_dir, locked, temp_file
+from .index import entry_name, merge_entries, parse_index_doc, with_name
 from .manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, load_json
 from .streams import pump
+from .tarfs import DirTree, Tree
 
 __all__ = ["LayoutReader", "LayoutStore", "RefEntry"]
 
@@ -42,14 +45,29 @@ EMPTY_INDEX = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
 
 @dataclass(frozen=True, slots=True)
 class RefEntry:
-    """One ``index.json`` entry: its position, descriptor and name (None when untagged)."""
+    """One ``index.json`` entry: its position, raw JSON and name. Entries are parsed lazily: a broken one
+    (an unsupported digest algorithm, a bad size) fails only where it is used (:attr:`descriptor` raises)."""
 
     position: int
-    descriptor: Descriptor
+    raw: Mapping[str, Any]
+    parsed: Descriptor | None
+    error: OcilayoutError | None = None
 
     @property
     def name(self) -> str | None:
-        return self.descriptor.annotations.get(REF_NAME) or self.descriptor.annotations.get(CONTAINERD_NAME)
+        return entry_name(self.raw)
+
+    @property
+    def ok(self) -> bool:
+        return self.parsed is not None
+
+    @property
+    def descriptor(self) -> Descriptor:
+        """The entry's descriptor; raises the entry's parse error (InvalidManifest, InvalidDigest...)."""
+        if self.parsed is None:
+            assert self.error is not None
+            raise self.error
+        return self.parsed
 
 
 _ATTACHMENT = re.compile(r"sha(256|512)-[0-9a-f]+\.(sig|att|sbom)")
@@ -70,20 +88,22 @@ def _tag_of(name: str) -> str | None:
 
 
 class LayoutReader:
-    """Read-only access to an image layout. Subclasses provide :meth:`_open`, :meth:`_size`, :meth:`_exists`."""
+    """Read-only access to an image layout over a :class:`~ocilayout.tarfs.Tree` (a directory or a tar)."""
 
-    #: Human-readable location for messages.
-    location: str = ""
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        #: Human-readable location for messages.
+        self.location = tree.location
 
     # -- primitives ------------------------------------------------------------------------------------
-    def _open(self, relpath: str) -> BinaryIO:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _open(self, relpath: str) -> BinaryIO:
+        return self.tree.open(relpath)
 
-    def _size(self, relpath: str) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _size(self, relpath: str) -> int:
+        return self.tree.size(relpath)
 
-    def _exists(self, relpath: str) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _exists(self, relpath: str) -> bool:
+        return self.tree.exists(relpath)
 
     # -- layout files ----------------------------------------------------------------------------------
     def _read_small(self, relpath: str, what: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:
@@ -112,60 +132,88 @@ class LayoutReader:
         return self._read_small(INDEX_FILE, "index.json")
 
     def index(self) -> Manifest:
-        """``index.json`` parsed as an OCI index (entries validated)."""
+        """``index.json`` parsed as an OCI index (every entry validated)."""
         raw = self.index_bytes()
         try:
             return Manifest.parse(raw, mt.OCI_INDEX)
         except OcilayoutError as err:
-            err.add_note(f"in {self.location}/index.json")
             raise type(err)(f"{self.location}/index.json: {err}") from err
 
     def entries(self) -> list[RefEntry]:
-        """Every ``index.json`` entry, in file order."""
-        return [RefEntry(i, d) for i, d in enumerate(self.index().manifests)]
+        """Every ``index.json`` entry, in file order, parsed lazily (see :class:`RefEntry`). Raises
+        InvalidManifest / NotFound when ``index.json`` itself is unreadable."""
+        doc = parse_index_doc(self.index_bytes(), self.location)
+        out: list[RefEntry] = []
+        for i, raw in enumerate(doc["manifests"]):
+            try:
+                out.append(RefEntry(i, raw, Descriptor.from_dict(raw)))
+            except OcilayoutError as err:
+                err.add_note(f"in {self.location}/index.json entry {i}")
+                out.append(RefEntry(i, raw, None, err))
+        return out
 
     def refs(self) -> list[str]:
         """Tag names (``org.opencontainers.image.ref.name``, else ``io.containerd.image.name``), in order."""
-        return [e.name for e in self.entries() if e.name]
+        return [name for e in self.entries() if (name := e.name)]
 
     def resolve(self, ref: str | None = None, digest: Digest | None = None) -> Descriptor:
         """The ``index.json`` descriptor for a ref name, a digest, or (neither) the only image.
 
-        Ref names match ``org.opencontainers.image.ref.name`` or ``io.containerd.image.name`` exactly, then
-        the tag part of a full reference (``docker.io/library/foo:1.0`` answers to ``1.0``) when that is
-        unambiguous. With no ref, a layout holding one entry resolves to it, and a top-level ``index.json``
-        that is itself an untagged multi-platform index resolves to the whole index (see
-        :meth:`top_index_descriptor`). Raises NotFound.
+        Ref names match ``org.opencontainers.image.ref.name`` or ``io.containerd.image.name`` exactly, else
+        the tag part of a full reference (``docker.io/library/foo:1.0`` answers to ``1.0``). A name that
+        matches entries of different images is ambiguous and refused (InvalidReference, listing them), never
+        picked silently. With no ref, a layout holding one entry resolves to it, and a top-level
+        ``index.json`` that is itself an untagged multi-platform index resolves to the whole index (see
+        :meth:`top_index_descriptor`). The result carries the media type of the document it names (an
+        untyped entry is sniffed). Raises NotFound, InvalidReference, and a broken entry's own error.
         """
+        return self._typed(self._resolve(ref, digest))
+
+    def _resolve(self, ref: str | None, digest: Digest | None) -> Descriptor:
         entries = self.entries()
         if digest is not None:
             for e in entries:
-                if e.descriptor.digest == digest:
+                if e.ok and e.descriptor.digest == digest:
                     return e.descriptor
             if self.has_blob(digest):
                 raw = self.read_blob_bytes(digest)
-                m = Manifest.parse(raw)
-                return m.descriptor
+                return Manifest.parse(raw).descriptor
             raise NotFound(f"{self.location}: no manifest {digest}")
         if ref is None:
             # cosign attachments (sha256-<hex>.sig/.att/.sbom) are not images of their own
-            entries = [e for e in entries if not (e.name and _ATTACHMENT.fullmatch(e.name))]
+            entries = [e for e in entries if not ((name := e.name) and _ATTACHMENT.fullmatch(name))]
             if len(entries) == 1:
                 return entries[0].descriptor
             if not entries:
                 raise NotFound(f"{self.location}: the layout holds no images")
-            if all(e.name is None and e.descriptor.platform is not None for e in entries):
+            if all(e.name is None and e.ok and e.descriptor.platform is not None for e in entries):
                 return self.top_index_descriptor()
-            names = ", ".join(sorted({e.name for e in entries if e.name})) or "untagged entries"
+            names = ", ".join(sorted({n for e in entries if (n := e.name)})) or "untagged entries"
             raise NotFound(f"{self.location} holds {len(entries)} images; name one ({names})")
-        exact = [e for e in entries if ref in (e.descriptor.annotations.get(REF_NAME),
-                                               e.descriptor.annotations.get(CONTAINERD_NAME))]
+        exact = [e for e in entries if ref in (_ann(e.raw, REF_NAME), _ann(e.raw, CONTAINERD_NAME))]
         if not exact:
-            exact = [e for e in entries if e.name and "/" in e.name and _tag_of(e.name) == ref]
+            exact = [e for e in entries if (n := e.name) and "/" in n and _tag_of(n) == ref]
         if not exact:
             raise NotFound(f"{self.location}: no image tagged {ref!r}")
-        # Several entries with the same name: the last one written wins (skopeo appends).
-        return exact[-1].descriptor
+        first = exact[0].descriptor
+        others = [e for e in exact[1:] if not e.ok or e.descriptor.digest != first.digest]
+        if others:
+            listed = "; ".join(f"{e.name} -> {e.raw.get('digest')}" for e in exact)
+            raise InvalidReference(f"{self.location}: {ref!r} is ambiguous, it names {len(exact)} entries "
+                                   f"({listed}); name one by its full name or @digest")
+        return first
+
+    def _typed(self, desc: Descriptor) -> Descriptor:
+        """``desc`` with the media type of the document it names, when the descriptor does not say."""
+        from .graph import is_manifest_like, sniff_manifest
+
+        if is_manifest_like(desc.media_type):
+            return desc
+        size = self.stat_blob(desc.digest)
+        if size is None or size > MAX_MANIFEST_SIZE or size != desc.size:
+            return desc
+        sniffed = sniff_manifest(self.read_blob_bytes(desc))
+        return desc.with_(media_type=sniffed.media_type) if sniffed is not None else desc
 
     def top_index_descriptor(self) -> Descriptor:
         """A descriptor for ``index.json`` itself, for layouts whose top level is a multi-platform index."""
@@ -176,19 +224,26 @@ class LayoutReader:
     def has_blob(self, digest: Digest) -> bool:
         return self._exists(blob_relpath(digest))
 
-    def blob_size(self, digest: Digest) -> int:
-        """Stored size of a blob; raises NotFound."""
+    def stat_blob(self, digest: Digest) -> int | None:
+        """The stored size of a blob, None when it is absent."""
         try:
             return self._size(blob_relpath(digest))
-        except FileNotFoundError as err:
-            raise NotFound(f"{self.location}: blob {digest} not found") from err
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def blob_size(self, digest: Digest) -> int:
+        """Stored size of a blob; raises NotFound."""
+        size = self.stat_blob(digest)
+        if size is None:
+            raise NotFound(f"{self.location}: blob {digest} not found")
+        return size
 
     def open_blob(self, desc: Descriptor | Digest, *, verify: bool = True) -> BinaryIO:
         """A stream of a blob. With ``verify`` (the default) digest and size are checked at EOF."""
         digest = desc if isinstance(desc, Digest) else desc.digest
         try:
             f = self._open(blob_relpath(digest))
-        except FileNotFoundError as err:
+        except (FileNotFoundError, NotADirectoryError) as err:
             raise NotFound(f"{self.location}: blob {digest} not found") from err
         if not verify:
             return f
@@ -201,8 +256,9 @@ class LayoutReader:
         size = self.blob_size(digest)
         if size > limit:
             raise InvalidManifest(f"{self.location}: blob {digest} is {size} bytes, over the {limit}-byte limit")
-        with self.open_blob(desc) as f:
-            return f.read()
+        expected = desc if isinstance(desc, Descriptor) else Descriptor("", digest, size)
+        with self.open_blob(digest, verify=False) as f:
+            return read_verified(f, expected)
 
     def get_manifest(self, desc: Descriptor) -> Manifest:
         """The manifest or index a descriptor points to, verified against it.
@@ -221,6 +277,7 @@ class LayoutReader:
 
     def close(self) -> None:
         """Release resources (nothing for a directory)."""
+        self.tree.close()
 
     def __enter__(self) -> LayoutReader:
         return self
@@ -229,12 +286,18 @@ class LayoutReader:
         self.close()
 
 
+def _ann(raw: Mapping[str, Any], key: str) -> str | None:
+    ann = raw.get("annotations")
+    value = ann.get(key) if isinstance(ann, dict) else None
+    return value if isinstance(value, str) else None
+
+
 class LayoutStore(LayoutReader):
     """A writable OCI image-layout directory. Use :meth:`open` or :meth:`create`."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self.location = str(self.root)
+        super().__init__(DirTree(self.root))
         self._mutex = threading.RLock()
         self._depth = 0
 
@@ -288,26 +351,39 @@ class LayoutStore(LayoutReader):
                 atomic_write(store.root / LAYOUT_FILE, LAYOUT_DOC)
         return store
 
-    # -- primitives ------------------------------------------------------------------------------------
-    def _path(self, relpath: str) -> Path:
-        return self.root / relpath
-
-    def _open(self, relpath: str) -> BinaryIO:
-        path = self._path(relpath)
-        # A symlink anywhere on the way (blobs/, blobs/sha256/, the file) must stay inside the layout.
-        if self.root.resolve() not in path.resolve().parents:
-            raise UnsafePath(f"{path} is a symlink out of the layout")
-        return open(path, "rb")
-
-    def _size(self, relpath: str) -> int:
-        return self._path(relpath).stat().st_size
-
-    def _exists(self, relpath: str) -> bool:
-        return self._path(relpath).is_file()
-
+    # -- where blobs go ---------------------------------------------------------------------------------
     def blob_path(self, digest: Digest) -> Path:
-        """Where a blob lives (the digest is validated, so the path cannot escape)."""
+        """Where a blob lives (the digest is validated, so the name cannot escape; see :meth:`blob_dir` for
+        the directories on the way)."""
         return self.root / blob_relpath(digest)
+
+    def blob_dir(self, algorithm: str, *, create: bool = False) -> Path | None:
+        """``blobs/<algorithm>`` for writing or deleting, after checking that it and ``blobs/`` are real
+        directories of this layout (not symlinks, FIFOs or files); None when absent and not ``create``.
+
+        Reads may follow a symlink that stays inside the layout; writes and deletes never go through one,
+        so a planted ``blobs -> /elsewhere`` cannot make gc delete or copy write outside. Raises UnsafePath.
+        """
+        path = self.root
+        for part in ("blobs", algorithm):
+            path = path / part
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path, 0o755)
+                st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+                raise UnsafePath(f"{path} is {what}; refusing to write or delete blobs through it")
+        return path
+
+    def _final_path(self, digest: Digest) -> Path:
+        directory = self.blob_dir(digest.algorithm, create=True)
+        assert directory is not None
+        return directory / digest.hex
 
     # -- writing blobs ---------------------------------------------------------------------------------
     def put_blob(self, stream: BinaryIO, expected: Descriptor | None = None, *,
@@ -328,8 +404,7 @@ class LayoutStore(LayoutReader):
                 pump(reader, f, progress, pipelined=False)
                 f.flush()
                 os.fsync(f.fileno())
-                final = self.blob_path(reader.digest)
-                final.parent.mkdir(parents=True, exist_ok=True)
+                final = self._final_path(reader.digest)
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, final)
         except OSError as err:
@@ -357,12 +432,17 @@ class LayoutStore(LayoutReader):
         Other top-level fields of ``index.json`` are kept. The write is atomic (temp, fsync, rename).
         """
         with self.locked():
-            doc = load_json(self.index_bytes(), "index.json")
-            if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
-                raise InvalidManifest(f"{self.root}/index.json is not an OCI index")
+            doc = parse_index_doc(self.index_bytes(), str(self.root))
             doc.setdefault("schemaVersion", 2)
-            doc["manifests"] = change(list(doc.get("manifests") or []))
-            atomic_write(self.root / INDEX_FILE, canonical_json(doc))
+            doc["manifests"] = change(list(doc["manifests"]))
+            raw = canonical_json(doc)
+            if len(raw) > MAX_MANIFEST_SIZE:
+                raise LayoutError(f"{self.root}/index.json would be {len(raw)} bytes, over the "
+                                  f"{MAX_MANIFEST_SIZE}-byte limit every reader applies; not written")
+            try:
+                atomic_write(self.root / INDEX_FILE, raw)
+            except OSError as err:
+                raise _os_error(err, f"writing {self.root}/index.json") from err
 
     def set_ref(self, name: str | None, desc: Descriptor, *, require_blob: bool = True) -> None:
         """Point ``name`` at ``desc`` in ``index.json``, replacing any entry of that name.
@@ -373,30 +453,18 @@ class LayoutStore(LayoutReader):
         """
         if require_blob and not self.has_blob(desc.digest):
             raise NotFound(f"{self.root}: cannot tag {desc.digest}: blob not stored")
-        annotations = {k: v for k, v in desc.annotations.items() if k != REF_NAME}
-        if name is not None:
-            annotations[REF_NAME] = name
-        entry = desc.with_(annotations=annotations).to_dict()
-
-        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            if name is None:
-                if any(e.get("digest") == str(desc.digest) and not _entry_name(e) for e in entries):
-                    return entries
-                return [*entries, entry]
-            kept = [e for e in entries if _entry_name(e) != name]
-            return [*kept, entry]
-
-        self.update_index(change)
+        entry = with_name(desc, name)
+        self.update_index(lambda entries: merge_entries(entries, [entry]))
 
     def remove_ref(self, name: str) -> Descriptor:
         """Remove the entry called ``name`` (or whose full name has that tag, as :meth:`resolve` matches);
         returns its descriptor. Blobs stay until gc. Raises NotFound."""
-        full = _entry_name(dict(self.resolve(name).raw)) or name
+        full = entry_name(dict(self.resolve(name).raw)) or name
         removed: list[dict[str, Any]] = []
 
         def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            removed.extend(e for e in entries if _entry_name(e) == full)
-            return [e for e in entries if _entry_name(e) != full]
+            removed.extend(e for e in entries if entry_name(e) == full)
+            return [e for e in entries if entry_name(e) != full]
 
         self.update_index(change)
         if not removed:  # removed by another writer between resolve and the locked update
@@ -420,10 +488,13 @@ class LayoutStore(LayoutReader):
     def all_blobs(self) -> Iterator[tuple[Digest, int]]:
         """Every well-named blob file with its size (files with other names are skipped)."""
         blobs = self.root / "blobs"
-        if not blobs.is_dir():
+        if not os.path.lexists(blobs):
             return
+        self.blob_dir("sha256")  # raises UnsafePath when blobs/ is not a real directory
         for algdir in sorted(blobs.iterdir()):
-            if not algdir.is_dir():
+            if algdir.is_symlink() or not algdir.is_dir():
+                if algdir.is_symlink():
+                    raise UnsafePath(f"{algdir} is a symlink; refusing to list or delete blobs through it")
                 continue
             for f in sorted(algdir.iterdir()):
                 try:
@@ -434,14 +505,12 @@ class LayoutStore(LayoutReader):
                     yield d, f.lstat().st_size
 
     def remove_blob(self, digest: Digest) -> None:
-        """Delete a blob file (gc's job; nothing checks reachability here)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.blob_path(digest).unlink()
-
-
-def _entry_name(entry: dict[str, Any]) -> str | None:
-    ann = entry.get("annotations") or {}
-    return ann.get(REF_NAME) or ann.get(CONTAINERD_NAME)
+        """Delete a blob file (gc's job; nothing checks reachability here). Never through a symlinked
+        ``blobs/`` or ``blobs/<alg>`` (UnsafePath)."""
+        directory = self.blob_dir(digest.algorithm)
+        if directory is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / digest.hex).unlink()
 
 
 def _os_error(err: OSError, doing: str) -> OcilayoutError:

@@ -5,35 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from .descriptor import Descriptor
-from .errors import InvalidReference, NotFound, UnsupportedFormat
+from .errors import InvalidReference, NotFound
+from .index import index_entry
 from .reference import ImageReference, check_ref_name, parse_reference
-from .store import LayoutStore
-from .transports.oci import index_entry
+from .transports import open_store
 
 __all__ = ["tag_image", "untag_image"]
 
 
-def _layout_ref(ref: ImageReference | str, verb: str) -> ImageReference:
-    r = parse_reference(ref) if isinstance(ref, str) else ref
-    if r.transport != "oci":
-        raise UnsupportedFormat(f"{verb} works on oci: layouts; use copy for {r.transport}: images")
-    return r
+def _ref(ref: ImageReference | str) -> ImageReference:
+    return parse_reference(ref) if isinstance(ref, str) else ref
 
 
 def tag_image(image: ImageReference | str, new_name: str) -> Descriptor:
     """Point ``new_name`` (a tag, or ``oci:PATH:TAG`` of the same layout) at the image ``image`` names,
     replacing what that name pointed at; returns the image's descriptor. Raises InvalidReference,
     NotFound, UnsupportedFormat."""
-    src = _layout_ref(image, "tag")
+    from .reference import TRANSPORTS
+
+    src = _ref(image)
+    store = open_store(src)
     name = new_name
-    if new_name.partition(":")[0] in ("oci", "oci-archive"):
+    if new_name.partition(":")[0] in TRANSPORTS:
         dst = parse_reference(new_name)
-        if dst.transport != "oci" or Path(dst.path).resolve() != Path(src.path).resolve() or not dst.ref:
+        if dst.transport != src.transport or Path(dst.path).resolve() != Path(src.path).resolve() or not dst.ref:
             raise InvalidReference(f"{new_name} must name a tag in the same layout ({src.path}); use copy")
         name = dst.ref
     else:
         check_ref_name(name, new_name)
-    store = LayoutStore.open(src.path)
     desc = store.resolve(src.ref, src.digest)
     store.set_ref(name, index_entry(desc))
     return desc
@@ -42,8 +41,8 @@ def tag_image(image: ImageReference | str, new_name: str) -> Descriptor:
 def untag_image(image: ImageReference | str) -> int:
     """Remove ``oci:PATH:REF`` (that name) or ``oci:PATH@DIGEST`` (every entry of that digest) from
     ``index.json``; returns how many entries went. Blobs stay until gc. Raises NotFound, InvalidReference."""
-    ref = _layout_ref(image, "delete")
-    store = LayoutStore.open(ref.path)
+    ref = _ref(image)
+    store = open_store(ref)
     if ref.digest is not None:
         count = store.remove_digest(ref.digest)
         if count == 0:

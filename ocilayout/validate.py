@@ -12,8 +12,6 @@ import base64
 import binascii
 import contextlib
 import os
-import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +22,8 @@ from .compression import MAGIC_LEN, detect
 from .descriptor import Descriptor
 from .digest import Digest, digest_stream
 from .errors import OcilayoutError
-from .fsutil import TMP_PREFIX, is_stale_temp
+from .fsutil import stale_temp_files
+from .graph import ARTIFACT_MANIFEST, sniff_manifest, sniffable
 from .manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, load_json
 from .store import LayoutReader
 
@@ -53,8 +52,6 @@ KINDS: dict[str, str] = {
 _NONDISTRIBUTABLE = frozenset({mt.OCI_LAYER_ND, mt.OCI_LAYER_ND_GZIP, mt.OCI_LAYER_ND_ZSTD,
                                mt.DOCKER_FOREIGN_LAYER, mt.DOCKER_FOREIGN_LAYER_TAR})
 _CONFIG_TYPES = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
-#: A temp file younger than this is never judged (its writer may not have taken its lock yet).
-TEMP_MIN_AGE = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,48 +101,6 @@ def _is_foreign(desc: Descriptor) -> bool:
 
 def _is_image_layer(media_type: str) -> bool:
     return mt.layer_compression(media_type) is not None or media_type.startswith("application/vnd.oci.image.layer.")
-
-
-def _may_be_manifest(desc: Descriptor) -> bool:
-    """True for descriptors whose media type does not say what they are (worth sniffing for a manifest)."""
-    mtype = desc.media_type
-    return not (mt.is_index(mtype) or mt.is_manifest(mtype) or mtype in _CONFIG_TYPES or _is_image_layer(mtype))
-
-
-def sniff_manifest(raw: bytes) -> Manifest | None:
-    """``raw`` parsed as a schemaVersion 2 manifest or index when it is one, else None (never raises)."""
-    try:
-        m = Manifest.parse(raw)
-    except (OcilayoutError, ValueError, TypeError, KeyError):
-        return None
-    return m if not m.is_schema1 and (m.is_index or "layers" in m.doc) else None
-
-
-def stale_temp_files(root: Path, min_age: float = TEMP_MIN_AGE) -> Iterator[tuple[Path, int]]:
-    """Temp files and staging directories in the layout ``root`` whose writer is gone, with their sizes.
-
-    Entries younger than ``min_age`` seconds are skipped without being touched: a writer creates its temp
-    file and flock()s it a moment later, and probing the lock in between could make that writer fail.
-    """
-    now = time.time()
-    for p in sorted(root.glob(TMP_PREFIX + "*")):
-        try:
-            st = p.lstat()
-        except FileNotFoundError:
-            continue
-        if now - st.st_mtime < min_age:
-            continue
-        if is_stale_temp(p):
-            yield p, _tree_size(p) if p.is_dir() else st.st_size
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 class _Checker:
@@ -214,16 +169,23 @@ class _Checker:
             return []
         if desc.digest in self.walked:
             return []
+        if desc.media_type == ARTIFACT_MANIFEST:
+            self.walked.add(desc.digest)
+            self.report("manifest-invalid", desc.digest,
+                        f"manifest {desc.digest} is an OCI 1.1-rc artifact manifest ({ARTIFACT_MANIFEST}), which "
+                        "ocilayout does not follow (gc refuses this layout; copy fails)")
+            return []
         manifest_like = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)
         small = self.stored_size(desc) <= MAX_MANIFEST_SIZE
-        if small and (manifest_like or desc.media_type in _CONFIG_TYPES or _may_be_manifest(desc)):
+        sniff = sniffable(desc, role)  # the rule graph.walk applies for copy and gc
+        if small and (manifest_like or desc.media_type in _CONFIG_TYPES or sniff):
             self.walked.add(desc.digest)
             raw = self.read_small(desc)
             if raw is None:
                 return []
             if manifest_like:
                 return self.expand(desc, raw, role)
-            sniffed = sniff_manifest(raw)
+            sniffed = sniff_manifest(raw) if sniff else None
             if sniffed is not None:
                 return self.expand(desc.with_(media_type=sniffed.media_type), raw, role)
             return []
@@ -272,7 +234,7 @@ class _Checker:
                 self.report("blob-missing", d, f"{what} blob {d} is missing")
             return False
         size = self.stored_size(desc)
-        if role != "schema1-layer" and size != desc.size:
+        if role != "schema1-layer" and size >= 0 and size != desc.size:
             self.report("size-mismatch", d, f"blob {d} is {size} bytes, its descriptor says {desc.size}")
         return True
 

@@ -297,7 +297,7 @@ def test_corrupt_blob_byte_raises_digest_mismatch(tmp_path: Path, sample: Layout
     desc = sample.resolve("v1")
     layer = sample.get_manifest(desc).layers[0]
     with ArchiveReader.open(sample_tar) as r:
-        offset = r._members[f"blobs/sha256/{layer.digest.hex}"].offset
+        offset = r.tar.lookup(f"blobs/sha256/{layer.digest.hex}").offset
     data = bytearray(sample_tar.read_bytes())
     data[offset + 10] ^= 0xFF
     sample_tar.write_bytes(bytes(data))
@@ -501,7 +501,7 @@ def test_failed_commit_leaves_destination_unchanged(tmp_path: Path, sample: Layo
     # 4. a base blob with a flipped byte
     out.write_bytes(original)
     with ArchiveReader.open(out) as r:
-        member = r._members[f"blobs/sha256/{sample.get_manifest(sample.resolve('v1')).layers[0].digest.hex}"]
+        member = r.tar.lookup(f"blobs/sha256/{sample.get_manifest(sample.resolve('v1')).layers[0].digest.hex}")
     corrupt = bytearray(original)
     corrupt[member.offset] ^= 0x01
     out.write_bytes(bytes(corrupt))

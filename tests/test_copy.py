@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_fsck
 
-from ocilayout.copy import CopyOptions, copy, host_platform
+from ocilayout.copy import CopyOptions, Selection, copy, host_platform
 from ocilayout.descriptor import Platform
 from ocilayout.errors import DigestMismatch, LayoutError, NotFound, SizeMismatch, UnsupportedFormat
 from ocilayout.sample import make_image, make_index
@@ -33,7 +33,7 @@ def test_copy_single_image_keeps_digests(sample: Path, tmp_path: Path) -> None:
 
 def test_copy_all_keeps_index_digest(sample: Path, tmp_path: Path) -> None:
     src = LayoutStore.open(sample)
-    res = copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:m", CopyOptions(all_platforms=True))
+    res = copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:m", CopyOptions(select=Selection(all=True)))
     assert res.descriptor.digest == src.resolve("multi").digest
     m = LayoutStore.open(tmp_path / "d").get_manifest(res.descriptor)
     assert len(m.manifests) == 2
@@ -53,14 +53,15 @@ def test_copy_platform_subset(tmp_path: Path) -> None:
     plats = [Platform("linux", "amd64"), Platform("linux", "arm64", "v8"), Platform("linux", "arm", "v7")]
     imgs = [make_image(store, [{"p": str(p).encode()}], platform=p) for p in plats]
     make_index(store, imgs, tag="all")
-    one = copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:one", CopyOptions(platforms=(plats[2],)))
+    one = copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:one", CopyOptions(select=Selection(platforms=(plats[2],))))
     assert one.descriptor.digest == imgs[2].digest
     two = copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:two",
-               CopyOptions(platforms=(Platform.parse("linux/arm64"), Platform.parse("linux/arm/v7"))))
+               CopyOptions(select=Selection(platforms=(Platform.parse("linux/arm64"), Platform.parse("linux/arm/v7")))))
     sub = LayoutStore.open(tmp_path / "d").get_manifest(two.descriptor)
     assert [d.digest for d in sub.manifests] == [imgs[1].digest, imgs[2].digest]
     with pytest.raises(NotFound, match="s390x"):
-        copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:x", CopyOptions(platforms=(Platform.parse("linux/s390x"),)))
+        copy(f"oci:{tmp_path}/s:all", f"oci:{tmp_path}/d:x",
+             CopyOptions(select=Selection(platforms=(Platform.parse("linux/s390x"),))))
     assert_fsck(tmp_path / "d")
 
 
@@ -83,7 +84,7 @@ def test_corrupt_source_blob_fails_and_destination_unchanged(sample: Path, tmp_p
     else:
         del data[-5:]
     path.write_bytes(bytes(data))
-    copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep", CopyOptions(all_platforms=True))
+    copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep", CopyOptions(select=Selection(all=True)))
     before = _tree(tmp_path / "d")
     with pytest.raises((DigestMismatch, SizeMismatch)):
         copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:bad")
@@ -111,10 +112,10 @@ def test_oci_archive_round_trip(sample: Path, tmp_path: Path) -> None:
 
     archive = tmp_path / "img.tar"
     copy(f"oci:{sample}:v1", f"oci-archive:{archive}:v1")
-    copy(f"oci:{sample}:multi", f"oci-archive:{archive}:multi", CopyOptions(all_platforms=True))
+    copy(f"oci:{sample}:multi", f"oci-archive:{archive}:multi", CopyOptions(select=Selection(all=True)))
     with ArchiveReader.open(archive) as reader:
         assert sorted(reader.refs()) == ["multi", "v1"]  # appending kept the first image
-    res = copy(f"oci-archive:{archive}:multi", f"oci:{tmp_path}/back:m", CopyOptions(all_platforms=True))
+    res = copy(f"oci-archive:{archive}:multi", f"oci:{tmp_path}/back:m", CopyOptions(select=Selection(all=True)))
     assert res.descriptor.digest == LayoutStore.open(sample).resolve("multi").digest
     assert_fsck(tmp_path / "back")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ocilayout-tmp")]
@@ -142,8 +143,9 @@ def test_commit_refuses_when_gc_removed_a_reused_blob(sample: Path, tmp_path: Pa
     try:
         assert dest.has_blob(root)  # reused, not copied
         store.remove_blob(root.digest)  # what gc would do between the copy's check and its commit
+        dest.tag(root, "new")
         with pytest.raises(LayoutError, match="concurrent gc"):
-            dest.commit(root)
+            dest.commit()
     finally:
         dest.close()
     assert (tmp_path / "d" / "index.json").read_bytes() == index_before

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_fsck
 
-from ocilayout.copy import CopyOptions, copy
+from ocilayout.copy import CopyOptions, Selection, Signing, copy
 from ocilayout.descriptor import Platform
 from ocilayout.errors import UnsupportedFormat, VerificationError
 from ocilayout.sample import make_image, make_index
@@ -51,7 +51,7 @@ def test_signatures_travel_oci_to_oci_and_archive(sample: Path, tmp_path: Path, 
 def test_remove_signatures(sample: Path, tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
     priv, pub, _, _ = keys
     sign_image(f"oci:{sample}:v1", priv, IDENT)
-    res = copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:v1", CopyOptions(remove_signatures=True))
+    res = copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:v1", CopyOptions(signing=Signing(remove=True)))
     assert res.signatures_copied == 0
     assert LayoutStore.open(tmp_path / "d").refs() == ["v1"]
     with pytest.raises(VerificationError, match="no sigstore signatures"):
@@ -112,14 +112,14 @@ def test_platform_subset_of_signed_index_refused(tmp_path: Path, keys) -> None: 
     imgs = [make_image(store, [{"p": str(p).encode()}], platform=p) for p in plats]
     make_index(store, imgs, tag="multi")
     sign_image(f"oci:{store.root}:multi", priv, IDENT)
-    subset = CopyOptions(platforms=(plats[0], plats[1]))
+    subset = CopyOptions(select=Selection(platforms=(plats[0], plats[1])))
     with pytest.raises(UnsupportedFormat, match="--remove-signatures"):
         copy(f"oci:{store.root}:multi", f"oci:{tmp_path}/d:sub", subset)
     assert not (tmp_path / "d" / "index.json").exists() or LayoutStore.open(tmp_path / "d").refs() == []
     copy(f"oci:{store.root}:multi", f"oci:{tmp_path}/d:sub",
-         CopyOptions(platforms=subset.platforms, remove_signatures=True))
+         CopyOptions(select=subset.select, signing=Signing(remove=True)))
     # the whole index keeps its digest, so its signature travels and still verifies
-    res = copy(f"oci:{store.root}:multi", f"oci:{tmp_path}/d:all", CopyOptions(all_platforms=True))
+    res = copy(f"oci:{store.root}:multi", f"oci:{tmp_path}/d:all", CopyOptions(select=Selection(all=True)))
     assert res.signatures_copied == 1
     verify_image(f"oci:{tmp_path}/d:all", [pub], IDENT)
     assert_fsck(tmp_path / "d")

@@ -8,7 +8,7 @@ import pytest
 from conftest import PEER, peer_path, read_peer
 
 from ocilayout.errors import OcilayoutError
-from ocilayout.graph import Problem, walk
+from ocilayout.graph import WalkProblem, walk
 from ocilayout.manifest import Manifest
 from ocilayout.store import LayoutStore
 
@@ -41,7 +41,7 @@ def _manifest_files() -> list[str]:
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_peer_layout_verdicts(layout: str) -> None:
     store = LayoutStore.open(peer_path(layout))
-    problems: list[Problem] = []
+    problems: list[WalkProblem] = []
     nodes = list(walk(store, [e.descriptor for e in store.entries()], problems))
     assert nodes
     assert (not problems) == LAYOUTS[layout], problems

@@ -39,7 +39,7 @@ def copy(
     """Copy an image between oci: layouts and oci-archive: files, verifying every blob.
 
     Signatures (cosign .sig tags) travel with the image unless --remove-signatures."""
-    from ..copy import CopyOptions
+    from ..copy import CopyOptions, Selection, Signing
     from ..copy import copy as do_copy
     from ..descriptor import Platform
     from ..errors import InvalidReference
@@ -49,16 +49,14 @@ def copy(
         platforms = tuple(Platform.parse(p) for p in platform)
     except ValueError as err:
         raise InvalidReference(str(err)) from err
-    if all_ and platforms:
-        raise InvalidReference("--all and --platform exclude each other")
+    select = Selection(all=all_, platforms=platforms)
     key = None
     if sign_key is not None:
         from .sign import _load_private_key
 
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
-    options = CopyOptions(all_platforms=all_, platforms=platforms, jobs=jobs,
-                          progress=progress_for("Copying", quiet), remove_signatures=remove_signatures,
-                          sign_by=key, sign_identity=sign_identity)
+    options = CopyOptions(select=select, jobs=jobs, progress=progress_for("Copying", quiet),
+                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
     result = do_copy(source, destination, options)
     if digestfile is not None:
         from ..fsutil import atomic_write
@@ -114,12 +112,12 @@ def list_tags(
     ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH or oci-archive:FILE"),
 ) -> None:
     """List the tags (ref names) of a layout or archive, as JSON like skopeo list-tags."""
-    from ..transports import open_layout
+    from ..reference import parse_reference
+    from ..transports import transport
 
-    with open_layout(ref) as layout:
-        tags = layout.refs()
-        name = getattr(layout, "location", ref)
-    _write(json.dumps({"Repository": str(name), "Tags": tags}, indent=4) + "\n")
+    r = parse_reference(ref)
+    tags = transport(r.transport).list_names(r)
+    _write(json.dumps({"Repository": str(Path(r.path)), "Tags": tags}, indent=4) + "\n")
 
 
 @app.command()

@@ -10,7 +10,8 @@ from typing import Any
 
 import typer
 
-from ..errors import IntegrityError, InvalidReference, NotFound, UnsupportedFormat
+from ..errors import IntegrityError, InvalidReference
+from ..reference import ImageReference
 from ..store import LayoutReader
 from ._app import app
 
@@ -19,33 +20,24 @@ def _echo_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2))
 
 
-def _parse_layout(text: str, *, writable: bool = False) -> tuple[str, str]:
-    """(transport, path) for ``oci:PATH``, ``oci-archive:FILE`` or a bare path; raises InvalidReference."""
-    from ..reference import TRANSPORTS, parse_reference
+def _layout_ref(text: str) -> ImageReference:
+    """``oci:PATH``, ``oci-archive:FILE`` (any layout transport) or a bare layout directory, as a reference
+    to the whole layout; raises InvalidReference when it names an image in it."""
+    from ..reference import TRANSPORTS, ImageReference, parse_reference
 
     if text.partition(":")[0] not in TRANSPORTS:
-        return "oci", text
+        return ImageReference("oci", text)
     ref = parse_reference(text)
-    if ref.transport not in ("oci", "oci-archive") or (writable and ref.transport != "oci"):
-        want = "oci:PATH" if writable else "oci:PATH or oci-archive:FILE"
-        raise UnsupportedFormat(f"{text}: this command works on {want}")
     if ref.ref is not None or ref.digest is not None:
         raise InvalidReference(f"{text}: name a layout, not an image in it (drop ':{ref.ref or ref.digest}')")
-    return ref.transport, ref.path
+    return ref
 
 
 def _open_reader(text: str) -> LayoutReader:
     """A reader over the layout ``text`` names (directory or archive); raises NotFound when it is absent."""
-    transport, path = _parse_layout(text)
-    if transport == "oci-archive":
-        from ..archive import ArchiveReader
+    from ..transports import open_layout
 
-        return ArchiveReader.open(path)
-    from ..store import LayoutStore
-
-    if not Path(path).is_dir():
-        raise NotFound(f"{path}: no such layout directory")
-    return LayoutStore(path)
+    return open_layout(_layout_ref(text))
 
 
 def _n(count: int, noun: str) -> str:
@@ -128,10 +120,9 @@ def gc(
 ) -> None:
     """Remove blobs nothing in index.json reaches, and temp files of writers that died."""
     from ..gc import gc as run_gc
-    from ..store import LayoutStore
+    from ..transports import open_store
 
-    _, path = _parse_layout(layout, writable=True)
-    result = run_gc(LayoutStore.open(path), dry_run=dry_run, grace=0.0 if force else grace)
+    result = run_gc(open_store(_layout_ref(layout)), dry_run=dry_run, grace=0.0 if force else grace)
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -155,7 +146,7 @@ def images(
     """List a layout's images like `docker images`: REPOSITORY TAG IMAGE ID CREATED SIZE PLATFORM."""
     from ..listing import list_images
 
-    _, path = _parse_layout(layout)
+    path = _layout_ref(layout).path
     name = Path(path).name
     if name.endswith(".tar"):
         name = name[:-4]

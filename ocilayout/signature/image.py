@@ -14,8 +14,7 @@ from typing import Any
 from .. import mediatypes as mt
 from ..descriptor import REF_NAME
 from ..digest import Digest
-from ..errors import InvalidReference, OcilayoutError, UnsupportedFormat, VerificationError
-from ..manifest import manifest_digest
+from ..errors import InvalidReference, OcilayoutError, VerificationError
 from ..reference import ImageReference, parse_reference
 from .dockerref import DockerReference, parse_named, parse_normalized
 from .model import SIMPLESIGNING_MEDIA_TYPE, Signature, SigstoreSignature
@@ -29,6 +28,7 @@ __all__ = [
     "resolve_image",
     "sign_image",
     "store_signature",
+    "store_signatures",
     "verify_image",
 ]
 
@@ -56,56 +56,48 @@ def _docker_name(name: str | None) -> str | None:
 
 
 def resolve_image(ref: ImageReference | str) -> ResolvedImage:
-    """Resolve ``oci:``/``oci-archive:``/``dir:`` to its manifest digest; raises NotFound, UnsupportedFormat..."""
+    """Resolve an image reference to its manifest digest (a schema1 manifest's payload digest) and, when it
+    is named by a full docker reference, that; raises NotFound, UnsupportedFormat..."""
+    from ..transports import open_source
+
     r = parse_reference(ref) if isinstance(ref, str) else ref
-    if r.transport == "dir":
-        from .storage import DirSignatures
-
-        return ResolvedImage(r, DirSignatures(r.path).manifest_digest())
-    if r.transport not in ("oci", "oci-archive"):
-        raise UnsupportedFormat(f"signing {r.transport}: images is not supported yet (oci:, oci-archive:, dir: are)")
-    from ..transports import open_layout
-
-    with open_layout(r) as reader:
-        desc = reader.resolve(r.ref, r.digest)
-        digest = desc.digest
-        if desc.media_type in mt.SCHEMA1_TYPES:
-            digest = manifest_digest(reader.read_blob_bytes(desc))
-        name = desc.annotations.get(REF_NAME)
+    with open_source(r) as src:
+        digest = src.root.digest
+        if src.root.media_type in mt.SCHEMA1_TYPES:
+            digest = src.get_manifest().digest
+        name = src.root.annotations.get(REF_NAME)
     return ResolvedImage(r, digest, _docker_name(name))
+
+
+def _location(ref: ImageReference) -> ImageReference:
+    """The reference of the place an image lives (its layout, archive or directory), without a name."""
+    return ImageReference(ref.transport, ref.path)
+
+
+def store_signatures(image: ResolvedImage, sigs: Sequence[Signature]) -> None:
+    """Append ``sigs`` to the image's stored signatures (never replacing any), in one commit of the
+    image's transport; on failure nothing is stored."""
+    from ..transports import open_destination
+
+    dst = open_destination(_location(image.ref))
+    try:
+        dst.put_signatures(image.manifest_digest, sigs)
+        dst.commit()
+    finally:
+        dst.close()
 
 
 def store_signature(image: ResolvedImage, sig: Signature) -> None:
     """Append ``sig`` to the image's signature storage (never replacing existing ones)."""
-    r = image.ref
-    if r.transport == "dir":
-        from .storage import DirSignatures
-
-        DirSignatures(r.path).add(image.manifest_digest, sig)
-    elif r.transport == "oci":
-        from ..store import LayoutStore
-        from .storage import LayoutSignatures
-
-        LayoutSignatures(LayoutStore.open(r.path)).add(image.manifest_digest, sig)
-    elif r.transport == "oci-archive":
-        from .storage import add_to_archive
-
-        add_to_archive(r.path, image.manifest_digest, sig)
-    else:  # pragma: no cover - resolve_image refuses these first
-        raise UnsupportedFormat(f"signatures in {r.transport}: images are not supported yet")
+    store_signatures(image, [sig])
 
 
 def list_signatures(image: ResolvedImage) -> list[Signature]:
     """Every stored signature of the image."""
-    from .storage import storage_for
+    from ..transports import open_source
 
-    storage = storage_for(image.ref)
-    try:
-        return storage.list(image.manifest_digest)
-    finally:
-        layout = getattr(storage, "layout", None)
-        if layout is not None:
-            layout.close()
+    with open_source(image.ref) as src:
+        return list(src.signatures(image.manifest_digest))
 
 
 def _identity(image: ResolvedImage, identity: str | None) -> str:

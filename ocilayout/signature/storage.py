@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from .. import mediatypes as mt
 from ..descriptor import REF_NAME, Descriptor
 from ..digest import Digest
 from ..errors import Conflict, InvalidManifest, NotFound, UnsupportedFormat, VerificationError
@@ -23,19 +24,15 @@ from ..store import LayoutReader, LayoutStore
 from .model import MAX_SIGNATURE_SIZE, Signature, SigstoreSignature, read_signature_file, signature_from_blob
 from .payload import go_json
 
-if TYPE_CHECKING:
-    from ..reference import ImageReference
-
 __all__ = [
     "DirSignatures",
     "LayoutSignatures",
     "SignatureStorage",
-    "add_to_archive",
+    "appended_sig_blobs",
     "sig_config_bytes",
     "sig_manifest_bytes",
     "sig_tag",
     "sigstore_layer",
-    "storage_for",
 ]
 
 
@@ -103,12 +100,8 @@ class DirSignatures:
         """Parse every signature file; raises VerificationError for one that is malformed or oversized."""
         return [signature_from_blob(read_signature_file(p)) for p in self._paths(self._prefix(manifest_digest))]
 
-    def list_blobs(self, manifest_digest: Digest) -> list[tuple[str, bytes]]:
-        """(file name, raw bytes) of every signature file, unparsed."""
-        return [(p.name, read_signature_file(p)) for p in self._paths(self._prefix(manifest_digest))]
-
-    def add(self, manifest_digest: Digest, sig: Signature) -> None:
-        """Write ``sig`` as the next ``signature-N`` (exclusive create, mode 0644)."""
+    def add(self, manifest_digest: Digest, sig: Signature) -> Path:
+        """Write ``sig`` as the next ``signature-N`` (exclusive create, mode 0644); returns its path."""
         if not self.path.is_dir():
             raise NotFound(f"{str(self.path)!r} is not a directory")
         prefix = self._prefix(manifest_digest)
@@ -128,15 +121,14 @@ class DirSignatures:
             except BaseException:
                 p.unlink(missing_ok=True)
                 raise
-            return
+            return p
         raise Conflict(f"could not find a free signature-N name in {str(self.path)!r}")
 
 
 # -- OCI layouts: cosign's tag convention ---------------------------------------------------------------
 
-#: Config media type of the ``.sig`` manifest (an ordinary OCI image config).
-_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+_OCI_CONFIG = mt.OCI_CONFIG
+_OCI_MANIFEST = mt.OCI_MANIFEST
 
 
 def sig_tag(manifest_digest: Digest) -> str:
@@ -198,7 +190,7 @@ class LayoutSignatures:
     def __repr__(self) -> str:
         return f"LayoutSignatures({self.layout.location!r})"
 
-    def _current(self, manifest_digest: Digest) -> tuple[Descriptor | None, list[dict[str, Any]], list[str]]:
+    def current(self, manifest_digest: Digest) -> tuple[Descriptor | None, list[dict[str, Any]], list[str]]:
         """(index descriptor of the .sig manifest, its raw layer dicts, its config diff_ids)."""
         try:
             desc = self.layout.resolve(sig_tag(manifest_digest))
@@ -225,7 +217,7 @@ class LayoutSignatures:
 
     def list(self, manifest_digest: Digest) -> list[Signature]:
         """Every layer of the ``.sig`` manifest as a signature (its media type kept; the policy decides)."""
-        _, layers, _ = self._current(manifest_digest)
+        _, layers, _ = self.current(manifest_digest)
         out: list[Signature] = []
         for layer in layers:
             desc = Descriptor.from_dict(layer)
@@ -240,11 +232,11 @@ class LayoutSignatures:
         if not isinstance(sig, SigstoreSignature):
             raise UnsupportedFormat("OCI layouts hold sigstore signatures only (GPG signatures go to dir:)")
         if not isinstance(self.layout, LayoutStore):
-            raise UnsupportedFormat(f"{self.layout.location} is read-only here; use add_to_archive for archives")
+            raise UnsupportedFormat(f"{self.layout.location} is read-only here; sign through a Destination")
         store = self.layout
         tag = sig_tag(manifest_digest)
         for _ in range(50):
-            base, layers, diff_ids = self._current(manifest_digest)
+            base, layers, diff_ids = self.current(manifest_digest)
             new = sigstore_layer(sig)
             if any(_same_layer(old, new) for old in layers):
                 return
@@ -268,59 +260,38 @@ class LayoutSignatures:
         raise Conflict(f"could not update {tag}: too many concurrent writers")
 
 
+def appended_sig_blobs(layers: Sequence[dict[str, Any]], diff_ids: Sequence[str],
+                       sigs: Sequence[Signature]) -> list[tuple[bytes, str]] | None:
+    """The blobs of a ``.sig`` manifest whose layers are ``layers`` plus ``sigs`` (exact duplicates of a
+    stored layer skipped), as (bytes, media type), the manifest last; None when nothing is new. Raises
+    UnsupportedFormat for a signature that is not sigstore (OCI layouts hold cosign-style ones only)."""
+    layers, diff_ids = list(layers), list(diff_ids)
+    blobs: list[tuple[bytes, str]] = []
+    for sig in sigs:
+        if not isinstance(sig, SigstoreSignature):
+            raise UnsupportedFormat("OCI layouts hold sigstore signatures only (GPG signatures go to dir:)")
+        new = sigstore_layer(sig)
+        if any(_same_layer(old, new) for old in layers):
+            continue
+        blobs.append((sig.payload, sig.mime_type))
+        layers.append(new)
+        diff_ids.append(new["digest"])
+    if not blobs:
+        return None
+    cfg_raw = sig_config_bytes(diff_ids)
+    blobs.append((cfg_raw, _OCI_CONFIG))
+    cfg = {"mediaType": _OCI_CONFIG, "digest": str(Digest.of(cfg_raw)), "size": len(cfg_raw)}
+    blobs.append((sig_manifest_bytes(cfg, layers), _OCI_MANIFEST))
+    return blobs
+
+
 def _store_sig_manifest(store: LayoutStore, layers: Sequence[dict[str, Any]], diff_ids: Sequence[str],
                         sig: SigstoreSignature) -> Descriptor:
     """Write payload, config and manifest blobs of ``layers`` + ``sig``; returns the manifest descriptor."""
-    new = sigstore_layer(sig)
-    store.put_bytes(sig.payload, sig.mime_type)
-    cfg_raw = sig_config_bytes([*diff_ids, new["digest"]])
-    cfg = store.put_bytes(cfg_raw, _OCI_CONFIG)
-    raw = sig_manifest_bytes({"mediaType": _OCI_CONFIG, "digest": str(cfg.digest), "size": cfg.size},
-                             [*layers, new])
-    return store.put_bytes(raw, _OCI_MANIFEST)
-
-
-def add_to_archive(path: str | os.PathLike[str], manifest_digest: Digest, sig: Signature) -> None:
-    """Append ``sig`` to an ``oci-archive:`` file: stage the new blobs beside it, then rewrite the archive
-    atomically keeping everything it held. Raises NotFound, UnsupportedFormat, LayoutError."""
-    import shutil
-
-    from ..archive import ArchiveReader, archive_lock, commit_archive
-    from ..fsutil import locked_temp_dir
-
-    if not isinstance(sig, SigstoreSignature):
-        raise UnsupportedFormat("OCI archives hold sigstore signatures only")
-    archive = Path(path)
-    if not archive.is_file():
-        raise NotFound(f"{archive}: no such archive")
-    parent = archive.parent if str(archive.parent) else Path(".")
-    # Read the current signatures and write the new archive under one lock: concurrent signers all survive.
-    with archive_lock(parent):
-        with ArchiveReader.open(archive) as reader:
-            _, layers, diff_ids = LayoutSignatures(reader)._current(manifest_digest)
-            if any(_same_layer(old, sigstore_layer(sig)) for old in layers):
-                return
-        tmp, fd = locked_temp_dir(parent, ".archive")
-        try:
-            staging = LayoutStore.create(tmp)
-            desc = _store_sig_manifest(staging, layers, diff_ids, sig)
-            staging.set_ref(sig_tag(manifest_digest), desc)
-            commit_archive(archive, staging)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            os.close(fd)
-
-
-def storage_for(ref: ImageReference | str) -> SignatureStorage:
-    """The signature storage of an image reference: ``dir:`` -> DirSignatures, ``oci:`` -> LayoutSignatures,
-    ``oci-archive:`` -> read-only LayoutSignatures (write with :func:`add_to_archive`)."""
-    from ..reference import parse_reference
-
-    r = parse_reference(ref) if isinstance(ref, str) else ref
-    if r.transport == "dir":
-        return DirSignatures(r.path)
-    if r.transport in ("oci", "oci-archive"):
-        from ..transports import open_layout
-
-        return LayoutSignatures(open_layout(r))
-    raise UnsupportedFormat(f"signatures in {r.transport}: images are not supported yet")
+    blobs = appended_sig_blobs(layers, diff_ids, [sig])
+    assert blobs is not None
+    desc = None
+    for data, media_type in blobs:
+        desc = store.put_bytes(data, media_type)
+    assert desc is not None
+    return desc

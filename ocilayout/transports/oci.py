@@ -1,4 +1,11 @@
-"""``oci:`` layout directories as a copy destination: blobs staged in the layout, published at commit."""
+"""``oci:`` layout directories: :class:`LayoutSource` (also used for archives) and :class:`LayoutDestination`.
+
+A destination stages blobs in a flock()ed directory inside the layout (same filesystem, invisible to
+readers); ``commit`` takes the layout lock (the one gc takes), re-checks the blobs it reused, merges staged
+signatures with the ``.sig`` manifests the layout holds *now*, renames every staged blob into ``blobs/`` and
+writes ``index.json`` once (the image's names and the ``.sig`` tags together). A failure before that write
+removes what was published, so the layout is left exactly as it was.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +15,75 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
+from .. import mediatypes as mt
+from ..descriptor import Descriptor
 from ..digest import Digest, VerifyingReader
-from ..errors import DigestMismatch, LayoutError, SizeMismatch
+from ..errors import DigestMismatch, LayoutError, NotFound, SizeMismatch, UnsupportedFormat
 from ..fsutil import fsync_dir, locked_temp_dir
+from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
 from ..reference import ImageReference
-from ..store import LayoutStore
+from ..store import LayoutReader, LayoutStore
 from ..streams import PIPELINE_MIN, copy_region_hashed, pump, region_of
-from .base import Capabilities
+from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
-__all__ = ["LayoutDestination", "StagingArea", "index_entry"]
+if TYPE_CHECKING:
+    from ..signature.model import Signature
+
+__all__ = ["LAYOUT_CAPABILITIES", "LayoutDestination", "LayoutSource", "OciTransport", "StagingArea", "unpublish"]
+
+#: What an OCI layout (directory or archive) can hold.
+LAYOUT_CAPABILITIES = Capabilities(
+    manifest_types=frozenset(mt.MANIFEST_TYPES | mt.INDEX_TYPES | mt.SCHEMA1_TYPES),
+    names="ref-name",
+    signatures=frozenset({"sigstore"}),
+)
 
 
-def index_entry(root: Descriptor) -> Descriptor:
-    """The descriptor to record in a destination's index.json: the source's names are dropped."""
-    annotations = {k: v for k, v in root.annotations.items() if k not in (REF_NAME, CONTAINERD_NAME)}
-    return root.with_(annotations=annotations)
+class LayoutSource:
+    """A resolved image in an OCI layout (a directory or an archive read in place)."""
+
+    def __init__(self, ref: ImageReference, reader: LayoutReader) -> None:
+        self.ref = ref
+        self._reader = reader
+        try:
+            self.root = reader.resolve(ref.ref, ref.digest)
+        except BaseException:
+            reader.close()
+            raise
+
+    def get_manifest(self, desc: Descriptor | None = None) -> Manifest:
+        return self._reader.get_manifest(desc or self.root)
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        return self._reader.open_blob(desc.digest, verify=False)
+
+    def stat_blob(self, digest: Digest) -> int | None:
+        return self._reader.stat_blob(digest)
+
+    def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
+        from ..signature.storage import LayoutSignatures, sig_tag
+
+        if sig_tag(manifest_digest) not in self._reader.refs():
+            return ()
+        return LayoutSignatures(self._reader).list(manifest_digest)
+
+    def ref_name(self) -> str | None:
+        """The name of the ``index.json`` entry the root came from (for signed identities)."""
+        return self.root.annotations.get("org.opencontainers.image.ref.name")
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> LayoutSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class StagingArea:
@@ -48,19 +103,20 @@ class StagingArea:
         with self._lock:
             return digest in self._staged
 
-    def put(self, stream: BinaryIO, expected: Descriptor | None,
-            progress: Callable[[int], None] | None = None) -> tuple[Digest, int]:
+    def put(self, stream: BinaryIO, expected: Descriptor | None, progress: ProgressFn | None = None,
+            algorithm: str = "sha256") -> tuple[Digest, int]:
         """Write ``stream`` into the staging area, hashing as it goes; raises IntegrityError on mismatch.
 
         A large blob that is a plain file or an archive member is copied by the kernel
         (``copy_file_range``) while the copy is hashed; anything else is streamed through a
-        :class:`VerifyingReader`. Either way the digest checked is that of the bytes written.
+        :class:`VerifyingReader`. Either way the digest checked is that of the bytes written. Without
+        ``expected`` the blob is named by its ``algorithm`` digest.
         """
         tmp = self.path / f"incoming-{secrets.token_hex(8)}"
         try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with open(fd, "r+b", buffering=0) as f:
-                digest, size = self._fill(f, stream, expected, progress)
+                digest, size = self._fill(f, stream, expected, progress, algorithm)
                 os.fsync(f.fileno())
             os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")
         except BaseException:
@@ -72,8 +128,8 @@ class StagingArea:
         return digest, size
 
     @staticmethod
-    def _fill(f: BinaryIO, stream: BinaryIO, expected: Descriptor | None,
-              progress: Callable[[int], None] | None) -> tuple[Digest, int]:
+    def _fill(f: BinaryIO, stream: BinaryIO, expected: Descriptor | None, progress: ProgressFn | None,
+              algorithm: str) -> tuple[Digest, int]:
         if expected is not None and expected.size > PIPELINE_MIN:
             region = region_of(stream)
             if region is not None:
@@ -85,22 +141,39 @@ class StagingArea:
                         raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
                     return got, expected.size
         reader = VerifyingReader(stream, expected.digest if expected else None,
-                                 expected.size if expected else None)
-        pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
+                                 expected.size if expected else None, algorithm=algorithm)
+        pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)  # type: ignore[arg-type]
         return reader.digest, reader.size
 
-    def publish(self) -> None:
-        """Move every staged blob into ``blobs/`` (rename, then fsync the directories)."""
+    def put_bytes(self, data: bytes) -> Digest:
+        digest, _ = self.put(io.BytesIO(data), None)
+        return digest
+
+    def publish(self) -> list[Path]:
+        """Move every staged blob the layout lacks into ``blobs/`` (rename, then fsync the directories);
+        returns the paths it created, so a caller can :func:`unpublish` them if its commit fails. On an
+        error, what this call published is removed again."""
+        created: list[Path] = []
         dirs: set[Path] = set()
-        for digest in sorted(self._staged, key=str):
-            final = self.store.blob_path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.path / f"{digest.algorithm}-{digest.hex}", 0o644)
-            os.replace(self.path / f"{digest.algorithm}-{digest.hex}", final)
-            dirs.add(final.parent)
-        for d in dirs:
-            fsync_dir(d)
+        try:
+            for digest in sorted(self._staged, key=str):
+                directory = self.store.blob_dir(digest.algorithm, create=True)
+                assert directory is not None
+                final = directory / digest.hex
+                staged = self.path / f"{digest.algorithm}-{digest.hex}"
+                existed = os.path.lexists(final)
+                os.chmod(staged, 0o644)
+                os.replace(staged, final)  # an existing file of that name had the wrong size: replace it
+                if not existed:
+                    created.append(final)
+                dirs.add(directory)
+            for d in dirs:
+                fsync_dir(d)
+        except BaseException:
+            unpublish(created)
+            raise
         self._staged.clear()
+        return created
 
     def discard(self) -> None:
         """Remove the staging directory and whatever is left in it."""
@@ -110,32 +183,42 @@ class StagingArea:
             self._fd = -1
 
 
+def unpublish(paths: Sequence[Path]) -> None:
+    """Remove blobs a failed commit published (they were absent before it)."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
 class LayoutDestination:
-    """Copy destination for ``oci:PATH[:REF]``. The layout is created if missing."""
+    """Destination for ``oci:PATH[:REF]``. The layout is created if missing."""
 
-    capabilities = Capabilities()
+    capabilities = LAYOUT_CAPABILITIES
 
-    def __init__(self, ref: ImageReference) -> None:
+    def __init__(self, ref: ImageReference, store: LayoutStore | None = None) -> None:
         self.ref = ref
         try:
-            self.store = LayoutStore.create(ref.path)
+            self.store = store if store is not None else LayoutStore.create(ref.path)
             self.staging = StagingArea(self.store)
-            self._reused: set[Digest] = set()
         except OSError as err:
             raise LayoutError(f"cannot write layout {ref.path}: {err.strerror or err}") from err
+        self._reused: set[Digest] = set()
+        self._names: list[tuple[str | None, Descriptor]] = []
+        self._signatures: dict[Digest, list[Signature]] = {}
 
     def has_blob(self, desc: Descriptor) -> bool:
         if self.staging.has(desc.digest):
             return True
-        if self.store.has_blob(desc.digest) and self.store.blob_size(desc.digest) == desc.size:
+        if self.store.stat_blob(desc.digest) == desc.size:
             self._reused.add(desc.digest)
             return True
         return False
 
-    def put_blob(self, stream: BinaryIO, expected: Descriptor,
-                 progress: Callable[[int], None] | None = None) -> Descriptor:
-        self.staging.put(stream, expected, progress)
-        return expected
+    def put_blob(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
+                 progress: ProgressFn | None = None) -> Descriptor:
+        with open_() as stream:
+            digest, size = self.staging.put(stream, expected, progress)
+        return Descriptor(media_type, digest, size) if expected is None else expected.with_(media_type=media_type)
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
         desc = manifest.descriptor
@@ -143,8 +226,49 @@ class LayoutDestination:
             self.staging.put(io.BytesIO(manifest.raw), desc)
         return desc
 
-    def commit(self, root: Descriptor) -> None:
-        """Publish staged blobs and write the tag, under the layout lock that gc also takes.
+    def tag(self, desc: Descriptor, name: str | None) -> None:
+        self._names.append((name, index_entry(desc)))
+
+    def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
+        from ..signature.model import SigstoreSignature
+
+        for sig in sigs:
+            if not isinstance(sig, SigstoreSignature):
+                raise UnsupportedFormat(f"{self.ref.transport}: images hold sigstore signatures only "
+                                        "(GPG signatures go to dir:)")
+        self._signatures.setdefault(manifest_digest, []).extend(sigs)
+
+    def stage_signature_tags(self, current: LayoutReader) -> list[dict[str, Any]]:
+        """Stage the ``.sig`` manifests that append the staged signatures to those ``current`` holds now;
+        returns their ``index.json`` entries. Call under the lock that serialises signers."""
+        from ..signature.storage import LayoutSignatures, appended_sig_blobs, sig_tag
+
+        entries: list[dict[str, Any]] = []
+        sigs = LayoutSignatures(current)
+        have = set(current.refs())
+        for digest, new in self._signatures.items():
+            layers: list[dict[str, Any]] = []
+            diff_ids: list[str] = []
+            if sig_tag(digest) in have:
+                _, layers, diff_ids = sigs.current(digest)
+            blobs = appended_sig_blobs(layers, diff_ids, new)
+            if blobs is None:
+                continue
+            # The old payloads the new manifest still lists are in ``current`` already (an archive keeps
+            # every blob of its base), so only the new blobs are staged.
+            for data, _ in blobs:
+                self.staging.put_bytes(data)
+            data, media_type = blobs[-1]
+            entries.append(with_name(Descriptor(media_type, Digest.of(data), len(data)), sig_tag(digest)))
+        return entries
+
+    def staged_entries(self, current: LayoutReader) -> list[dict[str, Any]]:
+        """The ``index.json`` entries this commit adds: the names given to :meth:`tag`, then the ``.sig``
+        tags of the staged signatures (their blobs staged now, appended to what ``current`` holds)."""
+        return [with_name(desc, name) for name, desc in self._names] + self.stage_signature_tags(current)
+
+    def commit(self) -> None:
+        """Publish staged blobs and write names and signature tags, under the layout lock gc also takes.
 
         Blobs the copy skipped because the layout had them are checked again under the lock: a gc that
         ran meanwhile may have removed them (they were unreferenced), and a tag must never point at a
@@ -155,8 +279,46 @@ class LayoutDestination:
             if gone:
                 raise LayoutError(f"{len(gone)} blob(s) this copy reused were removed by a concurrent gc; "
                                   "run the copy again")
-            self.staging.publish()
-            self.store.set_ref(self.ref.ref, index_entry(root))
+            new = self.staged_entries(self.store)
+            if not new:
+                return
+            created = self.staging.publish()
+            try:
+                for entry in new:
+                    if not self.store.has_blob(Digest.parse(entry["digest"])):
+                        raise NotFound(f"{self.store.root}: cannot tag {entry['digest']}: blob not stored")
+                self.store.update_index(lambda entries: merge_entries(entries, new))
+            except BaseException:
+                unpublish(created)
+                raise
+        self._names.clear()
+        self._signatures.clear()
 
     def close(self) -> None:
         self.staging.discard()
+
+
+class OciTransport(Transport):
+    """``oci:PATH[:REF|@DIGEST]``: an OCI image layout directory."""
+
+    name = "oci"
+    describes = "an OCI image layout directory"
+
+    def open_source(self, ref: ImageReference) -> LayoutSource:
+        return LayoutSource(ref, self.open_store(ref))
+
+    def open_destination(self, ref: ImageReference) -> LayoutDestination:
+        return LayoutDestination(ref)
+
+    def list_names(self, ref: ImageReference) -> list[str]:
+        return self.open_store(ref).refs()
+
+    def open_reader(self, ref: ImageReference) -> LayoutReader:
+        """The layout directory, even one whose ``oci-layout`` is missing or broken (fsck reports that)."""
+        if not Path(ref.path).is_dir():
+            raise NotFound(f"{ref.path}: no such layout directory")
+        return LayoutStore(ref.path)
+
+    def open_store(self, ref: ImageReference) -> LayoutStore:
+        return LayoutStore.open(ref.path)
+

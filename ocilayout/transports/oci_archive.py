@@ -1,32 +1,38 @@
-"""``oci-archive:`` tarballs as a copy destination: a staging layout beside the file, one tar at commit."""
+"""``oci-archive:`` tarballs: read through :class:`~ocilayout.transports.oci.LayoutSource` over an
+:class:`~ocilayout.archive.ArchiveReader`; written by :class:`ArchiveDestination`, one tar per commit."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING
 
 from ..descriptor import Descriptor
 from ..digest import Digest
-from ..errors import LayoutError
+from ..errors import LayoutError, NotFound
 from ..fsutil import TMP_PREFIX, is_stale_temp, locked_temp_dir
-from ..graph import walk
+from ..index import merge_entries
 from ..manifest import Manifest
 from ..reference import ImageReference
-from ..store import LayoutReader
-from .base import Capabilities
-from .oci import LayoutDestination, index_entry
+from ..store import LayoutReader, LayoutStore
+from .base import BlobOpener, ProgressFn, Transport
+from .oci import LAYOUT_CAPABILITIES, LayoutDestination, LayoutSource
 
-__all__ = ["ArchiveDestination"]
+if TYPE_CHECKING:
+    from ..archive import ArchiveBlob
+    from ..signature.model import Signature
+
+__all__ = ["ArchiveDestination", "OciArchiveTransport"]
 
 
 def _remove_stale_staging(parent: Path) -> None:
     """Remove what killed archive writers left beside their archives: staging layouts and temp tars whose
-    writer is gone (no live flock inside). Only names with ocilayout's temp prefix are touched."""
+    writer is gone (no live flock inside). Only names with ocilayout's temp prefix are touched; the flock is
+    taken before a temp name is visible (see :mod:`ocilayout.fsutil`), so no age check is needed."""
     for entry in parent.glob(TMP_PREFIX + "*"):
-        if not is_stale_temp(entry):
+        if entry.is_symlink() or not is_stale_temp(entry):
             continue
         if entry.is_dir() and entry.name.endswith(".archive"):
             shutil.rmtree(entry, ignore_errors=True)
@@ -35,14 +41,16 @@ def _remove_stale_staging(parent: Path) -> None:
 
 
 class ArchiveDestination:
-    """Copy destination for ``oci-archive:FILE[:REF]``.
+    """Destination for ``oci-archive:FILE[:REF]``.
 
-    Blobs are staged in a temporary layout in the archive's directory (same filesystem); ``commit``
-    writes the whole archive atomically, keeping the images an existing archive already holds. Blobs the
-    existing archive has are not staged again.
+    Blobs with a known digest are not copied anywhere before commit: their openers are kept and the
+    archive is written in one pass, each blob streamed from its source into the tar and verified on the
+    way. Manifests, signatures and blobs whose digest is not known yet are staged in a temporary layout in
+    the archive's directory. ``commit`` rewrites the whole archive atomically under the directory lock,
+    keeping the images the archive holds then.
     """
 
-    capabilities = Capabilities()
+    capabilities = LAYOUT_CAPABILITIES
 
     def __init__(self, ref: ImageReference) -> None:
         from ..archive import ArchiveReader
@@ -51,65 +59,35 @@ class ArchiveDestination:
         self.path = Path(ref.path)
         if self.path.is_dir():
             raise LayoutError(f"{self.path} is a directory; oci-archive: wants a file (use oci: for a layout)")
-        self.base: LayoutReader | None = ArchiveReader.open(self.path) if self.path.exists() else None
-        self._deferred: dict[Digest, tuple[LayoutReader, int]] = {}
-        self._signatures: list[tuple[Digest, Any]] = []
-        self._progress: Callable[[int], None] | None = None
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
             raise LayoutError(f"cannot write {self.path}: directory {parent} does not exist")
+        self.base: LayoutReader | None = ArchiveReader.open(self.path) if self.path.exists() else None
+        self._deferred: dict[Digest, ArchiveBlob] = {}
+        self._progress: ProgressFn | None = None
         _remove_stale_staging(parent)
         self._dir, self._dir_fd = locked_temp_dir(parent, ".archive")
         try:
-            self._inner = LayoutDestination(ImageReference("oci", str(self._dir), ref.ref))
+            self._inner = LayoutDestination(ImageReference("oci", str(self._dir), ref.ref),
+                                            LayoutStore.create(self._dir))
         except BaseException:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            os.close(self._dir_fd)
-            if self.base is not None:
-                self.base.close()
+            self.close()
             raise
 
     def has_blob(self, desc: Descriptor) -> bool:
         if desc.digest in self._deferred or self._inner.has_blob(desc):
             return True
-        return self.base is not None and self.base.has_blob(desc.digest) and \
-            self.base.blob_size(desc.digest) == desc.size
+        return self.base is not None and self.base.stat_blob(desc.digest) == desc.size
 
-    def put_blob(self, stream: BinaryIO, expected: Descriptor,
-                 progress: Callable[[int], None] | None = None) -> Descriptor:
-        return self._inner.put_blob(stream, expected, progress)
+    def put_blob(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
+                 progress: ProgressFn | None = None) -> Descriptor:
+        if expected is None:  # its size is needed for the tar header: stage it now
+            return self._inner.put_blob(open_, None, media_type=media_type, progress=progress)
+        from ..archive import ArchiveBlob
 
-    def add_source_blob(self, desc: Descriptor, reader: LayoutReader,
-                        progress: Callable[[int], None] | None = None) -> None:
-        """Take a blob straight from ``reader`` at commit (verified as it is written): one pass, no staging.
-
-        ``reader`` must stay open until :meth:`commit`.
-        """
-        self._deferred[desc.digest] = (reader, desc.size)
+        self._deferred[expected.digest] = ArchiveBlob(open_, expected.size)
         self._progress = progress
-
-    def stage_signatures(self, items: Sequence[tuple[Digest, Any]]) -> None:
-        """Sigstore signatures (manifest digest, signature) to write with the image at :meth:`commit`,
-        appended to the ``.sig`` manifests the archive holds for those digests then."""
-        self._signatures.extend(items)
-
-    def _merge_signatures(self, base: LayoutReader | None) -> None:
-        """Stage :attr:`_signatures` on top of ``base``'s current ``.sig`` manifests (call under the lock)."""
-        from ..signature.storage import LayoutSignatures, sig_tag
-
-        staging = self._inner.store
-        for digest in dict.fromkeys(d for d, _ in self._signatures):
-            tag = sig_tag(digest)
-            if base is not None and tag in base.refs() and tag not in staging.refs():
-                # seed the staging layout with the archive's current .sig manifest, so adding appends to it
-                old = base.resolve(tag)
-                for node in walk(base, [old]):
-                    with base.open_blob(node.descriptor) as f:
-                        staging.put_blob(f, node.descriptor)
-                staging.set_ref(tag, old)
-        store = LayoutSignatures(staging)
-        for digest, sig in self._signatures:
-            store.add(digest, sig)
+        return expected.with_(media_type=media_type)
 
     def put_manifest(self, manifest: Manifest) -> Descriptor:
         desc = manifest.descriptor
@@ -117,28 +95,42 @@ class ArchiveDestination:
             return desc
         return self._inner.put_manifest(manifest)
 
-    def commit(self, root: Descriptor) -> None:
+    def tag(self, desc: Descriptor, name: str | None) -> None:
+        self._inner.tag(desc, name)
+
+    def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
+        self._inner.put_signatures(manifest_digest, sigs)
+
+    def commit(self) -> None:
         from ..archive import ArchiveReader, archive_lock, commit_archive
 
-        self._inner.staging.publish()
-        # The image may be wholly in the existing archive already (a re-copy): commit_archive checks that
-        # every entry's blob is in the staging layout or the archive.
-        self._inner.store.set_ref(self.ref.ref, index_entry(root), require_blob=False)
         if self.base is not None:
             self.base.close()
             self.base = None
-        with archive_lock(self.path.parent):
-            if self._signatures:  # merged with the archive as it is now, under the lock other writers take
-                base = ArchiveReader.open(self.path) if self.path.exists() else None
-                try:
-                    self._merge_signatures(base)
-                finally:
-                    if base is not None:
-                        base.close()
-            commit_archive(self.path, self._inner.store, extra=self._deferred, progress=self._progress)
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        with archive_lock(parent):
+            # Signatures are appended to the .sig manifests the archive holds now, under the lock other
+            # writers of this directory take: concurrent signers all survive.
+            current = ArchiveReader.open(self.path) if self.path.exists() else None
+            try:
+                inner = self._inner
+                new = inner.staged_entries(current if current is not None else inner.store)
+                inner.staging.publish()
+                if new:
+                    # Entries may point at blobs only the archive or the deferred openers hold;
+                    # commit_archive checks the closure of every new entry before it writes.
+                    inner.store.update_index(lambda entries: merge_entries(entries, new))
+            finally:
+                if current is not None:
+                    current.close()
+            if not new and not self._deferred and self.path.exists():
+                return  # nothing to add
+            commit_archive(self.path, inner.store, extra=self._deferred, progress=self._progress)
 
     def close(self) -> None:
-        self._inner.close()
+        inner = getattr(self, "_inner", None)
+        if inner is not None:
+            inner.close()
         if self._dir_fd >= 0:
             shutil.rmtree(self._dir, ignore_errors=True)
             os.close(self._dir_fd)
@@ -146,3 +138,27 @@ class ArchiveDestination:
         if self.base is not None:
             self.base.close()
             self.base = None
+
+
+class OciArchiveTransport(Transport):
+    """``oci-archive:FILE[:REF|@DIGEST]``: a tar of an OCI layout, read in place."""
+
+    name = "oci-archive"
+    describes = "a tar file of an OCI image layout"
+
+    def open_source(self, ref: ImageReference) -> LayoutSource:
+        return LayoutSource(ref, self.open_reader(ref))
+
+    def open_destination(self, ref: ImageReference) -> ArchiveDestination:
+        return ArchiveDestination(ref)
+
+    def list_names(self, ref: ImageReference) -> list[str]:
+        with self.open_reader(ref) as reader:
+            return reader.refs()
+
+    def open_reader(self, ref: ImageReference) -> LayoutReader:
+        from ..archive import ArchiveReader
+
+        if not Path(ref.path).exists():
+            raise NotFound(f"{ref.path}: no such archive")
+        return ArchiveReader.open(ref.path)

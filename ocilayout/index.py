@@ -1,0 +1,68 @@
+"""``index.json`` entries: their names and the one set of rules both layout writers follow.
+
+A layout directory (:class:`~ocilayout.store.LayoutStore`) and an archive (:mod:`ocilayout.archive`) merge
+entries with :func:`merge_entries`, so a tag rule never drifts between ``oci:`` and ``oci-archive:``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
+from .errors import InvalidManifest
+from .manifest import load_json
+
+__all__ = ["entry_name", "index_entry", "merge_entries", "parse_index_doc", "with_name"]
+
+
+def entry_name(entry: Any) -> str | None:
+    """An entry's name: ``org.opencontainers.image.ref.name``, else ``io.containerd.image.name``, else None."""
+    ann = entry.get("annotations") if isinstance(entry, dict) else None
+    if not isinstance(ann, dict):
+        return None
+    for key in (REF_NAME, CONTAINERD_NAME):
+        value = ann.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def index_entry(root: Descriptor) -> Descriptor:
+    """The descriptor to record in a destination's ``index.json``: the source's names are dropped."""
+    annotations = {k: v for k, v in root.annotations.items() if k not in (REF_NAME, CONTAINERD_NAME)}
+    return root.with_(annotations=annotations)
+
+
+def with_name(desc: Descriptor, name: str | None) -> dict[str, Any]:
+    """``desc`` as an ``index.json`` entry called ``name`` (untagged when None)."""
+    annotations = {k: v for k, v in desc.annotations.items() if k != REF_NAME}
+    if name is not None:
+        annotations[REF_NAME] = name
+    return desc.with_(annotations=annotations).to_dict()
+
+
+def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` with ``new`` merged in order: a named entry replaces every old one of that name (it goes to
+    the end); an untagged one is appended unless the same digest is already there untagged."""
+    out = list(old)
+    for entry in new:
+        name = entry_name(entry)
+        if name is None:
+            if not any(e.get("digest") == entry.get("digest") and entry_name(e) is None for e in out):
+                out.append(entry)
+        else:
+            out = [*(e for e in out if entry_name(e) != name), entry]
+    return out
+
+
+def parse_index_doc(raw: bytes, location: str) -> dict[str, Any]:
+    """``index.json`` as a dict whose ``manifests`` is a list of objects; raises InvalidManifest."""
+    doc = load_json(raw, f"{location}/index.json")
+    manifests = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(manifests if manifests is not None else [], list):
+        raise InvalidManifest(f"{location}/index.json is not an OCI index")
+    entries = manifests or []
+    if not all(isinstance(e, dict) for e in entries):
+        raise InvalidManifest(f"{location}/index.json has a manifests entry that is not an object")
+    doc["manifests"] = list(entries)
+    return doc
