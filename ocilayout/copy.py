@@ -102,11 +102,19 @@ def copy(src: Source | ImageReference | str, dst: Destination | ImageReference |
             source.close()
 
 
-def copy_into(source: Source, destination: Destination, options: CopyOptions | None = None) -> CopyResult:
-    """Plan the copy and write it into ``destination`` without committing (see :func:`copy`)."""
+_DEST_NAME = object()
+
+
+def copy_into(source: Source, destination: Destination, options: CopyOptions | None = None, *,
+              name: str | object | None = _DEST_NAME) -> CopyResult:
+    """Plan the copy and write it into ``destination`` without committing (see :func:`copy`), naming the
+    image ``name`` (default: the destination reference's name; None: untagged). Several calls before one
+    ``commit()`` put several images into one write (sync)."""
     options = options or CopyOptions()
+    tag = destination.ref.ref if name is _DEST_NAME else name
+    assert tag is None or isinstance(tag, str)
     plan = plan_copy(source, destination.capabilities, select=options.select, signing=options.signing,
-                     name=destination.ref.ref, dest=str(destination.ref))
+                     name=tag, dest=str(destination.ref))
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress)
 
 

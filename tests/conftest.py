@@ -151,3 +151,19 @@ def _fsck_written_layouts(request: pytest.FixtureRequest):  # type: ignore[no-un
         report = fsck(LayoutStore(layout))
         errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
         assert not errors, f"{layout} fails fsck after the test: {errors}"
+    # Archives too: every tar that opens as an oci-archive must be sound (a tar that is not one -- a
+    # docker save, a layer -- is not judged here).
+    from ocilayout.archive import ArchiveReader
+    from ocilayout.errors import OcilayoutError
+
+    for tar in sorted(root.rglob("*.tar")):
+        if any(part.startswith(".ocilayout-") for part in tar.relative_to(root).parts) or not tar.is_file():
+            continue
+        try:
+            reader = ArchiveReader.open(tar)
+        except OcilayoutError:
+            continue
+        with reader:
+            report = fsck(reader)
+        errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
+        assert not errors, f"{tar} fails fsck after the test: {errors}"

@@ -293,6 +293,7 @@ def test_missing_archive_and_directory(tmp_path: Path) -> None:
     one_line_error(excinfo)
 
 
+@pytest.mark.damages_layouts
 def test_corrupt_blob_byte_raises_digest_mismatch(tmp_path: Path, sample: LayoutStore, sample_tar: Path) -> None:
     desc = sample.resolve("v1")
     layer = sample.get_manifest(desc).layers[0]
@@ -310,6 +311,7 @@ def test_corrupt_blob_byte_raises_digest_mismatch(tmp_path: Path, sample: Layout
             r.verify_blobs()
 
 
+@pytest.mark.damages_layouts
 def test_oversized_index_json(tmp_path: Path, sample: LayoutStore) -> None:
     entries = [e for e in layout_entries(sample) if e.name != "index.json"]
     filler = b" " * (4 * 1024 * 1024)

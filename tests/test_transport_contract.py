@@ -1,0 +1,158 @@
+"""One contract for every transport that can hold images, and a source x destination matrix.
+
+Each transport in :data:`WRITABLE` gets every test here for free: add a row to ``REFS`` when a new
+transport module lands (dir:, docker-archive:, docker://).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ocilayout.copy import CopyOptions, Selection, copy, copy_into
+from ocilayout.descriptor import Descriptor
+from ocilayout.digest import Digest
+from ocilayout.errors import IntegrityError, NotFound, OcilayoutError
+from ocilayout.sample import build_sample_layout
+from ocilayout.signature.model import SIMPLESIGNING_MEDIA_TYPE, SigstoreSignature
+from ocilayout.transports import open_destination, open_source
+from ocilayout.transports.base import read_blob_bytes
+
+#: transport -> how to name an image called NAME at a fresh location under a directory.
+REFS: dict[str, Callable[[Path, str], str]] = {
+    "oci": lambda d, name: f"oci:{d}/layout:{name}",
+    "oci-archive": lambda d, name: f"oci-archive:{d}/image.tar:{name}",
+}
+WRITABLE = sorted(REFS)
+SIG = SigstoreSignature(SIMPLESIGNING_MEDIA_TYPE, b'{"critical":{}}', {"dev.cosignproject.cosign/signature": "AA=="})
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    build_sample_layout(tmp_path / "sample")
+    return tmp_path / "sample"
+
+
+def _location(ref: str) -> Path:
+    return Path(ref.split(":", 1)[1].rsplit(":", 1)[0])
+
+
+def _state(ref: str) -> object:
+    p = _location(ref)
+    if not p.exists():
+        return None
+    if p.is_file():
+        return p.read_bytes()
+    return sorted((str(f.relative_to(p)), f.read_bytes()) for f in p.rglob("*")
+                  if f.is_file() and not f.name.startswith(".ocilayout"))
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_round_trip_reads_back_every_byte(sample: Path, tmp_path: Path, kind: str) -> None:
+    ref = REFS[kind](tmp_path, "v1")
+    res = copy(f"oci:{sample}:v1", ref)
+    with open_source(ref) as src, open_source(f"oci:{sample}:v1") as orig:
+        assert src.root.digest == orig.root.digest == res.descriptor.digest
+        assert src.get_manifest().raw == orig.get_manifest().raw
+        m = src.get_manifest()
+        for d in [m.config, *m.layers]:
+            assert src.stat_blob(d.digest) == d.size
+            assert read_blob_bytes(src, d, limit=1 << 30) == read_blob_bytes(orig, d, limit=1 << 30)
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_nothing_is_visible_before_commit(sample: Path, tmp_path: Path, kind: str) -> None:
+    copy(f"oci:{sample}:v1", REFS[kind](tmp_path, "old"))
+    before = _state(REFS[kind](tmp_path, "x"))
+    with open_source(f"oci:{sample}:multi") as src:
+        dst = open_destination(REFS[kind](tmp_path, "new"))
+        try:
+            copy_into(src, dst, CopyOptions(select=Selection(all=True)))
+            dst.put_signatures(src.root.digest, [SIG])
+        finally:
+            dst.close()  # no commit
+    assert _state(REFS[kind](tmp_path, "x")) == before
+
+
+@pytest.mark.damages_layouts
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_a_lying_opener_fails_and_keeps_nothing(sample: Path, tmp_path: Path, kind: str) -> None:
+    copy(f"oci:{sample}:v1", REFS[kind](tmp_path, "old"))
+    before = _state(REFS[kind](tmp_path, "x"))
+    data = b"what the descriptor promises"
+    liar = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    dst = open_destination(REFS[kind](tmp_path, "new"))
+    try:
+        with pytest.raises(IntegrityError):
+            dst.put_blob(lambda: io.BytesIO(b"something else entirely!!!!!"), liar, media_type=liar.media_type)
+            dst.tag(liar, "new")
+            dst.commit()  # a destination that defers the blob finds the lie here
+    finally:
+        dst.close()
+    assert _state(REFS[kind](tmp_path, "x")) == before
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_unknown_digest_is_hashed_by_the_destination(tmp_path: Path, kind: str) -> None:
+    dst = open_destination(REFS[kind](tmp_path, "x"))
+    try:
+        got = dst.put_blob(lambda: io.BytesIO(b"new layer bytes"), None, media_type="application/x-test")
+    finally:
+        dst.close()
+    assert got.digest == Digest.of(b"new layer bytes") and got.size == 15 and got.media_type == "application/x-test"
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_several_names_and_signatures_in_one_commit(sample: Path, tmp_path: Path, kind: str) -> None:
+    dst = open_destination(REFS[kind](tmp_path, "a"))
+    assert dst.capabilities.multi_image
+    try:
+        with open_source(f"oci:{sample}:v1") as one, open_source(f"oci:{sample}:multi") as two:
+            r1 = copy_into(one, dst)
+            r2 = copy_into(two, dst, CopyOptions(select=Selection(all=True)), name="b")
+            dst.put_signatures(r1.descriptor.digest, [SIG])
+            dst.put_signatures(r1.descriptor.digest, [SIG])  # an exact duplicate is stored once
+        dst.commit()
+    finally:
+        dst.close()
+    with open_source(REFS[kind](tmp_path, "a")) as src:
+        assert src.root.digest == r1.descriptor.digest
+        assert list(src.signatures(src.root.digest)) == [SIG]
+    with open_source(REFS[kind](tmp_path, "b")) as src:
+        assert src.root.digest == r2.descriptor.digest and src.get_manifest().is_index
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_recopy_skips_what_is_there(sample: Path, tmp_path: Path, kind: str) -> None:
+    first = copy(f"oci:{sample}:v1", REFS[kind](tmp_path, "v1"))
+    again = copy(f"oci:{sample}:v1", REFS[kind](tmp_path, "v1"))
+    assert first.blobs_copied > 0 and again.blobs_copied == 0 and again.blobs_skipped == first.blobs_copied
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_missing_image_is_not_found(tmp_path: Path, kind: str) -> None:
+    with pytest.raises(OcilayoutError) as info:
+        open_source(REFS[kind](tmp_path, "nope"))
+    assert isinstance(info.value, NotFound)
+
+
+# -- the matrix -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["v1", "multi"])
+@pytest.mark.parametrize("dst_kind", WRITABLE)
+@pytest.mark.parametrize("src_kind", WRITABLE)
+def test_matrix(sample: Path, tmp_path: Path, src_kind: str, dst_kind: str, which: str) -> None:
+    """Every source transport into every destination transport, single image and whole index; the digest
+    never changes and the result reads back (the fsck oracle checks every layout and archive after)."""
+    src_ref = REFS[src_kind](tmp_path / "src", which)
+    (tmp_path / "src").mkdir()
+    copy(f"oci:{sample}:{which}", src_ref, CopyOptions(select=Selection(all=True)))
+    dst_ref = REFS[dst_kind](tmp_path / "dst", which)
+    (tmp_path / "dst").mkdir()
+    res = copy(src_ref, dst_ref, CopyOptions(select=Selection(all=True)))
+    with open_source(src_ref) as a, open_source(dst_ref) as b:
+        assert a.root.digest == b.root.digest == res.descriptor.digest
+        assert a.get_manifest().raw == b.get_manifest().raw
