@@ -45,7 +45,7 @@ def test_copy_of_an_untyped_entry_copies_the_whole_image(tmp_path: Path) -> None
 
 
 def test_every_walker_agrees_on_an_untyped_entry(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    store, digest = _untyped_entry(tmp_path)
+    store, _ = _untyped_entry(tmp_path)
     blobs = {d for d, _ in store.all_blobs()}
     assert reachable_digests(store) == blobs  # gc keeps config and layers
     report = fsck(store)
