@@ -160,15 +160,19 @@ def test_signed_by_key_data_and_and_semantics(tmp_path: Path) -> None:
 
 
 def test_scope_selection(tmp_path: Path) -> None:
+    # containers/image's PolicyConfigurationIdentity (the resolved path) then PolicyConfigurationNamespaces (its
+    # parents, not "/"). A "PATH:TAG" scope is valid to write (ValidateScope accepts it) but is never looked up.
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
     scopes = path_scopes(sub, "v1")
-    assert scopes[:3] == [f"{sub.resolve()}:v1", str(sub.resolve()), str((tmp_path / 'a').resolve())]
+    assert scopes[:2] == [str(sub.resolve()), str((tmp_path / "a").resolve())]
+    assert "/" not in scopes and not any(":" in s for s in scopes)
     doc = {"default": [{"type": "reject"}], "transports": {"oci": {
         str((tmp_path / "a").resolve()): [{"type": "insecureAcceptAnything"}],
         f"{sub.resolve()}:v2": [{"type": "reject"}]}}}
     p = Policy.parse(json.dumps(doc).encode())
     img = ImageToVerify(Digest.parse(D), [])
     assert p.evaluate("oci", scopes, img).allowed
-    assert not p.evaluate("oci", path_scopes(sub, "v2"), img).allowed
+    res = p.evaluate("oci", path_scopes(sub, "v2"), img)
+    assert res.allowed and res.scope == f"oci:{(tmp_path / 'a').resolve()}"  # the :v2 scope does not apply
     assert p.evaluate("oci-archive", scopes, img).scope == "default"
