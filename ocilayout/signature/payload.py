@@ -147,7 +147,8 @@ def _string(v: Any, where: str) -> str:
 def parse_payload(data: bytes, expected_type: str) -> UntrustedPayload:
     """Parse a verified payload with containers/image's strict rules (§1.3); raises VerificationError.
 
-    One JSON object with exactly ``critical`` and ``optional``; no duplicate keys; no NaN/Infinity;
+    One JSON object with exactly ``critical`` and ``optional``; no key repeated in it, in ``critical`` and its
+    objects or in ``optional`` (repeats inside ignored ``optional`` values pass, as in Go); no NaN/Infinity;
     ``critical`` with exactly ``type``/``image``/``identity``; the type must equal ``expected_type``;
     ``optional`` must be an object (``null`` is allowed for sigstore only); unknown ``optional`` keys are ignored;
     ``creator`` a string, ``timestamp`` an integral number.
