@@ -272,3 +272,20 @@ def test_raise_for_rejection_lists_every_failure() -> None:
                               "sigstoreSigned: no signature exists")
     with pytest.raises(VerificationError):
         PolicyResult("default", []).raise_for_rejection("oci:/x:v1")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "ok"),
+    [("docker.io", True), ("docker.io/library", True), ("mirror:5000/vendor", True), ("busybox", True),
+     ("UPPER/x", True), ("a/B", False), ("example.com/ns:tag", False), ("example.com/ns@sha256:" + "a" * 64, False),
+     ("", False), ("-bad", False), ("example.com/", False), ("example.com//x", False)],
+)
+def test_remap_identity_prefixes_validated(prefix: str, ok: bool) -> None:
+    # validateIdentityRemappingPrefix; the same 16 verdicts as skopeo 1.9.3 on these and a few more
+    for rule in ({"type": "remapIdentity", "prefix": prefix, "signedPrefix": "docker.io"},
+                 {"type": "remapIdentity", "prefix": "docker.io", "signedPrefix": prefix}):
+        if ok:
+            assert parse_identity_rule(rule).type == "remapIdentity"
+        else:
+            with pytest.raises(PolicyError, match="is not valid"):
+                parse_identity_rule(rule)

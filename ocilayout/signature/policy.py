@@ -19,7 +19,7 @@ from typing import Any
 from ..digest import Digest
 from ..errors import InvalidReference, NotFound, OcilayoutError, SignatureError, UnsupportedFormat, VerificationError
 from . import strictjson
-from .dockerref import DockerReference, parse_named, parse_normalized
+from .dockerref import DockerReference, is_remap_prefix, parse_named, parse_normalized
 from .model import SIMPLESIGNING_MEDIA_TYPE, Signature, SigstoreSignature, SimpleSigningSignature
 from .payload import UntrustedPayload
 
@@ -92,6 +92,10 @@ def parse_identity_rule(obj: Any) -> IdentityRule:
                 raise PolicyError(f"policy: exactReference {obj['dockerReference']!r} has neither a tag nor a digest")
         elif t == "exactRepository":
             parse_normalized(obj["dockerRepository"])
+        elif t == "remapIdentity":
+            for k in ("prefix", "signedPrefix"):
+                if not is_remap_prefix(obj[k]):
+                    raise PolicyError(f"policy: remapIdentity {k} {obj[k][:200]!r} is not valid")
     except InvalidReference as err:
         raise PolicyError(f"policy: signedIdentity {t}: {err}") from None
     return IdentityRule(t, obj.get("dockerReference"), obj.get("dockerRepository"), obj.get("prefix"),
