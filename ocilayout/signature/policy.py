@@ -1,5 +1,10 @@
 """containers-policy.json(5): parse strictly and evaluate per image, reporting every requirement.
 
+Parsing refuses what containers/image's policy_config.go refuses: unknown or repeated keys at any level, scopes
+that the transport's ValidatePolicyConfigurationScope rejects (oci, oci-archive, dir: absolute and canonical, not
+``/``), invalid remapIdentity prefixes. Scopes are looked up as PolicyConfigurationIdentity/Namespaces do (the
+path, then its parents; never ``PATH:TAG``), and relative key paths are read relative to the working directory.
+
 Supported requirements: ``insecureAcceptAnything``, ``reject``, ``signedBy`` (``keyType: GPGKeys``, keyPath /
 keyPaths / keyData) and ``sigstoreSigned`` (keyPath / keyPaths / keyData / keyDatas). Fulcio, PKI and Rekor
 options are refused with UnsupportedFormat rather than ignored. Every ``signedIdentity`` type is implemented as
@@ -418,12 +423,12 @@ def _go_clean_absolute(path: str) -> str:
 def _validate_path_scope(scope: str) -> str | None:
     """oci/internal ValidateScope and dir's ValidatePolicyConfigurationScope; the problem, or None."""
     if not scope.startswith("/"):
-        return "must be an absolute path"
+        return "it must be an absolute path"
     if scope == "/":
         return 'use the transport default scope "" instead of "/"'
     cleaned = _go_clean_absolute(scope)
     if cleaned != scope:
-        return f"is not in canonical form, perhaps {cleaned!r}"
+        return f"it is not in canonical form, perhaps {cleaned!r}"
     return None
 
 
@@ -450,7 +455,7 @@ def _check_scope(transport: str, scope: str) -> None:
         return
     problem = rule(scope)
     if problem is not None:
-        raise PolicyError(f"policy: transports.{transport[:60]} scope {scope[:200]!r} {problem}")
+        raise PolicyError(f"policy: scope {scope[:200]!r} of transport {transport[:60]!r}: {problem}")
 
 
 class Policy:
