@@ -289,3 +289,35 @@ def test_remap_identity_prefixes_validated(prefix: str, ok: bool) -> None:
         else:
             with pytest.raises(PolicyError, match="is not valid"):
                 parse_identity_rule(rule)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        *(f'{{"default":{REJECT},"transports":{{"{t}":{{"{s}":{REJECT}}}}}}}'
+          for t in ("oci", "oci-archive", "dir", "docker-archive", "tarball", "docker")
+          for s in ("", "/", "/a", "/a/", "a/b", "/a//b", "/a/./b", "/a/../b", "/a/b:tag")),
+        f'{{"default":{REJECT},"default":{ACCEPT}}}',
+        f'{{"default":{REJECT},"transports":{{"oci":{{"":{REJECT},"":{ACCEPT}}}}}}}',
+        '{"default":[{"type":"reject","type":"reject"}]}',
+        '{"default":[{"type":"reject"}],"x":NaN}',
+    ],
+)
+def test_policy_refusals_agree_with_skopeo(tmp_path: Path, doc: str) -> None:
+    import subprocess
+
+    from conftest import require_tool
+
+    exe = require_tool("skopeo")
+    pol = tmp_path / "policy.json"
+    pol.write_text(doc)
+    proc = subprocess.run([exe, "--policy", str(pol), "copy", f"oci:{tmp_path}/none:v1", f"dir:{tmp_path}/out"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode != 0  # the source does not exist; what matters is whether the policy loaded
+    skopeo_refuses = "Error loading trust policy" in proc.stderr
+    try:
+        Policy.parse(doc.encode())
+        we_refuse = False
+    except PolicyError:
+        we_refuse = True
+    assert we_refuse == skopeo_refuses, proc.stderr
