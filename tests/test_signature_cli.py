@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import peer_path, read_peer
 
+from ocilayout.errors import InvalidKey
 from ocilayout.signature import keys
 from ocilayout.signature.payload import SIGSTORE_TYPE, build_payload
 from ocilayout.signature.sigstore import sign_sigstore_payload
@@ -234,3 +235,150 @@ def test_secret_free_reprs() -> None:
     assert "PAYLOAD-BYTES" not in repr(s)
     with GPGKeyring.ephemeral() as r:
         assert "ephemeral=True" in repr(r)
+
+
+# -- fail closed, one error class per kind ---------------------------------------------------------------------
+
+
+def test_policy_refusals_are_one_line_exit_8(tmp_path: Path, cli) -> None:
+    pol = tmp_path / "policy.json"
+    cases = {
+        b'{"default":' + b"[" * 100_000 + b"]" * 100_000 + b"}": "nested too deeply",
+        b'{"default":[{"type":"reject"}],"default":[{"type":"insecureAcceptAnything"}]}': "duplicate key",
+        b'{"default":[{"type":"reject"}],"transports":{"oci":{"srv/x":[{"type":"reject"}]}}}': "absolute path",
+        b'{"default":[{"type":"reject"}],"transports":{"oci":{"/":[{"type":"reject"}]}}}': 'default scope ""',
+        b'{"default":[{"type":"reject"}],"transports":{"dir":{"/srv/":[{"type":"reject"}]}}}': "canonical",
+    }
+    for raw, reason in cases.items():
+        pol.write_bytes(raw)
+        assert reason in one_error_line(cli("verify", f"oci:{tmp_path / 'none'}:v1", "--policy", pol), 8)
+
+
+def test_policy_rejection_comes_from_the_library(tmp_path: Path, cli, sample: Path) -> None:
+    pol = tmp_path / "policy.json"
+    import json
+
+    pol.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}], "transports": {"oci": {
+        str(sample.resolve()): [{"type": "reject"}, {"type": "reject"}]}}}))
+    res = cli("verify", f"oci:{sample}:v1", "--policy", pol)
+    line = one_error_line(res, 8)
+    assert line.endswith("is rejected by the policy: reject: rejected by policy; reject: rejected by policy")
+    assert res.stdout.count("FAIL reject") == 2
+
+
+def test_passphrase_file_strips_one_newline_only(tmp_path: Path, cli) -> None:
+    # containers/image pkg/cli ReadPassphraseFile: the first line, strings.TrimSuffix(line, "\n"): a CRLF file
+    # keeps its "\r", so a key made from it opens in skopeo with the same file
+    pf = tmp_path / "crlf.txt"
+    pf.write_bytes(b"pw\r\nignored\n")
+    assert cli("generate-sigstore-key", "--output-prefix", tmp_path / "k", "--passphrase-file", pf).exit_code == 0
+    priv = (tmp_path / "k.private").read_bytes()
+    assert keys.decrypt_private_key(priv, b"pw\r")
+    with pytest.raises(InvalidKey):
+        keys.decrypt_private_key(priv, b"pw")
+    for content, want in ((b"pw", b"pw"), (b"pw\n\n", b"pw"), (b"  pw \n", b"  pw "), (b"\n", b""), (b"", b"")):
+        pf.write_bytes(content)
+        assert keys.read_passphrase_file(pf) == want
+
+
+def test_oversized_passphrase_and_keyring_are_key_errors(tmp_path: Path, cli, keypair, manifest: Path) -> None:
+    priv, _ = keypair
+    big = tmp_path / "big"
+    with big.open("wb") as f:
+        f.truncate(17 * 1024 * 1024)  # one line of NULs, longer than any limit
+    line = one_error_line(cli("standalone-sign", manifest, REF, "--key", priv, "--passphrase-file", big,
+                              "-o", tmp_path / "s"), 8)
+    assert "passphrase file" in line and "limit" in line
+    assert not (tmp_path / "s").exists()
+    line = one_error_line(cli("generate-sigstore-key", "--output-prefix", tmp_path / "n", "--passphrase-file", big), 8)
+    assert "limit" in line
+    sig = tmp_path / "gpg.sig"
+    sig.write_bytes(read_peer(f"{FIX}/image.signature"))
+    line = one_error_line(cli("standalone-verify", manifest, REF, "ABCD", sig, "--keyring", big), 8)
+    assert "keyring" in line and "limit" in line
+    # a long file whose first line is short is fine, as skopeo reads only the first line
+    long = tmp_path / "long"
+    long.write_bytes(PASS.encode() + b"\n" + b"x" * (1024 * 1024))
+    assert keys.read_passphrase_file(long) == PASS.encode()
+
+
+def test_standalone_sign_output_is_new_atomic_0644(tmp_path: Path, keypair, manifest: Path, cli,
+                                                   monkeypatch) -> None:
+    priv, _ = keypair
+    monkeypatch.setenv("OCILAYOUT_PASSPHRASE", PASS)
+    out = tmp_path / "out" / "sig"
+    out.parent.mkdir()
+    res = cli("standalone-sign", manifest, REF, "--key", priv, "-o", out)
+    assert res.exit_code == 0, res
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sig"]  # no temp file left
+    before = out.read_bytes()
+    assert "refusing to overwrite" in one_error_line(cli("standalone-sign", manifest, REF, "--key", priv, "-o", out), 6)
+    assert out.read_bytes() == before
+    dangling = tmp_path / "out" / "link"
+    dangling.symlink_to(tmp_path / "elsewhere")
+    one_error_line(cli("standalone-sign", manifest, REF, "--key", priv, "-o", dangling), 6)
+    assert not (tmp_path / "elsewhere").exists()
+    one_error_line(cli("standalone-sign", manifest, REF, "--key", priv, "-o", tmp_path / "no" / "dir" / "s"), 3)
+
+
+def test_write_new_file_refuses_existing_and_leaves_nothing(tmp_path: Path) -> None:
+    from ocilayout.errors import Conflict, NotFound
+    from ocilayout.signature.output import write_new_file
+
+    p = write_new_file(tmp_path / "a", b"one", 0o600)
+    assert p.read_bytes() == b"one" and stat.S_IMODE(p.stat().st_mode) == 0o600
+    with pytest.raises(Conflict):
+        write_new_file(tmp_path / "a", b"two", 0o600)
+    assert p.read_bytes() == b"one"
+    (tmp_path / "d").mkdir()
+    with pytest.raises(Conflict):
+        write_new_file(tmp_path / "d", b"x", 0o644)
+    with pytest.raises(NotFound):
+        write_new_file(tmp_path / "missing" / "x", b"x", 0o644)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a", "d"]
+
+
+def test_load_private_key_asks_for_the_passphrase_only_when_needed(tmp_path: Path, keypair) -> None:
+    from ocilayout.errors import NotFound
+
+    priv, pub = keypair
+    asked: list[int] = []
+
+    def provider() -> bytes:
+        asked.append(1)
+        return PASS.encode()
+
+    with pytest.raises(NotFound):
+        keys.load_private_key(tmp_path / "missing", provider)
+    with pytest.raises(InvalidKey):
+        keys.load_private_key(pub, provider)  # not a private key: refused before asking
+    assert asked == []
+    assert keys.load_private_key(priv, provider) and asked == [1]
+
+
+def test_key_file_with_duplicate_json_keys_refused() -> None:
+    pem, _ = keys.generate_key_pair(b"pw")
+    lines = pem.decode().splitlines()
+    raw = base64.b64decode("".join(lines[1:-1]))
+    dup = raw.replace(b'"ciphertext":', b'"ciphertext":"AAAA","ciphertext":', 1)
+    bad = f"{lines[0]}\n{base64.b64encode(dup).decode()}\n{lines[-1]}\n".encode()
+    with pytest.raises(InvalidKey, match="duplicate key"):
+        keys.decrypt_private_key(bad, b"pw")
+
+
+def test_standalone_verify_library(tmp_path: Path, keypair, manifest: Path) -> None:
+    from ocilayout.errors import InvalidReference, VerificationError
+    from ocilayout.signature.standalone import standalone_sign, standalone_verify
+
+    priv, pub = keypair
+    key = keys.decrypt_private_key(priv.read_bytes(), PASS.encode())
+    raw = manifest.read_bytes()
+    blob = standalone_sign(raw, REF, private_key=key)
+    v = standalone_verify(raw, REF, blob, public_keys=[pub])
+    assert v.docker_reference == REF
+    assert standalone_verify(raw, REF, blob, public_keys=[pub.read_bytes()]).manifest_digest == v.manifest_digest
+    with pytest.raises(InvalidReference):
+        standalone_verify(raw, "NOT VALID", blob, public_keys=[tmp_path / "missing"])  # reference first
+    with pytest.raises(VerificationError, match="sigstore signature"):
+        standalone_verify(raw, REF, blob, fingerprints=["ABCD"])

@@ -212,3 +212,29 @@ def test_documented_skopeo_gpg_vector() -> None:
         assert r.verify(blob).content == gpg_payload.encode()
         v = verify_simple(blob, r, [fpr], manifest_digest(manifest), exact_identity("registry.example.com/test/img:v1"))
         assert v.timestamp == 1795863939
+
+
+@pytest.mark.parametrize(
+    ("extra", "accepted"),
+    [
+        ("", True),
+        (',"extra":{"a":1,"a":2}', True),  # a repeat inside an ignored optional value: Go's plain decoding takes it
+        (',"extra":[{"k":{"z":1,"z":2}}]', True),
+        (',"creator":"y"', False),  # a repeat in optional itself: ParanoidUnmarshalJSONObject refuses it
+        (',"x":' + "9" * 400, False),  # beyond float64, even where ignored
+        (',"x":1e400', False),
+    ],
+)
+def test_payload_duplicate_rules_agree_with_skopeo(tmp_path: Path, secret_ring: GPGKeyring, skopeo, cli,
+                                                   extra: str, accepted: bool) -> None:
+    manifest = peer_path(f"{SKOPEO_FIX}/image.manifest.json")
+    payload = ('{"critical":{"identity":{"docker-reference":"registry.example.com/x:1"},"image":'
+               f'{{"docker-manifest-digest":"{IMAGE_DIGEST}"}},"type":"atomic container signature"}},'
+               f'"optional":{{"creator":"x"{extra}}}}}').encode()
+    sig = tmp_path / "hand.sig"
+    sig.write_bytes(secret_ring.sign(payload, FPR))
+    theirs = skopeo("standalone-verify", str(manifest), "registry.example.com/x:1", FPR, str(sig), check=False)
+    ours = cli("standalone-verify", manifest, "registry.example.com/x:1", FPR, sig)
+    assert (theirs.returncode == 0, ours.exit_code == 0) == (accepted, accepted), (theirs.stderr, ours)
+    if not accepted:
+        assert ours.exit_code == 8

@@ -153,3 +153,40 @@ def test_normalization(text: str, string: str, name: str) -> None:
 def test_invalid_references(text: str) -> None:
     with pytest.raises(InvalidReference):
         parse_normalized(text)
+
+
+# -- duplicate keys, as containers/image's ParanoidUnmarshalJSONObject -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD.replace('"timestamp":5', '"timestamp":5,"extra":{"a":1,"a":2}'),  # inside an ignored optional value
+        GOOD.replace('"timestamp":5', '"timestamp":5,"extra":[{"k":{"z":1,"z":[{"y":0,"y":1}]}}]'),
+    ],
+)
+def test_duplicate_inside_ignored_optional_value_accepted(text: str) -> None:
+    # skopeo decodes unknown optional values into Go's `any` with plain encoding/json: repeated keys pass there.
+    assert parse_payload(text.encode(), GPG_TYPE).creator == "x"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD.replace('"timestamp":5', '"timestamp":5,"creator":"y"'),  # optional itself is decoded paranoidly
+        GOOD.replace('"timestamp":5', '"timestamp":5,"zz":1,"zz":2'),
+        GOOD.replace('"busybox:latest"', '"busybox:latest","docker-reference":"evil:1"'),
+        GOOD.replace(f'"{DIGEST}"', f'"{DIGEST}","docker-manifest-digest":"{DIGEST}"'),
+        GOOD.replace('"optional":', '"critical":{},"optional":'),
+    ],
+)
+def test_duplicate_at_a_paranoid_level_refused(text: str) -> None:
+    with pytest.raises(VerificationError, match="duplicate key"):
+        parse_payload(text.encode(), GPG_TYPE)
+
+
+def test_payload_numbers_and_depth_as_go() -> None:
+    # Go decodes an ignored number into float64: one beyond its range fails even there; so does deep nesting
+    for extra in ('"x":1e400', '"x":' + "9" * 400, '"x":' + "[" * 100_000 + "]" * 100_000):
+        with pytest.raises(VerificationError, match="invalid signature payload"):
+            parse_payload(GOOD.replace('"timestamp":5', '"timestamp":5,' + extra).encode(), GPG_TYPE)

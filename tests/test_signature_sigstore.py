@@ -224,14 +224,7 @@ def test_sign_then_verify_and_bytes(tmp_path: Path) -> None:
     tampered = SigstoreSignature(sig.mime_type, sig.payload.replace(b"v1", b"v2"), dict(sig.annotations))
     with pytest.raises(VerificationError, match="cryptographic"):
         verify_sigstore(tampered, [k.public_key()], d, exact_identity("registry.example.com/test/img:v2"))
-    # IEEE-P1363 r||s is refused, as skopeo 1.9.3 / 1.13.3 do
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-    r, s = decode_dss_signature(raw_sig)
-    p1363 = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    bad = SigstoreSignature(sig.mime_type, sig.payload, {SIGNATURE_ANNOTATION: base64.b64encode(p1363).decode()})
-    with pytest.raises(VerificationError):
-        verify_sigstore(bad, [k.public_key()], d, exact_identity("registry.example.com/test/img:v1"))
+    # (IEEE-P1363 r||s: see test_ecdsa_ieee_p1363_accepted_as_current_sigstore)
     missing = SigstoreSignature(sig.mime_type, sig.payload, {})
     with pytest.raises(VerificationError, match="missing"):
         verify_sigstore(missing, [k.public_key()], d, exact_identity("registry.example.com/test/img:v1"))
@@ -271,3 +264,74 @@ def test_oversized_and_garbage_signature_files(tmp_path: Path) -> None:
     for blob in (b"\x00sigstore-json\n{", b"\x00other\nx", b"\x00sigstore-json", b""):
         with pytest.raises(VerificationError):
             signature_from_blob(blob)
+
+
+def _with_raw_signature(sig: SigstoreSignature, raw: bytes) -> SigstoreSignature:
+    return SigstoreSignature(sig.mime_type, sig.payload, {SIGNATURE_ANNOTATION: base64.b64encode(raw).decode()})
+
+
+@pytest.mark.parametrize("curve", ["SECP256R1", "SECP384R1"])
+def test_ecdsa_ieee_p1363_accepted_as_current_sigstore(curve: str) -> None:
+    """sigstore/sigstore's ECDSAVerifier (>= 1.8.3, so skopeo 1.22) reads a signature that is not ASN.1 as
+    IEEE-P1363 r||s: any even length up to 132 bytes, split in two halves. Vectors made here with cryptography."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    k = ec.generate_private_key(getattr(ec, curve)())
+    size = (k.curve.key_size + 7) // 8
+    d = Digest.of(b"manifest")
+    ident = exact_identity("registry.example.com/test/img:v1")
+    sig = sign_sigstore(k, d, "registry.example.com/test/img:v1", timestamp=1)
+    r, s = decode_dss_signature(base64.b64decode(sig.signature_b64 or ""))
+    p1363 = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    assert verify_sigstore(_with_raw_signature(sig, p1363), [k.public_key()], d, ident).manifest_digest == str(d)
+    # Go's big.Int.SetBytes ignores leading zeros: wider halves are the same numbers and verify too
+    wide = r.to_bytes(size + 2, "big") + s.to_bytes(size + 2, "big")
+    verify_sigstore(_with_raw_signature(sig, wide), [k.public_key()], d, ident)
+    other = ec.generate_private_key(getattr(ec, curve)())
+    bad = [
+        p1363[:-1],  # odd length
+        r.to_bytes(70, "big") + s.to_bytes(70, "big"),  # over 132 bytes
+        p1363[: size - 1] + bytes([p1363[size - 1] ^ 1]) + p1363[size:],  # r changed
+        s.to_bytes(size, "big") + r.to_bytes(size, "big"),  # halves swapped
+        b"",
+    ]
+    for raw in bad:
+        with pytest.raises(VerificationError, match="cryptographic"):
+            verify_sigstore(_with_raw_signature(sig, raw), [k.public_key()], d, ident)
+    with pytest.raises(VerificationError, match="cryptographic"):
+        verify_sigstore(_with_raw_signature(sig, p1363), [other.public_key()], d, ident)
+
+
+def test_ecdsa_asn1_is_never_reread_as_p1363() -> None:
+    """A signature Go's asn1.Unmarshal parses (SEQUENCE of two INTEGERs, trailing bytes allowed) is verified as
+    DER only, strictly: DER with trailing garbage is refused, not retried as r||s."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ocilayout.signature.sigstore import _go_parses_as_asn1
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    d = Digest.of(b"manifest")
+    sig = sign_sigstore(k, d, "registry.example.com/test/img:v1", timestamp=1)
+    der = base64.b64decode(sig.signature_b64 or "")
+    assert _go_parses_as_asn1(der) and _go_parses_as_asn1(der + b"\x00\x00")
+    with pytest.raises(VerificationError, match="cryptographic"):
+        verify_sigstore(_with_raw_signature(sig, der + b"\x00\x00"), [k.public_key()], d,
+                        exact_identity("registry.example.com/test/img:v1"))
+    assert not _go_parses_as_asn1(b"\x30\x80" + der[2:])  # indefinite length
+    assert not _go_parses_as_asn1(b"\x30\x81\x06\x02\x01\x01\x02\x01\x01")  # non-minimal length
+    assert not _go_parses_as_asn1(b"\x30\x06\x02\x01\x01\x04\x01\x01")  # second element not an INTEGER
+    assert not _go_parses_as_asn1(b"\x30\x07\x02\x02\x00\x01\x02\x01\x01")  # non-minimal INTEGER
+    assert _go_parses_as_asn1(b"\x30\x09\x02\x01\x01\x02\x01\x01\x05\x00\x00")  # extra element inside
+
+
+def test_envelope_duplicate_keys_refused() -> None:
+    good = b'\x00sigstore-json\n{"mimeType":"m","payload":"eA==","annotations":{}}'
+    assert signature_from_blob(good).payload == b"x"
+    for bad in (b'\x00sigstore-json\n{"mimeType":"m","payload":"eA==","payload":"eQ==","annotations":{}}',
+                b'\x00sigstore-json\n{"mimeType":"m","payload":"eA==","PAYLOAD":"eQ==","annotations":{}}',
+                b'\x00sigstore-json\n{"mimeType":"m","payload":"eA==","annotations":{"a":"1","a":"2"}}',
+                b'\x00sigstore-json\n{"mimeType":"m","payload":"eA==","annotations":{},"x":NaN}',
+                b'\x00sigstore-json\n' + b'[' * 100_000 + b']' * 100_000):
+        with pytest.raises(VerificationError, match="invalid sigstore signature"):
+            signature_from_blob(bad)

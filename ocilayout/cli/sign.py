@@ -1,37 +1,40 @@
 """Signing commands (generate-sigstore-key, standalone-sign/verify, sign, verify).
 
 Thin: parse arguments, call :mod:`ocilayout.signature`, print. Nothing heavy is imported at module load.
-Passphrases come from ``--passphrase-file`` (first line), ``$OCILAYOUT_PASSPHRASE``, or a terminal prompt;
-they are never echoed, logged or put in an error message.
+Passphrases come from ``--passphrase-file`` (its first line minus one ``\\n``, as skopeo), ``$OCILAYOUT_PASSPHRASE``,
+or a terminal prompt; they are never echoed, logged or put in an error message.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import typer
 
-from ..errors import InvalidKey, InvalidManifest, OcilayoutError
+from ..errors import Conflict, InvalidKey, InvalidManifest
 from ._app import app, fail
 
 PASSPHRASE_ENV = "OCILAYOUT_PASSPHRASE"
 _MAX_SMALL_FILE = 4 * 1024 * 1024
 
 
-def _read_small(path: str, what: str, limit: int = _MAX_SMALL_FILE) -> bytes:
-    """Read a file of at most ``limit`` bytes without reading more than that."""
+def _read_manifest(path: str) -> bytes:
+    """A manifest file of at most 4 MiB, never reading more."""
     from ..fsutil import read_limited
 
-    return read_limited(path, what, limit, InvalidManifest)
+    return read_limited(path, "manifest", _MAX_SMALL_FILE, InvalidManifest)
 
 
 def _passphrase(passphrase_file: str | None, *, confirm: bool, required: bool = True) -> bytes | None:
     """The passphrase from a file's first line, the environment, or a no-echo prompt."""
     if passphrase_file is not None:
-        data = _read_small(passphrase_file, "passphrase", 64 * 1024)
-        line = data.split(b"\n", 1)[0]
-        return line[:-1] if line.endswith(b"\r") else line
+        from ..signature.keys import read_passphrase_file
+
+        return read_passphrase_file(passphrase_file)
     env = os.environ.get(PASSPHRASE_ENV)
     if env is not None:
         return env.encode("utf-8")
@@ -47,28 +50,35 @@ def _passphrase(passphrase_file: str | None, *, confirm: bool, required: bool = 
     return first.encode("utf-8")
 
 
-def _load_private_key(key_path: str, passphrase_file: str | None):
-    from ..signature.keys import decrypt_private_key, read_key_file
+def _passphrase_provider(passphrase_file: str | None) -> Callable[[], bytes]:
+    """A keys.PassphraseProvider over the CLI's sources; it asks only when called."""
 
-    pem = read_key_file(key_path, "private key")
-    passphrase = _passphrase(passphrase_file, confirm=False)
-    assert passphrase is not None
-    return decrypt_private_key(pem, passphrase)
+    def provide() -> bytes:
+        passphrase = _passphrase(passphrase_file, confirm=False)
+        assert passphrase is not None
+        return passphrase
+
+    return provide
 
 
-def _load_public_keys(paths: list[str]) -> list:
+def _load_private_key(key_path: str, passphrase_file: str | None) -> Any:
+    """The CLI's way to open a private key: the library loads it, asking the CLI's passphrase sources."""
+    from ..signature.keys import load_private_key
+
+    return load_private_key(key_path, _passphrase_provider(passphrase_file))
+
+
+def _load_public_keys(paths: list[str]) -> list[Any]:
     from ..signature.keys import load_public_key, read_key_file
 
     return [load_public_key(read_key_file(p, "public key")) for p in paths]
 
 
-def _write_file(path: str, data: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    except OSError as err:
-        raise OcilayoutError(f"cannot write {path!r}: {err.strerror}") from None
+def _write_output(path: str, data: bytes) -> None:
+    """A new signature file (0644), written atomically; an existing file is never replaced (Conflict)."""
+    from ..signature.output import write_new_file
+
+    write_new_file(path, data, 0o644)
 
 
 @app.command("generate-sigstore-key")
@@ -97,26 +107,22 @@ def standalone_sign(
     passphrase_file: str | None = typer.Option(None, "--passphrase-file"),
 ) -> None:
     """Sign a manifest file: sigstore with --key, or GPG simple signing with KEY-FINGERPRINT."""
-    from ..manifest import manifest_digest
     from ..signature.dockerref import parse_normalized
+    from ..signature.standalone import standalone_sign as sign_manifest
 
     if (key is None) == (fingerprint is None):
         raise fail("give either --key PRIVATE-KEY (sigstore) or a KEY-FINGERPRINT (GPG), not both", 2)
-    digest = manifest_digest(_read_small(manifest, "manifest"))
+    # Bad arguments fail before a passphrase is asked for.
+    if Path(output).exists() or Path(output).is_symlink():
+        raise Conflict(f"{output!r} already exists; refusing to overwrite it")
+    raw = _read_manifest(manifest)
     parse_normalized(docker_reference)
     if key is not None:
-        from ..signature.sigstore import sign_sigstore
-
-        sig = sign_sigstore(_load_private_key(key, passphrase_file), digest, docker_reference)
-        _write_file(output, sig.to_blob())
-        return
-    from ..signature.gpg import GPGKeyring, sign_simple
-
-    assert fingerprint is not None
-    passphrase = _passphrase(passphrase_file, confirm=False, required=False)
-    with GPGKeyring() as ring:
-        blob = sign_simple(ring, digest, docker_reference, fingerprint, passphrase=passphrase)
-    _write_file(output, blob)
+        blob = sign_manifest(raw, docker_reference, private_key=_load_private_key(key, passphrase_file))
+    else:
+        blob = sign_manifest(raw, docker_reference, fingerprint=fingerprint,
+                             passphrase=_passphrase(passphrase_file, confirm=False, required=False))
+    _write_output(output, blob)
 
 
 @app.command("standalone-verify")
@@ -135,52 +141,25 @@ def standalone_verify(
     Sigstore: MANIFEST DOCKER-REFERENCE --public-key PUB SIGNATURE.
     GPG: MANIFEST DOCKER-REFERENCE FINGERPRINT[,FINGERPRINT...] SIGNATURE [--keyring FILE].
     """
-    from ..manifest import manifest_digest
     from ..signature.model import read_signature_file
+    from ..signature.standalone import standalone_verify as verify_manifest
 
     if public_key:
         if fourth is not None:
             raise fail("with --public-key give MANIFEST DOCKER-REFERENCE SIGNATURE (no fingerprint)", 2)
-        sig_path, fingerprints = third, None
+        sig_path = third
     else:
         if fourth is None:
             raise fail("give MANIFEST DOCKER-REFERENCE KEY-FINGERPRINT SIGNATURE, or use --public-key", 2)
-        sig_path, fingerprints = fourth, third
-    raw_manifest = _read_small(manifest, "manifest")
+        sig_path = fourth
+    raw_manifest = _read_manifest(manifest)
     blob = read_signature_file(sig_path)
-    from ..signature.sigstore import exact_identity
-
-    identity = exact_identity(docker_reference)  # fails before any crypto on a bad reference
-    digest = manifest_digest(raw_manifest)
-    if fingerprints is None:
-        from ..errors import VerificationError
-        from ..signature.model import SigstoreSignature, signature_from_blob
-        from ..signature.sigstore import verify_sigstore
-
-        keys = _load_public_keys(public_key)
-        sig = signature_from_blob(blob)
-        if not isinstance(sig, SigstoreSignature):
-            raise VerificationError("the signature is not a sigstore signature (a GPG one? give a fingerprint)")
-        result = verify_sigstore(sig, keys, digest, identity)
+    if public_key:
+        result = verify_manifest(raw_manifest, docker_reference, blob, public_keys=[Path(p) for p in public_key])
         typer.echo(f"Signature verified, digest {result.manifest_digest}")
         return
-    from ..signature.gpg import GPGKeyring, verify_simple
-    from ..signature.model import SigstoreSignature, signature_from_blob
-
-    if blob[:1] == b"\x00":
-        sig = signature_from_blob(blob)
-        if isinstance(sig, SigstoreSignature):
-            from ..errors import VerificationError
-
-            raise VerificationError("the signature is a sigstore signature: verify it with --public-key")
-        blob = sig.blob
-    accepted = [f for f in fingerprints.split(",") if f.strip()]
-    if keyring:
-        ring = GPGKeyring.ephemeral(_read_small(k, "keyring", 16 * 1024 * 1024) for k in keyring)
-    else:
-        ring = GPGKeyring()
-    with ring:
-        result = verify_simple(blob, ring, accepted, digest, identity)
+    result = verify_manifest(raw_manifest, docker_reference, blob, fingerprints=third.split(","),
+                             keyring=[Path(k) for k in keyring])
     typer.echo(f"Signature verified using fingerprint {result.key_identity}, digest {result.manifest_digest}")
 
 
@@ -212,8 +191,6 @@ def verify(
     policy: str | None = typer.Option(None, "--policy", help="containers-policy.json to evaluate instead."),
 ) -> None:
     """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""
-    from ..errors import VerificationError
-
     if policy is not None:
         if public_key:
             raise fail("give either --policy or --public-key, not both", 2)
@@ -224,9 +201,7 @@ def verify(
         typer.echo(f"{resolved.ref} {resolved.manifest_digest} (policy scope {result.scope})")
         for r in result.results:
             typer.echo(f"  {'PASS' if r.passed else 'FAIL'} {r.type}: {r.reason}")
-        if not result.allowed:
-            failed = next(r for r in result.results if not r.passed)
-            raise VerificationError(f"{resolved.ref} is rejected by the policy: {failed.type}: {failed.reason}")
+        result.raise_for_rejection(str(resolved.ref))
         return
     if not public_key:
         raise fail("give --public-key PUB (repeatable) or --policy policy.json", 2)

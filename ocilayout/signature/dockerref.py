@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidReference
 
-__all__ = ["DockerReference", "parse_named", "parse_normalized"]
+__all__ = ["DockerReference", "is_remap_prefix", "parse_named", "parse_normalized"]
 
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]*)"
@@ -25,6 +25,9 @@ _NAME = rf"(?:{_DOMAIN}/)?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
 _REFERENCE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?", re.ASCII)
 _ANCHORED_NAME = re.compile(rf"(?:({_DOMAIN})/)?({_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*)", re.ASCII)
 _IDENTIFIER = re.compile(r"[a-f0-9]{64}")
+_DOMAIN_ONLY = re.compile(_DOMAIN, re.ASCII)
+_NAME_ONLY = re.compile(_NAME, re.ASCII)
+_DOMAIN_PREFIX = re.compile(rf"{_DOMAIN}/", re.ASCII)
 _DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
 _NAME_MAX = 255
 _DEFAULT_DOMAIN = "docker.io"
@@ -113,3 +116,10 @@ def parse_normalized(text: str) -> DockerReference:
     if remote.lower() != remote:
         raise InvalidReference(f"invalid docker reference {text[:200]!r}: repository name must be lowercase")
     return parse_named(domain + "/" + remainder)
+
+
+def is_remap_prefix(text: str) -> bool:
+    """A valid ``prefix`` / ``signedPrefix`` of a remapIdentity rule: a host[:port], or a name that starts with
+    one (no tag, no digest), as containers/image's validateIdentityRemappingPrefix (which, like it, lets
+    ``shortname`` through)."""
+    return bool(_DOMAIN_ONLY.fullmatch(text) or (_NAME_ONLY.fullmatch(text) and _DOMAIN_PREFIX.match(text)))

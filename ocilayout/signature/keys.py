@@ -12,22 +12,28 @@ import binascii
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, InvalidKey
+from ..errors import Conflict, InvalidKey, NotFound
+from . import strictjson
 
 __all__ = [
     "COSIGN_LABEL",
     "DEFAULT_SCRYPT_N",
     "MAX_KEY_FILE_SIZE",
+    "MAX_PASSPHRASE_SIZE",
     "SIGSTORE_LABEL",
+    "PassphraseProvider",
     "decrypt_private_key",
     "encrypt_private_key",
     "generate_key_pair",
+    "load_private_key",
     "load_public_key",
     "public_key_pem",
     "read_key_file",
+    "read_passphrase_file",
     "write_key_pair",
 ]
 
@@ -39,6 +45,8 @@ _ALLOWED_N = frozenset({32768, 65536, 131072})
 _SCRYPT_R, _SCRYPT_P = 8, 1
 #: Key files are tiny; anything larger is refused unread.
 MAX_KEY_FILE_SIZE = 64 * 1024
+#: The longest first line of a passphrase file that is read.
+MAX_PASSPHRASE_SIZE = 64 * 1024
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
 
@@ -141,8 +149,8 @@ def decrypt_private_key(pem: bytes, passphrase: bytes) -> Any:
     label, raw = _first_pem(pem, "private key")
     if label not in (COSIGN_LABEL, SIGSTORE_LABEL):
         raise InvalidKey(f"unsupported private key PEM type {label[:60]!r}")
+    doc = strictjson.loads(raw, InvalidKey, "private key is malformed")  # duplicate keys refused at every level
     try:
-        doc = json.loads(raw.decode("utf-8"))
         kdf, cipher = doc["kdf"], doc["cipher"]
         if kdf["name"] != "scrypt":
             raise InvalidKey("encrypted key: unsupported kdf (want scrypt)")
@@ -155,7 +163,7 @@ def decrypt_private_key(pem: bytes, passphrase: bytes) -> Any:
         box = base64.b64decode(doc["ciphertext"], validate=True)
     except InvalidKey:
         raise
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError, binascii.Error):
+    except (KeyError, TypeError, ValueError, binascii.Error):
         raise InvalidKey("private key is malformed or truncated (not cosign's encrypted JSON)") from None
     if type(n) is not int or n not in _ALLOWED_N or r != _SCRYPT_R or p != _SCRYPT_P:
         raise InvalidKey("encrypted key: unexpected kdf parameters")
@@ -210,34 +218,60 @@ def generate_key_pair(passphrase: bytes, *, n: int = DEFAULT_SCRYPT_N) -> tuple[
     return encrypt_private_key(key, passphrase, n=n), public_key_pem(key.public_key())
 
 
-def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise Conflict(f"{str(path)!r} already exists; refusing to overwrite it") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
 def write_key_pair(prefix: str | os.PathLike[str], passphrase: bytes) -> tuple[Path, Path]:
     """Generate a key pair into ``<prefix>.private`` (0600) and ``<prefix>.pub`` (0644), like skopeo.
 
-    Refuses (Conflict) when either file exists; leaves neither behind on failure."""
+    Each file appears atomically. Refuses (Conflict) when either file exists; leaves neither behind on failure."""
+    from .output import write_new_file
+
     prefix = os.fspath(prefix)
     priv_path, pub_path = Path(prefix + ".private"), Path(prefix + ".pub")
     for p in (priv_path, pub_path):
         if p.exists() or p.is_symlink():
             raise Conflict(f"{str(p)!r} already exists; refusing to overwrite it")
     private_pem, public_pem = generate_key_pair(passphrase)
-    _create_exclusive(priv_path, private_pem, 0o600)
+    write_new_file(priv_path, private_pem, 0o600)
     try:
-        _create_exclusive(pub_path, public_pem, 0o644)
+        write_new_file(pub_path, public_pem, 0o644)
     except BaseException:
         priv_path.unlink(missing_ok=True)
         raise
     return priv_path, pub_path
+
+
+def read_passphrase_file(path: str | os.PathLike[str]) -> bytes:
+    """The passphrase in a file: its first line minus exactly one trailing ``\\n``, as skopeo reads it
+    (containers/image pkg/cli ``ReadPassphraseFile``). A ``\\r`` before the newline is kept, as skopeo keeps it.
+
+    The file may be a pipe (``<(...)``); only the first line is read, at most :data:`MAX_PASSPHRASE_SIZE`
+    bytes of it. Raises NotFound when it cannot be opened, InvalidKey when its first line is longer."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_PASSPHRASE_SIZE + 1)
+    except FileNotFoundError:
+        raise NotFound(f"passphrase file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidKey(f"passphrase file {str(p)!r} is a directory") from None
+    except OSError as err:
+        raise InvalidKey(f"cannot read passphrase file {str(p)!r}: {err.strerror}") from None
+    line = data.partition(b"\n")[0]
+    if len(line) > MAX_PASSPHRASE_SIZE:
+        raise InvalidKey(f"passphrase file {str(p)!r}: the first line is over the {MAX_PASSPHRASE_SIZE}-byte limit")
+    return line
+
+
+#: Supplies the passphrase when a key needs one (a prompt, a file, the environment); raises InvalidKey if it can't.
+PassphraseProvider = Callable[[], bytes]
+
+
+def load_private_key(path: str | os.PathLike[str], passphrase: PassphraseProvider) -> Any:
+    """Read and open an encrypted cosign/sigstore private key file; returns a ``cryptography`` private key.
+
+    The file is read (and must be a PEM block of the expected type) before ``passphrase`` is called, so a wrong
+    path fails without asking. Raises NotFound, InvalidKey (malformed, wrong passphrase, oversized)."""
+    pem = read_key_file(path, "private key")
+    label, _ = _first_pem(pem, "private key")
+    if label not in (COSIGN_LABEL, SIGSTORE_LABEL):
+        raise InvalidKey(f"unsupported private key PEM type {label[:60]!r}")
+    return decrypt_private_key(pem, passphrase())

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import VerificationError
+from . import strictjson
 from .payload import go_json
 
 __all__ = [
@@ -42,6 +42,7 @@ BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 MAX_SIGNATURE_SIZE = 4 * 1024 * 1024
 
 _SIGSTORE_PREFIX = b"\x00sigstore-json\n"
+_ENVELOPE_FIELDS = frozenset({"mimetype", "payload", "annotations"})
 _SIMPLE_PREFIX = b"\x00simple-signing\n"
 #: First bytes of binary OpenPGP messages that FromBlob accepts without a prefix.
 _OPENPGP_FIRST = frozenset(b"\xa0\xa1\xa2\xa3\xc8\x90\x91\x92\x3d\xc4\x88\x89\x8a\x8b\xc2")
@@ -122,12 +123,15 @@ def signature_from_blob(blob: bytes) -> Signature:
             return SimpleSigningSignature(rest)
         if not blob.startswith(_SIGSTORE_PREFIX):
             raise VerificationError(f"unrecognized signature format {fmt.decode('ascii')[:50]!r}")
-        try:
-            doc = json.loads(rest.decode("utf-8"), parse_constant=lambda c: None)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise VerificationError("invalid sigstore signature: not valid JSON") from None
+        # containers/image decodes this envelope with plain json.Unmarshal (last duplicate wins, field names
+        # case-insensitive); ocilayout refuses any repeated key, also one repeated in another case, so the two
+        # tools can never read different payloads or signatures out of one file.
+        doc = strictjson.loads(rest, VerificationError, "invalid sigstore signature")
         if not isinstance(doc, dict):
             raise VerificationError("invalid sigstore signature: not a JSON object")
+        folded = [k.lower() for k in doc if k.lower() in _ENVELOPE_FIELDS]
+        if len(folded) != len(set(folded)):
+            raise VerificationError("invalid sigstore signature: a field is given twice (in different cases)")
         mime = _ci_get(doc, "mimeType")
         payload = _ci_get(doc, "payload")
         annotations = _ci_get(doc, "annotations")

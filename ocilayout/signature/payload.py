@@ -7,14 +7,15 @@ raises :class:`VerificationError` with the reason.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidReference, VerificationError
+from . import strictjson
 from .dockerref import DockerReference, parse_normalized
+from .strictjson import refuse_duplicates
 
 __all__ = [
     "GPG_TYPE",
@@ -124,33 +125,10 @@ class UntrustedPayload:
             ) from None
 
 
-class _Dup(dict):  # marker type for objects parsed with duplicate detection
-    pass
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> _Dup:
-    out = _Dup()
-    for k, v in pairs:
-        if k in out:
-            raise VerificationError(f'invalid signature payload: duplicate key "{k[:100]}"')
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise VerificationError(f"invalid signature payload: {name} is not valid JSON")
-
-
-def _parse_float(text: str) -> float:
-    v = float(text)
-    if not math.isfinite(v):
-        raise VerificationError(f"invalid signature payload: number {text[:40]} out of range")
-    return v
-
-
 def _exact(obj: Any, where: str, fields: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise VerificationError(f"invalid signature payload: {where} must be a JSON object")
+    refuse_duplicates(obj, VerificationError, f"invalid signature payload: {where}")
     for k in obj:
         if k not in fields:
             raise VerificationError(f'invalid signature payload: unknown key "{k[:100]}" in {where}')
@@ -169,26 +147,17 @@ def _string(v: Any, where: str) -> str:
 def parse_payload(data: bytes, expected_type: str) -> UntrustedPayload:
     """Parse a verified payload with containers/image's strict rules (§1.3); raises VerificationError.
 
-    One JSON object with exactly ``critical`` and ``optional``; no duplicate keys; no NaN/Infinity;
+    One JSON object with exactly ``critical`` and ``optional``; no key repeated in it, in ``critical`` and its
+    objects or in ``optional`` (repeats inside ignored ``optional`` values pass, as in Go); no NaN/Infinity;
     ``critical`` with exactly ``type``/``image``/``identity``; the type must equal ``expected_type``;
     ``optional`` must be an object (``null`` is allowed for sigstore only); unknown ``optional`` keys are ignored;
     ``creator`` a string, ``timestamp`` an integral number.
     """
     if len(data) > MAX_PAYLOAD_SIZE:
         raise VerificationError(f"signature payload is {len(data)} bytes, over the {MAX_PAYLOAD_SIZE}-byte limit")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise VerificationError("invalid signature payload: not UTF-8 text") from None
-    try:
-        doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant, parse_float=_parse_float)
-    except json.JSONDecodeError as err:
-        raise VerificationError(f"invalid signature payload: {err.msg} at line {err.lineno} column {err.colno}") \
-            from None
-    except RecursionError:
-        raise VerificationError("invalid signature payload: JSON nested too deeply") from None
-    except ValueError as err:  # e.g. integers beyond Python's digit limit
-        raise VerificationError(f"invalid signature payload: {str(err)[:200]}") from None
+    # Duplicates are refused at each level containers/image decodes paranoidly (the top, critical and its objects,
+    # and optional itself), but not inside the values of optional keys it ignores (decoded into Go's `any`).
+    doc = strictjson.loads(data, VerificationError, "invalid signature payload", duplicates=False)
     top = _exact(doc, "the signature payload", ("critical", "optional"))
     critical = _exact(top["critical"], "critical", ("type", "image", "identity"))
     image = _exact(critical["image"], "critical.image", ("docker-manifest-digest",))
@@ -212,6 +181,7 @@ def parse_payload(data: bytes, expected_type: str) -> UntrustedPayload:
     elif not isinstance(optional, dict):
         raise VerificationError("invalid signature payload: optional must be a JSON object")
     else:
+        refuse_duplicates(optional, VerificationError, "invalid signature payload: optional")
         if "creator" in optional:
             c = optional["creator"]
             if c is not None and not isinstance(c, str):

@@ -1,5 +1,10 @@
 """containers-policy.json(5): parse strictly and evaluate per image, reporting every requirement.
 
+Parsing refuses what containers/image's policy_config.go refuses: unknown or repeated keys at any level, scopes
+that the transport's ValidatePolicyConfigurationScope rejects (oci, oci-archive, dir: absolute and canonical, not
+``/``), invalid remapIdentity prefixes. Scopes are looked up as PolicyConfigurationIdentity/Namespaces do (the
+path, then its parents; never ``PATH:TAG``), and relative key paths are read relative to the working directory.
+
 Supported requirements: ``insecureAcceptAnything``, ``reject``, ``signedBy`` (``keyType: GPGKeys``, keyPath /
 keyPaths / keyData) and ``sigstoreSigned`` (keyPath / keyPaths / keyData / keyDatas). Fulcio, PKI and Rekor
 options are refused with UnsupportedFormat rather than ignored. Every ``signedIdentity`` type is implemented as
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +23,8 @@ from typing import Any
 
 from ..digest import Digest
 from ..errors import InvalidReference, NotFound, OcilayoutError, SignatureError, UnsupportedFormat, VerificationError
-from .dockerref import DockerReference, parse_named, parse_normalized
+from . import strictjson
+from .dockerref import DockerReference, is_remap_prefix, parse_named, parse_normalized
 from .model import SIMPLESIGNING_MEDIA_TYPE, Signature, SigstoreSignature, SimpleSigningSignature
 from .payload import UntrustedPayload
 
@@ -92,6 +97,10 @@ def parse_identity_rule(obj: Any) -> IdentityRule:
                 raise PolicyError(f"policy: exactReference {obj['dockerReference']!r} has neither a tag nor a digest")
         elif t == "exactRepository":
             parse_normalized(obj["dockerRepository"])
+        elif t == "remapIdentity":
+            for k in ("prefix", "signedPrefix"):
+                if not is_remap_prefix(obj[k]):
+                    raise PolicyError(f"policy: remapIdentity {k} {obj[k][:200]!r} is not valid")
     except InvalidReference as err:
         raise PolicyError(f"policy: signedIdentity {t}: {err}") from None
     return IdentityRule(t, obj.get("dockerReference"), obj.get("dockerRepository"), obj.get("prefix"),
@@ -183,6 +192,15 @@ class PolicyResult:
     @property
     def allowed(self) -> bool:
         return bool(self.results) and all(r.passed for r in self.results)
+
+    def raise_for_rejection(self, subject: str) -> None:
+        """Return when the image is allowed; else raise VerificationError naming ``subject`` and every failed
+        requirement with its reason."""
+        if self.allowed:
+            return
+        failed = [r for r in self.results if not r.passed]
+        reasons = "; ".join(f"{r.type}: {r.reason}" for r in failed) or "no requirement applies"
+        raise VerificationError(f"{subject} is rejected by the policy: {reasons}")
 
 
 def _b64_data(v: Any, where: str) -> bytes:
@@ -318,25 +336,26 @@ def _read_key_path(p: Path) -> bytes:
     return data
 
 
-def _path(v: Any, base: Path, where: str) -> Path:
+def _path(v: Any, where: str) -> Path:
+    # containers/image opens keyPath as written (os.ReadFile), so a relative one is relative to the working
+    # directory of the process when the requirement is evaluated, not to the policy file.
     if not isinstance(v, str) or not v:
         raise PolicyError(f"policy: {where} must be a non-empty path string")
-    p = Path(v)
-    return p if p.is_absolute() else base / p
+    return Path(v)
 
 
-def _key_sources(obj: dict[str, Any], base: Path, kinds: Sequence[str]) -> _Keys:
+def _key_sources(obj: dict[str, Any], kinds: Sequence[str]) -> _Keys:
     given = [k for k in kinds if k in obj]
     if len(given) != 1:
         raise PolicyError(f"policy: exactly one of {', '.join(kinds)} must be given")
     k = given[0]
     v = obj[k]
     if k == "keyPath":
-        return _Keys([_path(v, base, k)], [])
+        return _Keys([_path(v, k)], [])
     if k == "keyPaths":
         if not isinstance(v, list) or not v:
             raise PolicyError("policy: keyPaths must be a non-empty array")
-        return _Keys([_path(x, base, k) for x in v], [])
+        return _Keys([_path(x, k) for x in v], [])
     if k == "keyData":
         return _Keys([], [_b64_data(v, k)])
     if not isinstance(v, list) or not v:
@@ -349,7 +368,7 @@ _UNSUPPORTED_SIGSTORE = ("fulcio", "pki", "rekorPublicKeyPath", "rekorPublicKeyP
                          "rekorPublicKeyDatas")
 
 
-def _parse_requirement(obj: Any, base: Path) -> _Requirement:
+def _parse_requirement(obj: Any) -> _Requirement:
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise PolicyError("policy: a requirement must be an object with a string type")
     t = obj["type"]
@@ -368,7 +387,7 @@ def _parse_requirement(obj: Any, base: Path) -> _Requirement:
         if obj["keyType"] not in _KEY_TYPES:
             raise PolicyError(f"policy: unknown signedBy keyType {str(obj['keyType'])[:60]!r}")
         rule = parse_identity_rule(obj["signedIdentity"]) if "signedIdentity" in obj else IdentityRule()
-        keys = _key_sources(obj, base, ("keyPath", "keyPaths", "keyData"))
+        keys = _key_sources(obj, ("keyPath", "keyPaths", "keyData"))
         return _SignedBy(obj["keyType"], keys, rule)
     if t == "sigstoreSigned":
         bad = [k for k in _UNSUPPORTED_SIGSTORE if k in obj]
@@ -376,19 +395,67 @@ def _parse_requirement(obj: Any, base: Path) -> _Requirement:
             raise UnsupportedFormat(f"policy: sigstoreSigned {bad[0]} is not supported offline by ocilayout")
         _exact_keys(obj, t, ("type",), ("keyPath", "keyPaths", "keyData", "keyDatas", "signedIdentity"))
         rule = parse_identity_rule(obj["signedIdentity"]) if "signedIdentity" in obj else IdentityRule()
-        keys = _key_sources(obj, base, ("keyPath", "keyPaths", "keyData", "keyDatas"))
+        keys = _key_sources(obj, ("keyPath", "keyPaths", "keyData", "keyDatas"))
         return _Sigstore(keys, rule)
     raise PolicyError(f"policy: unknown requirement type {t[:80]!r}")
 
 
-def _requirements(obj: Any, base: Path, where: str) -> list[_Requirement]:
+def _requirements(obj: Any, where: str) -> list[_Requirement]:
     if not isinstance(obj, list) or not obj:
         raise PolicyError(f"policy: {where} must be a non-empty array of requirements")
-    return [_parse_requirement(r, base) for r in obj]
+    return [_parse_requirement(r) for r in obj]
 
 
-def _no_constant(name: str) -> Any:
-    raise PolicyError(f"policy: {name} is not valid JSON")
+def _go_clean_absolute(path: str) -> str:
+    """Go's ``filepath.Clean`` of an absolute path (one leading slash, no ``.``/``..``/empty components)."""
+    parts: list[str] = []
+    for c in path.split("/"):
+        if c in ("", "."):
+            continue
+        if c == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(c)
+    return "/" + "/".join(parts)
+
+
+def _validate_path_scope(scope: str) -> str | None:
+    """oci/internal ValidateScope and dir's ValidatePolicyConfigurationScope; the problem, or None."""
+    if not scope.startswith("/"):
+        return "it must be an absolute path"
+    if scope == "/":
+        return 'use the transport default scope "" instead of "/"'
+    cleaned = _go_clean_absolute(scope)
+    if cleaned != scope:
+        return f"it is not in canonical form, perhaps {cleaned!r}"
+    return None
+
+
+def _only_default_scope(scope: str) -> str | None:
+    return 'this transport supports no scope except the default ""'
+
+
+#: Scope rules of the transports containers/image registers (transports.Get); other names accept any scope.
+#: docker, atomic and containers-storage validate little or need a store; their scopes are accepted as written.
+_SCOPE_RULES: dict[str, Callable[[str], str | None]] = {
+    "oci": _validate_path_scope,
+    "oci-archive": _validate_path_scope,
+    "dir": _validate_path_scope,
+    "docker-archive": _only_default_scope,
+    "docker-daemon": _only_default_scope,
+    "tarball": _only_default_scope,
+    "sif": _only_default_scope,
+}
+
+
+def _check_scope(transport: str, scope: str) -> None:
+    rule = _SCOPE_RULES.get(transport)
+    if scope == "" or rule is None:
+        return
+    problem = rule(scope)
+    if problem is not None:
+        raise PolicyError(f"policy: scope {scope[:200]!r} of transport {transport[:60]!r}: {problem}")
 
 
 class Policy:
@@ -399,17 +466,14 @@ class Policy:
         self.transports = transports
 
     @classmethod
-    def parse(cls, raw: bytes, base_dir: str | os.PathLike[str] = ".") -> Policy:
-        """Parse policy JSON strictly (unknown keys rejected); relative key paths resolve from ``base_dir``."""
+    def parse(cls, raw: bytes) -> Policy:
+        """Parse policy JSON as strictly as containers/image: unknown or duplicated keys at any level, invalid
+        scopes of oci/oci-archive/dir and the other registered transports are refused (PolicyError)."""
         if len(raw) > _MAX_POLICY_SIZE:
             raise PolicyError("policy file is too large")
-        try:
-            doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError) as err:
-            raise PolicyError(f"policy is not valid JSON: {str(err)[:200]}") from None
-        base = Path(base_dir)
+        doc = strictjson.loads(raw, PolicyError, "policy")
         top = _exact_keys(doc, "the policy", ("default",), ("transports",))
-        default = _requirements(top["default"], base, "default")
+        default = _requirements(top["default"], "default")
         transports: dict[str, dict[str, list[_Requirement]]] = {}
         tr = top.get("transports") or {}
         if not isinstance(tr, dict):
@@ -417,17 +481,20 @@ class Policy:
         for name, scopes in tr.items():
             if not isinstance(scopes, dict):
                 raise PolicyError(f"policy: transports.{name[:60]} must be an object")
-            transports[name] = {scope: _requirements(reqs, base, f"transports.{name}[{scope!r}]")
-                                for scope, reqs in scopes.items()}
+            per: dict[str, list[_Requirement]] = {}
+            for scope, reqs in scopes.items():
+                _check_scope(name, scope)
+                per[scope] = _requirements(reqs, f"transports.{name[:60]}[{scope[:200]!r}]")
+            transports[name] = per
         return cls(default, transports)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
-        """Read and parse a policy file; raises NotFound / PolicyError."""
+        """Read and parse a policy file; raises NotFound / PolicyError. Relative key paths in it are read
+        relative to the working directory, as containers/image reads them."""
         from ..fsutil import read_limited
 
-        p = Path(path)
-        return cls.parse(read_limited(p, "policy", _MAX_POLICY_SIZE, PolicyError), p.parent)
+        return cls.parse(read_limited(Path(path), "policy", _MAX_POLICY_SIZE, PolicyError))
 
     def requirements_for(self, transport: str, scopes: Sequence[str]) -> tuple[str, list[_Requirement]]:
         """The most specific matching scope among ``scopes`` (then ``""``, then the default)."""
@@ -447,9 +514,9 @@ class Policy:
 
 
 def path_scopes(path: str | os.PathLike[str], ref: str | None = None) -> list[str]:
-    """Policy scopes of a ``dir:`` / ``oci:`` image, most specific first: ``path:ref``, ``path``, parents."""
+    """Policy scopes of a ``dir:`` / ``oci:`` / ``oci-archive:`` image, most specific first: the resolved path,
+    then each parent directory except ``/`` (containers/image's PolicyConfigurationIdentity and
+    PolicyConfigurationNamespaces). ``ref`` is ignored: containers/image never looks up ``PATH:TAG`` scopes."""
+    del ref
     p = Path(path).resolve()
-    out = [f"{p}:{ref}"] if ref else []
-    out.append(str(p))
-    out.extend(str(q) for q in p.parents if str(q) != "/")
-    return out
+    return [str(p), *(str(q) for q in p.parents if str(q) != "/")]

@@ -2,7 +2,8 @@
 
 Signing: ECDSA P-256 over SHA-256 of the exact payload bytes, ASN.1 DER, standard base64 in the
 ``dev.cosignproject.cosign/signature`` annotation. Verification, as containers/image's VerifySigstorePayload:
-crypto first (any trusted key may match), then the strict payload rules, then the digest, then the identity.
+crypto first (any trusted key may match; ECDSA signatures in DER or IEEE-P1363 r||s, as sigstore/sigstore's
+verifier), then the strict payload rules, then the digest, then the identity.
 """
 
 from __future__ import annotations
@@ -98,6 +99,68 @@ def sign_sigstore(
     return sign_sigstore_payload(private_key, payload)
 
 
+def _asn1_length(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Go encoding/asn1's length rules (definite, minimal); (length, next position) or None."""
+    if pos >= len(data):
+        return None
+    first = data[pos]
+    pos += 1
+    if first < 0x80:
+        return first, pos
+    n = first & 0x7F
+    if n == 0 or pos + n > len(data) or data[pos] == 0:
+        return None  # indefinite form, truncated, or a superfluous leading zero
+    length = int.from_bytes(data[pos : pos + n], "big")
+    if length < 0x80:
+        return None  # the short form was due
+    return length, pos + n
+
+
+def _asn1_integer(data: bytes, pos: int, end: int) -> int | None:
+    """The position after a minimally encoded INTEGER at ``pos`` (within ``end``), or None."""
+    if pos >= end or data[pos] != 0x02:
+        return None
+    got = _asn1_length(data, pos + 1)
+    if got is None:
+        return None
+    length, start = got
+    if length == 0 or start + length > end:
+        return None
+    if length > 1 and ((data[start], data[start + 1] >> 7) in ((0, 0), (0xFF, 1))):
+        return None  # not minimally encoded
+    return start + length
+
+
+def _go_parses_as_asn1(sig: bytes) -> bool:
+    """Whether Go's ``asn1.Unmarshal(sig, &struct{R, S *big.Int}{})`` succeeds: a SEQUENCE that starts with two
+    INTEGERs (trailing data, inside or after it, is allowed there). sigstore's ECDSA verifier reads such a
+    signature as ASN.1 DER and anything else as IEEE-P1363 r||s."""
+    if not sig or sig[0] != 0x30:
+        return False
+    got = _asn1_length(sig, 1)
+    if got is None:
+        return False
+    length, start = got
+    end = start + length
+    if end > len(sig):
+        return False
+    second = _asn1_integer(sig, start, end)
+    return second is not None and _asn1_integer(sig, second, end) is not None
+
+
+def _ecdsa_der(signature: bytes) -> bytes | None:
+    """The DER form to verify, as sigstore/sigstore's ECDSAVerifier decides (pkg/signature/ecdsa.go, since
+    v1.8.3): ASN.1 as it is, else IEEE-P1363 r||s of any even length up to 132 bytes; None when neither."""
+    if _go_parses_as_asn1(signature):
+        return signature  # verified strictly as DER, as Go's ecdsa.VerifyASN1 does
+    if not signature or len(signature) > 132 or len(signature) % 2:
+        return None
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    half = len(signature) // 2
+    return encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
+
+
 def _verify_one(public_key: Any, signature: bytes, payload: bytes) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
@@ -105,7 +168,10 @@ def _verify_one(public_key: Any, signature: bytes, payload: bytes) -> bool:
 
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+            der = _ecdsa_der(signature)
+            if der is None:
+                return False
+            public_key.verify(der, payload, ec.ECDSA(hashes.SHA256()))
         elif isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
         elif isinstance(public_key, ed25519.Ed25519PublicKey):
