@@ -131,7 +131,7 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
     manifest_digests: list[Digest] = []
     for step in plan.manifests:
         manifest = step.render(written)
-        desc = destination.put_manifest(manifest)
+        desc = destination.put_manifest(manifest, algorithm=step.source.digest.algorithm)
         written[step.source.digest] = desc
         manifest_digests.append(manifest.digest)
         root = plan.root.with_(media_type=desc.media_type, digest=desc.digest, size=desc.size)

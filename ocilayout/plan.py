@@ -207,12 +207,12 @@ def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(
             return sign_sigstore(key, digest, identity)
 
     roots = new_index.manifests if new_index is not None else [root]
-    manifests: list[Manifest] = []
+    manifests: list[tuple[Descriptor, Manifest]] = []
     blobs: dict[Digest, Descriptor] = {}
     for node in walk(src, roots, follow_subject=False):
         if node.manifest is not None:
             if node.first:
-                manifests.append(node.manifest)
+                manifests.append((node.descriptor, node.manifest))
         elif node.descriptor.urls and node.size is None:
             continue  # a foreign layer that lives at its URLs, as skopeo leaves it
         elif node.first:
@@ -222,7 +222,9 @@ def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(
             if kind is not None and kind not in caps.layer_compressions:
                 raise UnsupportedFormat(f"{dest} cannot store {kind} layers ({node.descriptor.digest}); "
                                         "layer conversion is not supported yet")
-    documents = [*manifests, *([new_index] if new_index is not None else [])]
+    if new_index is not None:
+        manifests.insert(0, (new_index.descriptor, new_index))  # the walk order: parents first
+    documents = [m for _, m in manifests]
     for m in documents:
         if m.media_type not in caps.manifest_types:
             raise UnsupportedFormat(f"{dest} cannot hold a {m.media_type} document" if caps.manifest_types
@@ -242,7 +244,7 @@ def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(
     steps = [BlobStep(source=d, open=_opener(src, d), expected=d, media_type=d.media_type)
              for d in sorted(blobs.values(), key=lambda d: -d.size)]
     # Children before parents (the walk yields parents first), so a manifest is never stored before what
-    # it points at; a new index goes last, after the images it lists.
-    ordered = [*reversed(manifests), *([new_index] if new_index is not None else [])]
-    msteps = tuple(ManifestStep(source=m.descriptor, render=_fixed(m), signing_digest=m.digest) for m in ordered)
+    # it points at; a new index goes last, after the images it lists. Each keeps the digest algorithm the
+    # source addressed it by.
+    msteps = tuple(ManifestStep(source=d, render=_fixed(m), signing_digest=m.digest) for d, m in reversed(manifests))
     return Plan(root=root, blobs=tuple(steps), manifests=msteps, name=name, carried=carried, sign=sign)

@@ -18,6 +18,22 @@ def _write(data: bytes | str) -> None:
     sys.stdout.flush()
 
 
+def _check_writable(path: Path) -> None:
+    """Raise NotFound / LayoutError now when ``path`` cannot be written later (missing or read-only
+    directory, a directory in the way)."""
+    import os
+
+    from ..errors import LayoutError, NotFound
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise NotFound(f"--digestfile {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise LayoutError(f"--digestfile {path} is a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LayoutError(f"--digestfile {path}: directory {parent} is not writable")
+
+
 @app.command()
 def copy(
     source: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF] or oci-archive:FILE[:REF]"),
@@ -50,6 +66,8 @@ def copy(
     except ValueError as err:
         raise InvalidReference(str(err)) from err
     select = Selection(all=all_, platforms=platforms)
+    if digestfile is not None:
+        _check_writable(digestfile)  # before anything is copied: a copy must not commit, then fail
     key = None
     if sign_key is not None:
         from .sign import _load_private_key

@@ -119,8 +119,9 @@ class Destination(Protocol):
         (``media_type``, the digest and size written). A destination may call ``open_`` later, at commit."""
         ...
 
-    def put_manifest(self, manifest: Manifest) -> Descriptor:
-        """Stage a manifest's exact bytes; returns its descriptor. Children must be put before parents."""
+    def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
+        """Stage a manifest's exact bytes, addressed by an ``algorithm`` digest (the one the source used: a
+        sha512 image stays sha512); returns its descriptor. Children must be put before parents."""
         ...
 
     def tag(self, desc: Descriptor, name: str | None) -> None:

@@ -124,7 +124,7 @@ class DirDestination:
                  progress: ProgressFn | None = None) -> Descriptor:
         raise self._no_images()
 
-    def put_manifest(self, manifest: Manifest) -> Descriptor:
+    def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
         raise self._no_images()
 
     def tag(self, desc: Descriptor, name: str | None) -> None:

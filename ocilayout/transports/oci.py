@@ -34,7 +34,8 @@ from .base import BlobOpener, Capabilities, ProgressFn, Transport
 if TYPE_CHECKING:
     from ..signature.model import Signature
 
-__all__ = ["LAYOUT_CAPABILITIES", "LayoutDestination", "LayoutSource", "OciTransport", "StagingArea", "unpublish"]
+__all__ = ["LAYOUT_CAPABILITIES", "LayoutDestination", "LayoutSource", "OciTransport", "StagingArea",
+           "manifest_descriptor", "unpublish"]
 
 #: What an OCI layout (directory or archive) can hold.
 LAYOUT_CAPABILITIES = Capabilities(
@@ -141,7 +142,8 @@ class StagingArea:
                         raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
                     return got, expected.size
         reader = VerifyingReader(stream, expected.digest if expected else None,
-                                 expected.size if expected else None, algorithm=algorithm)
+                                 expected.size if expected else None,
+                                 algorithm=expected.digest.algorithm if expected else algorithm)
         pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)  # type: ignore[arg-type]
         return reader.digest, reader.size
 
@@ -183,6 +185,12 @@ class StagingArea:
             self._fd = -1
 
 
+def manifest_descriptor(manifest: Manifest, algorithm: str) -> Descriptor:
+    """``manifest.descriptor`` with its digest computed with ``algorithm``."""
+    desc = manifest.descriptor
+    return desc if algorithm == desc.digest.algorithm else desc.with_(digest=Digest.of(manifest.raw, algorithm))
+
+
 def unpublish(paths: Sequence[Path]) -> None:
     """Remove blobs a failed commit published (they were absent before it)."""
     for p in paths:
@@ -220,8 +228,8 @@ class LayoutDestination:
             digest, size = self.staging.put(stream, expected, progress)
         return Descriptor(media_type, digest, size) if expected is None else expected.with_(media_type=media_type)
 
-    def put_manifest(self, manifest: Manifest) -> Descriptor:
-        desc = manifest.descriptor
+    def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
+        desc = manifest_descriptor(manifest, algorithm)
         if not self.has_blob(desc):
             self.staging.put(io.BytesIO(manifest.raw), desc)
         return desc

@@ -18,7 +18,7 @@ from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutReader, LayoutStore
 from .base import BlobOpener, ProgressFn, Transport
-from .oci import LAYOUT_CAPABILITIES, LayoutDestination, LayoutSource
+from .oci import LAYOUT_CAPABILITIES, LayoutDestination, LayoutSource, manifest_descriptor
 
 if TYPE_CHECKING:
     from ..archive import ArchiveBlob
@@ -89,11 +89,11 @@ class ArchiveDestination:
         self._progress = progress
         return expected.with_(media_type=media_type)
 
-    def put_manifest(self, manifest: Manifest) -> Descriptor:
-        desc = manifest.descriptor
+    def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
+        desc = manifest_descriptor(manifest, algorithm)
         if self.has_blob(desc):
             return desc
-        return self._inner.put_manifest(manifest)
+        return self._inner.put_manifest(manifest, algorithm=algorithm)
 
     def tag(self, desc: Descriptor, name: str | None) -> None:
         self._inner.tag(desc, name)

@@ -1,0 +1,194 @@
+"""Nothing outside the layout, ever; the image you named is the image you get (issue 7, filesystem and
+resolution items handled in the file-access layer and the resolver)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import assert_fsck
+
+from ocilayout.copy import copy
+from ocilayout.digest import Digest
+from ocilayout.errors import InvalidReference, LayoutError, NotFound, UnsafePath
+from ocilayout.gc import gc
+from ocilayout.sample import make_image
+from ocilayout.store import LayoutStore
+from ocilayout.validate import fsck
+
+
+def _aged(path: Path) -> None:
+    for p in path.rglob("*"):
+        os.utime(p, (1, 1), follow_symlinks=False)
+
+
+@pytest.mark.damages_layouts
+@pytest.mark.parametrize("link", ["blobs", "blobs/sha256"])
+def test_gc_never_deletes_through_a_symlinked_blob_dir(tmp_path: Path, link: str) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    victim = outside / ("a" * 64)
+    victim.write_bytes(b"not yours")
+    store = LayoutStore.create(tmp_path / "l")
+    target = tmp_path / "l" / link
+    if link == "blobs":
+        (outside / "sha256").mkdir()
+        victim = outside / "sha256" / ("a" * 64)
+        victim.write_bytes(b"not yours")
+    if target.exists():
+        os.rmdir(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(outside)
+    _aged(outside)
+    with pytest.raises(UnsafePath):
+        gc(store, grace=0)
+    assert victim.read_bytes() == b"not yours"
+
+
+@pytest.mark.damages_layouts
+def test_copy_never_writes_through_a_symlinked_blob_dir(sample: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    dst = LayoutStore.create(tmp_path / "d")
+    os.rmdir(dst.root / "blobs")
+    (dst.root / "blobs").symlink_to(outside)
+    with pytest.raises(UnsafePath):
+        copy(f"oci:{sample}:v1", f"oci:{dst.root}:v1")
+    assert list(outside.rglob("*")) == []
+    assert json.loads((dst.root / "index.json").read_bytes())["manifests"] == []
+
+
+@pytest.mark.damages_layouts
+def test_a_dangling_lock_symlink_creates_nothing(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    make_image(store, tag="v1")
+    planted = tmp_path / "planted"
+    (store.root / ".ocilayout.lock").unlink(missing_ok=True)
+    (store.root / ".ocilayout.lock").symlink_to(planted)
+    with pytest.raises(UnsafePath):
+        gc(store, dry_run=True)
+    assert not planted.exists()
+
+
+def _run_with_timeout(fn, seconds: float = 10.0):  # type: ignore[no-untyped-def]
+    out: list[object] = []
+
+    def target() -> None:
+        try:
+            out.append(fn())
+        except BaseException as err:
+            out.append(err)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "hung on a FIFO"
+    return out[0]
+
+
+@pytest.mark.damages_layouts
+@pytest.mark.parametrize("where", ["blob", "index.json", "oci-layout"])
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, where: str) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    desc = make_image(store, tag="v1")
+    m = store.get_manifest(desc)
+    path = {"blob": store.blob_path(m.layers[0].digest), "index.json": store.root / "index.json",
+            "oci-layout": store.root / "oci-layout"}[where]
+    path.unlink()
+    os.mkfifo(path)
+    result = _run_with_timeout(lambda: copy(f"oci:{store.root}:v1", f"oci:{tmp_path}/d:v1"))
+    assert isinstance(result, LayoutError | NotFound), result
+    report = _run_with_timeout(lambda: fsck(LayoutStore(store.root)))
+    assert not report.ok  # type: ignore[attr-defined]
+
+
+@pytest.mark.damages_layouts
+def test_a_device_as_a_blob_is_refused(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    desc = make_image(store, tag="v1")
+    layer = store.get_manifest(desc).layers[0]
+    store.blob_path(layer.digest).unlink()
+    try:
+        store.blob_path(layer.digest).symlink_to("/dev/zero")  # outside the layout anyway
+    except OSError:
+        pytest.skip("cannot make the symlink")
+    with pytest.raises((UnsafePath, LayoutError)):
+        copy(f"oci:{store.root}:v1", f"oci:{tmp_path}/d:v1")
+
+
+def test_tag_refuses_to_write_an_index_no_reader_could_open(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    desc = make_image(store, tag="v1")
+    entry = desc.with_(annotations={f"k{i}": "v" * 4000 for i in range(1100)})
+    with pytest.raises(LayoutError, match="over the"):
+        store.set_ref("huge", entry)
+    assert store.resolve("v1").digest == desc.digest  # still readable
+
+
+def test_duplicate_names_are_ambiguous_not_silently_picked(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    a = make_image(store, [{"a": b"1"}])
+    b = make_image(store, [{"b": b"2"}])
+    store.update_index(lambda _: [a.with_(annotations={"org.opencontainers.image.ref.name": "t"}).to_dict(),
+                                  b.with_(annotations={"org.opencontainers.image.ref.name": "t"}).to_dict()])
+    with pytest.raises(InvalidReference, match="ambiguous") as info:
+        store.resolve("t")
+    assert str(a.digest) in str(info.value) and str(b.digest) in str(info.value)
+    with pytest.raises(InvalidReference):
+        store.remove_ref("t")  # delete refuses too
+    assert store.resolve(digest=a.digest).digest == a.digest  # @digest names one
+
+
+def test_a_short_tag_matching_two_full_names_is_ambiguous(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    a = make_image(store, [{"a": b"1"}])
+    b = make_image(store, [{"b": b"2"}])
+    store.set_ref("docker.io/library/foo:1.0", a)
+    store.set_ref("docker.io/library/bar:1.0", b)
+    with pytest.raises(InvalidReference, match="full name"):
+        store.resolve("1.0")
+    assert store.resolve("docker.io/library/bar:1.0").digest == b.digest
+    assert_fsck(store.root)
+
+
+@pytest.mark.damages_layouts
+def test_one_unsupported_entry_does_not_hide_the_others(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store = LayoutStore.create(tmp_path / "l")
+    desc = make_image(store, tag="good")
+    store.update_index(lambda e: [*e, {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                       "digest": "blake3:" + "0" * 64, "size": 10,
+                                       "annotations": {"org.opencontainers.image.ref.name": "odd"}}])
+    assert store.resolve("good").digest == desc.digest
+    assert cli("inspect", f"oci:{store.root}:good").exit_code == 0
+    assert cli("list-tags", f"oci:{store.root}").exit_code == 0
+    bad = cli("inspect", f"oci:{store.root}:odd")
+    assert bad.exit_code == 2 and "blake3" in bad.stderr
+    assert not fsck(store).ok  # fsck reports the entry
+
+
+def test_sha512_images_keep_their_algorithm(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "s")
+    d = make_image(store)
+    m = store.get_manifest(d)
+    # Re-address the manifest by sha512 (its blobs stay sha256, as mixed layouts do).
+    raw = m.raw
+    d512 = Digest("sha512", hashlib.sha512(raw).hexdigest())
+    store.put_blob(__import__("io").BytesIO(raw), d.with_(digest=d512))
+    store.set_ref("v512", d.with_(digest=d512))
+    for dest in (f"oci:{tmp_path}/d:v512", f"oci-archive:{tmp_path}/d.tar:v512"):
+        res = copy(f"oci:{store.root}:v512", dest)
+        assert res.descriptor.digest == d512
+    assert LayoutStore.open(tmp_path / "d").resolve("v512").digest == d512
+    assert_fsck(tmp_path / "d")
+
+
+@pytest.mark.parametrize("where", ["missing/dir/digest", "adir"])
+def test_an_unusable_digestfile_fails_before_the_copy(sample: Path, tmp_path: Path, cli, where: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "adir").mkdir()
+    res = cli("copy", "-q", "--digestfile", str(tmp_path / where), f"oci:{sample}:v1", f"oci:{tmp_path}/d:v1")
+    assert res.exit_code in (3, 4) and res.stderr.count("\n") == 1
+    assert not (tmp_path / "d").exists()
