@@ -83,7 +83,7 @@ def open_decompressed(stream: BinaryIO, kind: str) -> BinaryIO:
         if gzip_backend() == "isal":
             from isal import igzip
 
-            return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+            return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[no-untyped-call,return-value]
         import gzip
 
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
@@ -91,7 +91,7 @@ def open_decompressed(stream: BinaryIO, kind: str) -> BinaryIO:
         import zstandard
 
         reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True, closefd=False)
-        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
+        return io.BufferedReader(reader, buffer_size=1 << 20)
     raise UnsupportedFormat(f"cannot decompress {kind!r} layers (supported: gzip, zstd, none)")
 
 
@@ -109,7 +109,7 @@ def open_compressor(out: BinaryIO, kind: str, *, level: int | None = None) -> Bi
             from isal import igzip
 
             lvl = 2 if level is None else level
-            return igzip.IGzipFile("", "wb", lvl, out, 0)  # type: ignore[return-value]
+            return igzip.IGzipFile("", "wb", lvl, out, 0)  # type: ignore[no-untyped-call,return-value]
         import gzip
 
         lvl = 6 if level is None else level
@@ -118,7 +118,7 @@ def open_compressor(out: BinaryIO, kind: str, *, level: int | None = None) -> Bi
         import zstandard
 
         cctx = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True)
-        return cctx.stream_writer(out, closefd=False)  # type: ignore[return-value]
+        return cctx.stream_writer(out, closefd=False)
     raise UnsupportedFormat(f"cannot compress to {kind!r} (supported: gzip, zstd, none)")
 
 

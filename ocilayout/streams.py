@@ -9,19 +9,26 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .digest import CHUNK, Digest
 from .errors import SizeMismatch
 
-__all__ = ["PIPELINE_MIN", "copy_region_hashed", "pump", "region_of"]
+__all__ = ["PIPELINE_MIN", "Readable", "copy_region_hashed", "pump", "region_of"]
 
 #: Streams longer than this are worth a writer thread: hashing (in the reader) and disk writes overlap.
 PIPELINE_MIN = 4 * CHUNK
 _DONE = b""
 
 
-def pump(reader: BinaryIO, f: BinaryIO, progress: Callable[[int], None] | None = None, *,
+class Readable(Protocol):
+    """What :func:`pump` reads from: a binary stream (a file, an archive member, a VerifyingReader)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+    def readinto(self, buf: bytearray | memoryview, /) -> int: ...
+
+
+def pump(reader: Readable, f: BinaryIO, progress: Callable[[int], None] | None = None, *,
          pipelined: bool = True) -> int:
     """Copy ``reader`` to ``f`` until EOF; returns the byte count. Errors from either side propagate.
 
@@ -62,7 +69,7 @@ def pump(reader: BinaryIO, f: BinaryIO, progress: Callable[[int], None] | None =
     return total
 
 
-def _serial(reader: BinaryIO, f: BinaryIO, progress: Callable[[int], None] | None) -> int:
+def _serial(reader: Readable, f: BinaryIO, progress: Callable[[int], None] | None) -> int:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     total = 0

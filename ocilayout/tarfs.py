@@ -31,14 +31,14 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from .errors import LayoutError, NotFound, UnsafePath
 from .fsutil import _kind, fsync_dir, open_regular, temp_file
-from .streams import PIPELINE_MIN, pump
+from .streams import PIPELINE_MIN, Readable, pump
 
 __all__ = ["DirTree", "Member", "TarTree", "TarWriter", "Tree", "open_regular", "source_date_epoch"]
 
@@ -308,7 +308,7 @@ def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
                     raise LayoutError(f"{path}: corrupt or truncated tar archive ({err})") from err
                 if info is None:
                     break
-                tar.members.clear()  # we keep our own index; tarfile's list would hold every TarInfo
+                tar.members.clear()  # type: ignore[attr-defined]  # we keep our own index; tarfile's list would hold every TarInfo
                 _add_member(path, members, info, file_size)
             end = tar.offset
         finally:
@@ -479,8 +479,8 @@ class TarWriter:
     def add_bytes(self, name: str, data: bytes) -> None:
         self._file.write(_header(name, size=len(data), mtime=self.mtime) + data + _pad(len(data)))
 
-    def add_stream(self, name: str, size: int, stream: BinaryIO,
-                   progress: Any = None) -> None:
+    def add_stream(self, name: str, size: int, stream: Readable,
+                   progress: Callable[[int], None] | None = None) -> None:
         """Write ``size`` bytes from ``stream`` (a VerifyingReader when the caller wants them checked);
         raises SizeMismatch when it yields another count."""
         from .errors import SizeMismatch

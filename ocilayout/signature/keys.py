@@ -207,7 +207,8 @@ def public_key_pem(public_key: Any) -> bytes:
     """PKIX ``PUBLIC KEY`` PEM, byte-identical to cosign's MarshalPublicKeyToPEM."""
     from cryptography.hazmat.primitives import serialization
 
-    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem: bytes = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem
 
 
 def generate_key_pair(passphrase: bytes, *, n: int = DEFAULT_SCRYPT_N) -> tuple[bytes, bytes]:

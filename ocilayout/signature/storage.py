@@ -87,7 +87,7 @@ class DirSignatures:
         return "signature-" if top is None or top == digest else f"{digest.hex}.signature-"
 
     def _paths(self, prefix: str) -> list[Path]:
-        out = []
+        out: list[Path] = []
         n = 1
         while True:
             p = self.path / f"{prefix}{n}"

@@ -144,7 +144,7 @@ class StagingArea:
         reader = VerifyingReader(stream, expected.digest if expected else None,
                                  expected.size if expected else None,
                                  algorithm=expected.digest.algorithm if expected else algorithm)
-        pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)  # type: ignore[arg-type]
+        pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
         return reader.digest, reader.size
 
     def put_bytes(self, data: bytes) -> Digest:
