@@ -72,12 +72,13 @@ def guess_media_type(doc: Any, hint: str | None = None) -> str:
         return own
     if doc.get("schemaVersion") == 1:
         return mt.DOCKER_V2S1_SIGNED if "signatures" in doc else mt.DOCKER_V2S1
+    fields = format_fields(doc)  # a field set to null is absent, as for Go
     # A hint is taken when it is a manifest or index type that does not contradict the shape.
-    if hint and (mt.is_index(hint) or mt.is_manifest(hint)) and ("manifests" in doc) == mt.is_index(hint):
+    if hint and (mt.is_index(hint) or mt.is_manifest(hint)) and ("manifests" in fields) == mt.is_index(hint):
         return hint
-    if "manifests" in doc:
+    if "manifests" in fields:
         return mt.OCI_INDEX
-    if "config" in doc or "layers" in doc:
+    if "config" in fields or "layers" in fields:
         return mt.OCI_MANIFEST
     raise InvalidManifest("cannot tell what kind of manifest this is (no mediaType, config or manifests)")
 
