@@ -183,6 +183,10 @@ def _manifest(**fields) -> dict:  # type: ignore[no-untyped-def]
             **fields}
 
 
+def _index_with_platform(**fields) -> dict:  # type: ignore[no-untyped-def]
+    return {"schemaVersion": 2, "manifests": [{**_CHILD, "platform": {"os": "linux", "architecture": "arm", **fields}}]}
+
+
 def _with_layer(**fields) -> dict:  # type: ignore[no-untyped-def]
     return _manifest(layers=[{**_LAYER, **fields}])
 
@@ -206,14 +210,10 @@ def _with_layer(**fields) -> dict:  # type: ignore[no-untyped-def]
     (_manifest(schemaVersion="2"), "schemaVersion"),
     (_manifest(layers={"0": _LAYER}), "layers"),
     (_manifest(config=[_CFG]), "config"),
-    ({"schemaVersion": 2, "manifests": [{**_CHILD, "platform": {"os": "linux", "architecture": "arm",
-                                                                "variant": 7}}]}, "manifests[0].platform.variant"),
-    ({"schemaVersion": 2, "manifests": [{**_CHILD, "platform": {"os": "linux", "architecture": "arm",
-                                                                "variant": ["v7"]}}]}, "manifests[0].platform.variant"),
-    ({"schemaVersion": 2, "manifests": [{**_CHILD, "platform": {"os": "windows", "architecture": "amd64",
-                                                                "os.features": 5}}]}, "manifests[0].platform.os.features"),
-    ({"schemaVersion": 2, "manifests": [{**_CHILD, "platform": {"os": "windows", "architecture": "amd64",
-                                                                "os.version": 10}}]}, "manifests[0].platform.os.version"),
+    (_index_with_platform(variant=7), "manifests[0].platform.variant"),
+    (_index_with_platform(variant=["v7"]), "manifests[0].platform.variant"),
+    (_index_with_platform(**{"os.features": 5}), "manifests[0].platform.os.features"),
+    (_index_with_platform(**{"os.version": 10}), "manifests[0].platform.os.version"),
     ({"schemaVersion": 2, "manifests": [{**_CHILD, "platform": "linux/amd64"}]}, "manifests[0].platform"),
     ({"schemaVersion": 1, "fsLayers": [{"blobSum": 5}], "history": []}, "fsLayers[0].blobSum"),
 ])
