@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--size-mb", type=int, default=500)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--ocilayout", default=None, help="command to run instead of the venv's ocilayout "
-                    "(e.g. 'env PYTHONPATH=/tmp/old python -m ocilayout' to measure another checkout)")
+    ap.add_argument("--ocilayout", default=None, help="command to run instead of the venv's ocilayout")
+    ap.add_argument("--baseline", default=None, help="another ocilayout command (an older checkout) measured "
+                    "in the same rotation, for before/after figures")
     args = ap.parse_args(argv)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -169,9 +170,14 @@ def main(argv: list[str] | None = None) -> int:
 
     ocl = shlex.split(args.ocilayout) if args.ocilayout else _ocilayout()
     one_blobs = sorted(str(p) for p in (one / "blobs" / "sha256").iterdir())
-    res = measure({"fsck": [*ocl, "fsck", str(one)], "hashlib": [sys.executable, "-c", PLAIN, *one_blobs]},
-                  args.runs)
-    many = measure({"5k": [*ocl, "fsck", str(small)], "51k": [*ocl, "fsck", str(big)]}, max(3, args.runs // 2))
+    base = shlex.split(args.baseline) if args.baseline else None
+    cmds = {"fsck": [*ocl, "fsck", str(one)], "hashlib": [sys.executable, "-c", PLAIN, *one_blobs]}
+    many_cmds = {"5k": [*ocl, "fsck", str(small)], "51k": [*ocl, "fsck", str(big)]}
+    if base:
+        cmds["baseline fsck"] = [*base, "fsck", str(one)]
+        many_cmds |= {"baseline 5k": [*base, "fsck", str(small)], "baseline 51k": [*base, "fsck", str(big)]}
+    res = measure(cmds, args.runs)
+    many = measure(many_cmds, max(3, args.runs // 2))
     ratio = res["fsck"]["median_s"] / res["hashlib"]["median_s"]
     ratio_min = res["fsck"]["min_s"] / res["hashlib"]["min_s"]
     rss_ratio = many["51k"]["peak_rss_mb"] / many["5k"]["peak_rss_mb"]
@@ -179,9 +185,14 @@ def main(argv: list[str] | None = None) -> int:
           f"hashlib median {res['hashlib']['median_s']:.3f} s (min {res['hashlib']['min_s']:.3f}); "
           f"ratio {ratio:.2f}x (of minimums {ratio_min:.2f}x; target <= 1.25); "
           f"fsck peak RSS {res['fsck']['peak_rss_mb']:.0f} MB")
-    for k in ("5k", "51k"):
+    for k in many:
         print(f"fsck of {k} blobs: median {many[k]['median_s']:.2f} s, peak RSS {many[k]['peak_rss_mb']:.0f} MB")
     print(f"peak RSS 51k / 5k: {rss_ratio:.2f}x (target < 1.25)")
+    if base:
+        b, h = res["baseline fsck"], res["hashlib"]
+        b_rss = many["baseline 51k"]["peak_rss_mb"] / many["baseline 5k"]["peak_rss_mb"]
+        print(f"baseline: one blob median {b['median_s']:.3f} s, ratio {b['median_s'] / h['median_s']:.2f}x "
+              f"(of minimums {b['min_s'] / h['min_s']:.2f}x); 51k / 5k peak RSS {b_rss:.2f}x")
     out = {"one": res, "many": many, "ratio_median": ratio, "ratio_min": ratio_min, "rss_ratio": rss_ratio,
            "size_mb": args.size_mb, "python": sys.version.split()[0], "cpus": os.cpu_count()}
     (args.json or work / "results.json").write_text(json.dumps(out, indent=2))
