@@ -292,17 +292,18 @@ class ImageConfig:
     doc: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, raw: bytes, media_type: str = mt.OCI_CONFIG) -> ImageConfig:
+    def parse(cls, raw: bytes, media_type: str | None = None) -> ImageConfig:
         """Parse an image config of ``media_type`` (OCI or Docker); raises InvalidManifest for garbage and for
         fields of the wrong JSON type (see :mod:`ocilayout.schema`), UnsupportedFormat for a media type that
-        is not an image config (an artifact's config is never read as one)."""
-        if media_type not in mt.CONFIG_TYPES:
+        is not an image config (an artifact's config is never read as one). Without ``media_type`` the
+        config is checked by the more lenient Docker rules."""
+        if media_type is not None and media_type not in mt.CONFIG_TYPES:
             raise UnsupportedFormat(f"{media_type!r} is not an image config media type (an artifact?)")
         doc = load_json(raw, "image config")
         if not isinstance(doc, dict):
             raise InvalidManifest("image config is not a JSON object")
         try:
-            check_image_config(doc, docker=media_type == mt.DOCKER_CONFIG)
+            check_image_config(doc, docker=media_type != mt.OCI_CONFIG)
         except InvalidManifest as err:
             raise InvalidManifest(f"image config: {err}") from err
         return cls(raw=raw, doc=doc)

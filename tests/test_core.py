@@ -276,7 +276,7 @@ def test_image_config_fields_of_the_wrong_json_type_are_refused(edit: dict, wher
     from ocilayout.manifest import ImageConfig
 
     with pytest.raises(InvalidManifest) as info:
-        ImageConfig.parse(_raw({**_IMG, **edit}))
+        ImageConfig.parse(_raw({**_IMG, **edit}), mt.OCI_CONFIG)
     assert str(info.value).startswith(f"image config: {where} "), info.value
 
 
@@ -291,7 +291,7 @@ def test_image_config_fields_of_the_wrong_json_type_are_refused(edit: dict, wher
 def test_image_configs_skopeo_accepts_are_accepted(edit: dict) -> None:
     from ocilayout.manifest import ImageConfig
 
-    ImageConfig.parse(_raw({**_IMG, **edit}))
+    ImageConfig.parse(_raw({**_IMG, **edit}), mt.OCI_CONFIG)
 
 
 def test_docker_config_cmd_may_be_a_string() -> None:
