@@ -29,6 +29,7 @@ from .digest import Digest, digest_stream
 from .errors import OcilayoutError
 from .fsutil import TMP_PREFIX, is_stale_temp
 from .manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, check_unambiguous, load_json
+from .schema import check_manifest
 from .store import LayoutReader
 
 __all__ = ["KINDS", "FsckReport", "Problem", "fsck", "sniff_manifest", "stale_temp_files"]
@@ -225,6 +226,7 @@ class _Checker:
         if doc.get("schemaVersion") != 2:
             self.report("index-invalid", None, f"{loc}/index.json has schemaVersion {doc.get('schemaVersion')!r}")
         try:
+            check_manifest({k: v for k, v in doc.items() if k != "manifests"})  # entries: one by one below
             check_unambiguous(doc, mt.OCI_INDEX, doc.get("mediaType"))
         except OcilayoutError as err:
             self.report("index-invalid", None, f"{loc}/index.json: {err}")

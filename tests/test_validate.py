@@ -483,9 +483,18 @@ def test_wrong_json_types_in_index_json_entries(sample: LayoutStore) -> None:
     assert "entry 1: descriptor.platform.variant must be" in report.errors[1].message
 
 
-def test_ambiguous_index_json_is_index_invalid(sample: LayoutStore) -> None:
-    _edit_index(sample, lambda doc: doc.update({"layers": []}))
-    assert "index-invalid" in _errors(fsck(sample))
+@pytest.mark.parametrize("extra,says", [({"layers": []}, "ambiguous"), ({"annotations": {"a": 5}}, "annotations['a']"),
+                                        ({"subject": "x"}, "subject must be")])
+def test_ambiguous_or_mistyped_index_json_is_index_invalid(sample: LayoutStore, extra: dict, says: str) -> None:
+    """What makes every other command refuse index.json makes fsck report it (and still check the entries)."""
+    from ocilayout.errors import InvalidManifest
+
+    _edit_index(sample, lambda doc: doc.update(extra))
+    report = fsck(sample)
+    assert [p.kind for p in report.errors] == ["index-invalid"] and says in report.errors[0].message
+    assert report.blobs_checked == len(list(sample.all_blobs()))
+    with pytest.raises(InvalidManifest):
+        sample.refs()
 
 
 def test_huge_integer_in_a_manifest_is_manifest_invalid(tmp_path: Path) -> None:
