@@ -8,6 +8,7 @@ from typing import Any
 
 from .digest import Digest
 from .errors import InvalidManifest
+from .schema import check_descriptor, check_platform
 
 __all__ = ["REF_NAME", "Descriptor", "Platform"]
 
@@ -36,11 +37,11 @@ class Platform:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Platform:
-        if not isinstance(d, Mapping):
-            raise InvalidManifest("platform must be a JSON object")
+        """Parse a platform object; raises InvalidManifest for fields of the wrong JSON type."""
+        check_platform(d)
         return cls(
-            os=str(d.get("os", "")),
-            architecture=str(d.get("architecture", "")),
+            os=d.get("os") or "",
+            architecture=d.get("architecture") or "",
             variant=d.get("variant") or None,
             os_version=d.get("os.version") or None,
             os_features=tuple(d.get("os.features") or ()),
@@ -89,18 +90,15 @@ class Descriptor:
 
     @classmethod
     def from_dict(cls, d: Any, *, default_media_type: str = "") -> Descriptor:
-        """Parse a descriptor object; raises InvalidManifest / InvalidDigest."""
-        if not isinstance(d, dict):
-            raise InvalidManifest("descriptor must be a JSON object")
+        """Parse a descriptor object; raises InvalidManifest (wrong JSON types, bad size) / InvalidDigest."""
+        check_descriptor(d)
         size = d.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidManifest(f"descriptor {d.get('digest')!r} has invalid size {size!r}")
         media_type = d.get("mediaType", default_media_type)
         if not isinstance(media_type, str):
             raise InvalidManifest("descriptor mediaType must be a string")
-        annotations = d.get("annotations") or {}
-        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
-            raise InvalidManifest("descriptor annotations must map strings to strings")
+        annotations = {k: v or "" for k, v in (d.get("annotations") or {}).items()}  # null reads as "", as in Go
         plat = d.get("platform")
         return cls(
             media_type=media_type,
@@ -108,7 +106,7 @@ class Descriptor:
             size=size,
             annotations=annotations,
             platform=Platform.from_dict(plat) if plat is not None else None,
-            urls=tuple(d.get("urls") or ()),
+            urls=tuple(u or "" for u in d.get("urls") or ()),
             artifact_type=d.get("artifactType"),
             raw=d,
         )

@@ -56,11 +56,24 @@ def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
 
 
 def parse_index_doc(raw: bytes, location: str) -> dict[str, Any]:
-    """``index.json`` as a dict whose ``manifests`` is a list of objects; raises InvalidManifest."""
+    """``index.json`` as a dict whose ``manifests`` is a list of objects; raises InvalidManifest.
+
+    The document's own fields are checked (an ambiguous index, mistyped ``annotations`` or ``subject``);
+    its entries are not: each is parsed where it is used, so one broken entry hides no other.
+    """
+    from . import mediatypes as mt
+    from .manifest import check_unambiguous
+    from .schema import check_manifest
+
     doc = load_json(raw, f"{location}/index.json")
     manifests = doc.get("manifests") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or not isinstance(manifests if manifests is not None else [], list):
         raise InvalidManifest(f"{location}/index.json is not an OCI index")
+    try:
+        check_unambiguous(doc, mt.OCI_INDEX, doc.get("mediaType"))
+        check_manifest({k: v for k, v in doc.items() if k != "manifests"})
+    except InvalidManifest as err:
+        raise InvalidManifest(f"{location}/index.json: {err}") from err
     entries = manifests or []
     if not all(isinstance(e, dict) for e in entries):
         raise InvalidManifest(f"{location}/index.json has a manifests entry that is not an object")

@@ -10,10 +10,12 @@ import json
 import re
 from typing import Any
 
+from . import mediatypes as mt
 from .descriptor import Descriptor
-from .errors import InvalidManifest
-from .manifest import ImageConfig, Manifest
+from .errors import InvalidManifest, UnsupportedFormat
+from .manifest import ImageConfig, Manifest, load_json
 from .plan import Selection, select_root
+from .schema import check_image_config
 from .transports.base import Source, read_blob_bytes
 
 __all__ = ["go_json", "go_time", "image_config", "inspect_image", "pretty_config"]
@@ -50,20 +52,34 @@ def _sorted_map(value: Any) -> dict[str, Any] | None:
 
 
 def image_config(src: Source) -> tuple[Manifest, ImageConfig | None]:
-    """The single-image manifest skopeo would show for ``src`` (host platform of an index) and its config."""
+    """The single-image manifest skopeo would show for ``src`` (host platform of an index) and its config.
+
+    Raises UnsupportedFormat for an artifact (a config media type that is not an OCI or Docker image
+    config: its config is never parsed), as skopeo refuses "image-specific operations" on artifacts, and
+    InvalidManifest for a config with fields of the wrong JSON type.
+    """
     root, _ = select_root(src, Selection())
     manifest = src.get_manifest(root)
     if manifest.is_schema1 or "config" not in manifest.doc:
         return manifest, None
-    return manifest, ImageConfig.parse(read_blob_bytes(src, manifest.config))
+    cfg = manifest.config
+    if cfg.media_type not in mt.CONFIG_TYPES:
+        raise UnsupportedFormat(f"{src.ref}: unsupported image-specific operation on artifact with type "
+                                f"{cfg.media_type!r}")
+    return manifest, ImageConfig.parse(read_blob_bytes(src, cfg), cfg.media_type)
 
 
 def _schema1_config(manifest: Manifest) -> dict[str, Any]:
     history = manifest.doc.get("history") or []
     try:
-        return json.loads(history[0]["v1Compatibility"])
-    except (IndexError, KeyError, TypeError, ValueError) as err:
+        doc = load_json(history[0]["v1Compatibility"].encode(), "schema1 v1Compatibility")
+    except (IndexError, KeyError, TypeError, AttributeError, InvalidManifest) as err:
         raise InvalidManifest("schema1 manifest has no usable v1Compatibility history") from err
+    try:
+        check_image_config(doc, docker=True)  # skopeo decodes it as a Docker v1 image
+    except InvalidManifest as err:
+        raise InvalidManifest(f"schema1 v1Compatibility: {err}") from err
+    return doc
 
 
 def inspect_image(src: Source) -> dict[str, Any]:

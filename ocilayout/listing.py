@@ -23,7 +23,6 @@ from .store import LayoutReader
 __all__ = ["ImageRow", "list_images", "parse_created", "split_name"]
 
 NONE = "<none>"
-_CONFIG_TYPES = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)")
 
 
@@ -67,7 +66,8 @@ def split_name(name: str | None, default_repository: str) -> tuple[str, str]:
 
 
 def parse_created(value: Any) -> datetime | None:
-    """An RFC3339 timestamp (any fraction length, any offset) as an aware UTC datetime; None otherwise."""
+    """An RFC3339 timestamp (any fraction length, any offset) as an aware UTC datetime; None otherwise (also
+    for Go's zero time and for instants a UTC datetime cannot hold)."""
     if not isinstance(value, str):
         return None
     m = _RFC3339.fullmatch(value.strip())
@@ -77,7 +77,9 @@ def parse_created(value: Any) -> datetime | None:
     iso = f"{y}-{mo}-{d}T{h}:{mi}:{s}.{(frac or '0')[:6].ljust(6, '0')}{'+00:00' if tz in 'Zz' else tz}"
     try:
         dt = datetime.fromisoformat(iso).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
+        # Valid RFC 3339 times whose UTC instant falls outside years 1-9999 (0001-01-01T00:00:00+01:00 is
+        # 0000-12-31T23:00Z; 9999-12-31T23:59:59-01:00 is in year 10000) are shown as not set (N/A).
         return None
     return None if dt.year <= 1 else dt  # Go's zero time means "not set"
 
@@ -112,9 +114,9 @@ class _Summariser:
         created, platform = None, _platform_text(desc.platform)
         if cfg is not None:
             blobs[cfg.digest] = cfg.size
-            if cfg.media_type in _CONFIG_TYPES:
+            if cfg.media_type in mt.CONFIG_TYPES:  # an artifact's config is never read as an image config
                 try:
-                    config = ImageConfig.parse(self.reader.read_blob_bytes(cfg))
+                    config = ImageConfig.parse(self.reader.read_blob_bytes(cfg), cfg.media_type)
                     created = parse_created(config.created)
                     platform = platform or _platform_text(config.platform)
                 except OcilayoutError:

@@ -16,6 +16,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import InvalidManifest, UnsupportedFormat
+from .schema import check_image_config, check_manifest
 
 __all__ = [
     "MAX_MANIFEST_SIZE",
@@ -46,6 +47,8 @@ def load_json(raw: bytes, what: str = "manifest", limit: int = MAX_MANIFEST_SIZE
         raise InvalidManifest(f"{what} is not UTF-8 text") from err
     except json.JSONDecodeError as err:
         raise InvalidManifest(f"{what} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    except ValueError as err:  # an integer over Python's 4,300-digit conversion limit
+        raise InvalidManifest(f"{what} JSON has a number too large to read: {str(err).split(';')[0]}") from err
     except RecursionError as err:
         raise InvalidManifest(f"{what} JSON is nested too deeply") from err
 
@@ -69,14 +72,52 @@ def guess_media_type(doc: Any, hint: str | None = None) -> str:
         return own
     if doc.get("schemaVersion") == 1:
         return mt.DOCKER_V2S1_SIGNED if "signatures" in doc else mt.DOCKER_V2S1
+    fields = format_fields(doc)  # a field set to null is absent, as for Go
     # A hint is taken when it is a manifest or index type that does not contradict the shape.
-    if hint and (mt.is_index(hint) or mt.is_manifest(hint)) and ("manifests" in doc) == mt.is_index(hint):
+    if hint and (mt.is_index(hint) or mt.is_manifest(hint)) and ("manifests" in fields) == mt.is_index(hint):
         return hint
-    if "manifests" in doc:
+    if "manifests" in fields:
         return mt.OCI_INDEX
-    if "config" in doc or "layers" in doc:
+    if "config" in fields or "layers" in fields:
         return mt.OCI_MANIFEST
     raise InvalidManifest("cannot tell what kind of manifest this is (no mediaType, config or manifests)")
+
+
+#: The "essential" fields that tell manifest formats apart (containers/image manifest.AllowedManifestFields).
+_FORMAT_FIELDS = ("config", "fsLayers", "history", "layers", "manifests")
+_ALLOWED_FIELDS: dict[str, frozenset[str]] = {
+    **{t: frozenset({"config", "layers"}) for t in mt.MANIFEST_TYPES},
+    **{t: frozenset({"manifests"}) for t in mt.INDEX_TYPES},
+    **{t: frozenset({"fsLayers", "history"}) for t in (mt.DOCKER_V2S1, mt.DOCKER_V2S1_SIGNED)},
+}
+
+
+def format_fields(doc: Mapping[str, Any]) -> set[str]:
+    """The format fields (``config``, ``fsLayers``, ``history``, ``layers``, ``manifests``) a document sets to
+    a non-null value. Keys match case-insensitively, as Go's encoding/json matches struct fields."""
+    found: dict[str, Any] = {}
+    lowered = {f.lower(): f for f in _FORMAT_FIELDS}
+    for key, value in doc.items():
+        name = lowered.get(key.lower())
+        if name is not None:
+            found[name] = value  # the last spelling wins, as in Go
+    return {name for name, value in found.items() if value is not None}
+
+
+def check_unambiguous(doc: Mapping[str, Any], *claims: str | None) -> None:
+    """Refuse a document whose format fields contradict any media type claimed for it.
+
+    ``claims`` are the types it is said to be: the descriptor's, the document's own ``mediaType``, the one it is
+    read as. Unknown types claim nothing. A manifest may hold only ``config``/``layers``, an index only
+    ``manifests``, schema1 only ``fsLayers``/``history`` (containers/image's validateUnambiguousManifestFormat,
+    the CVE-2021-41190 class). Raises InvalidManifest.
+    """
+    fields = format_fields(doc)
+    for claim in dict.fromkeys(c for c in claims if c in _ALLOWED_FIELDS):
+        unexpected = sorted(fields - _ALLOWED_FIELDS[claim])
+        if unexpected:
+            raise InvalidManifest(f"rejecting ambiguous manifest: unexpected fields {unexpected} in a document "
+                                  f"that is supposedly {claim}")
 
 
 def _schema1_payload(raw: bytes, doc: dict[str, Any]) -> bytes:
@@ -134,7 +175,11 @@ class Manifest:
     def parse(cls, raw: bytes, media_type_hint: str | None = None) -> Manifest:
         """Parse manifest bytes; raises InvalidManifest (garbage, oversized, wrong shape)."""
         doc = load_json(raw)
+        if not isinstance(doc, dict):
+            raise InvalidManifest("manifest is not a JSON object")
+        check_manifest(doc)
         media_type = guess_media_type(doc, media_type_hint)
+        check_unambiguous(doc, media_type_hint, doc.get("mediaType"), media_type)
         digest = manifest_digest(raw) if media_type in mt.SCHEMA1_TYPES else Digest.of(raw)
         m = cls(raw=raw, media_type=media_type, doc=doc, digest=digest)
         m._validate()
@@ -247,18 +292,28 @@ class ImageConfig:
     doc: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, raw: bytes) -> ImageConfig:
+    def parse(cls, raw: bytes, media_type: str | None = None) -> ImageConfig:
+        """Parse an image config of ``media_type`` (OCI or Docker); raises InvalidManifest for garbage and for
+        fields of the wrong JSON type (see :mod:`ocilayout.schema`), UnsupportedFormat for a media type that
+        is not an image config (an artifact's config is never read as one). Without ``media_type`` the
+        config is checked by the more lenient Docker rules."""
+        if media_type is not None and media_type not in mt.CONFIG_TYPES:
+            raise UnsupportedFormat(f"{media_type!r} is not an image config media type (an artifact?)")
         doc = load_json(raw, "image config")
         if not isinstance(doc, dict):
             raise InvalidManifest("image config is not a JSON object")
+        try:
+            check_image_config(doc, docker=media_type != mt.OCI_CONFIG)
+        except InvalidManifest as err:
+            raise InvalidManifest(f"image config: {err}") from err
         return cls(raw=raw, doc=doc)
 
     @property
     def platform(self) -> Platform:
         d = self.doc
         return Platform(
-            os=str(d.get("os", "")),
-            architecture=str(d.get("architecture", "")),
+            os=d.get("os") or "",
+            architecture=d.get("architecture") or "",
             variant=d.get("variant") or None,
             os_version=d.get("os.version") or None,
         )

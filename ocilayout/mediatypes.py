@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CONFIG_TYPES",
     "DOCKER_CONFIG",
     "DOCKER_FOREIGN_LAYER",
     "DOCKER_LAYER",
@@ -52,6 +53,8 @@ COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+#: Image config types: configs of any other type belong to artifacts and are never parsed as image configs.
+CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 SCHEMA1_TYPES = frozenset({DOCKER_V2S1, DOCKER_V2S1_SIGNED, "application/json"})
 
 #: Layer media type -> compression name ("gzip", "zstd" or "none"); unknown types are absent.

@@ -70,6 +70,7 @@ class RefEntry:
         return self.parsed
 
 
+_LAYOUT_VERSION = re.compile(r"1\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
 _ATTACHMENT = re.compile(r"sha(256|512)-[0-9a-f]+\.(sig|att|sbom)")
 
 
@@ -117,15 +118,19 @@ class LayoutReader:
             return f.read(limit + 1)
 
     def check_layout_file(self) -> None:
-        """Raise LayoutError unless ``oci-layout`` exists and names a 1.x layout version."""
+        """Raise LayoutError unless ``oci-layout`` exists and names layout version ``1.MINOR.PATCH``.
+
+        The image-spec defines only ``1.0.0``; later 1.x versions are compatible by semver. Anything else
+        (``1.x-garbage``, ``2.0.0``, a number) is refused. skopeo does not read the file at all.
+        """
         try:
             raw = self._read_small(LAYOUT_FILE, "oci-layout file", 64 * 1024)
         except NotFound as err:
             raise LayoutError(f"{self.location} is not an OCI layout (no oci-layout file)") from err
         doc = load_json(raw, "oci-layout file")
         version = doc.get("imageLayoutVersion") if isinstance(doc, dict) else None
-        if not isinstance(version, str) or not version.startswith("1."):
-            raise LayoutError(f"{self.location}: unsupported imageLayoutVersion {version!r}")
+        if not isinstance(version, str) or not _LAYOUT_VERSION.fullmatch(version):
+            raise LayoutError(f"{self.location}: unsupported imageLayoutVersion {str(version)[:40]!r} (want 1.0.0)")
 
     def index_bytes(self) -> bytes:
         """The raw ``index.json``."""

@@ -1,9 +1,11 @@
 """fsck: check that a layout is complete and that every reachable byte is what its descriptors promise.
 
 :func:`fsck` walks from ``index.json`` through nested indexes, manifests, configs, layers and ``subject``
-(loops are followed once), and hashes every reachable blob in a thread pool (hashlib releases the GIL), in
-constant memory. It never raises for a broken layout: everything it finds is a :class:`Problem` with a
-stable ``kind`` code (see :data:`KINDS`) and a severity; the layout is ``ok`` when no problem is an error.
+(loops are followed once), and hashes every reachable blob in worker threads (hashlib releases the GIL), in
+memory that does not grow with the blob count (a bounded queue of hash jobs, one compact key per blob).
+Configs of artifacts (a config media type that is not an image config) are hashed, never parsed.
+It never raises for a broken layout: everything it finds is a :class:`Problem` with a stable ``kind`` code
+(see :data:`KINDS`) and a severity; the layout is ``ok`` when no problem is an error.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import base64
 import binascii
 import contextlib
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,8 @@ from .digest import Digest, digest_stream
 from .errors import OcilayoutError
 from .fsutil import stale_temp_files
 from .graph import ARTIFACT_MANIFEST, sniff_manifest, sniffable
-from .manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, load_json
+from .manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, check_unambiguous, load_json
+from .schema import check_manifest
 from .store import LayoutReader
 
 __all__ = ["KINDS", "FsckReport", "Problem", "fsck", "sniff_manifest", "stale_temp_files"]
@@ -32,6 +36,7 @@ __all__ = ["KINDS", "FsckReport", "Problem", "fsck", "sniff_manifest", "stale_te
 #: Every problem kind fsck reports, with its severity. The codes are stable (scripts match on them).
 KINDS: dict[str, str] = {
     "layout-file": "error",  # oci-layout missing, unreadable or an unsupported version
+    "blobs-dir-missing": "error",  # the layout has no blobs/ directory (the image-spec requires one)
     "index-invalid": "error",  # index.json missing, not JSON, or not an index
     "index-entry-invalid": "error",  # an index.json entry that is not a valid descriptor (bad digest, size)
     "blob-missing": "error",  # a reachable descriptor whose blob is not stored
@@ -51,7 +56,6 @@ KINDS: dict[str, str] = {
 #: Non-distributable layer types: their blobs may legitimately be absent from a layout.
 _NONDISTRIBUTABLE = frozenset({mt.OCI_LAYER_ND, mt.OCI_LAYER_ND_GZIP, mt.OCI_LAYER_ND_ZSTD,
                                mt.DOCKER_FOREIGN_LAYER, mt.DOCKER_FOREIGN_LAYER_TAR})
-_CONFIG_TYPES = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,28 +107,54 @@ def _is_image_layer(media_type: str) -> bool:
     return mt.layer_compression(media_type) is not None or media_type.startswith("application/vnd.oci.image.layer.")
 
 
-class _Checker:
-    """One fsck run: the walk runs in the caller's thread, bulk hashing in a thread pool."""
+def _key(digest: Digest) -> bytes:
+    """A compact set key for a digest (32 bytes for sha256, 64 for sha512: the lengths cannot collide)."""
+    return bytes.fromhex(digest.hex)
 
-    def __init__(self, reader: LayoutReader, pool: ThreadPoolExecutor) -> None:
+
+class _Checker:
+    """One fsck run: the walk runs in the caller's thread, blob hashing in ``jobs`` worker threads.
+
+    Memory stays flat in the blob count: at most ``4 * jobs`` hash jobs wait at any time (the walk blocks
+    until a worker is free), each result is checked by the worker that produced it, and what is kept per
+    blob is one compact key (and, for layers, the compression its bytes showed). Problems carry the walk
+    position of the blob they concern, so the report is in walk order whatever the threads' timing.
+    """
+
+    def __init__(self, reader: LayoutReader, jobs: int) -> None:
         self.reader = reader
-        self.pool = pool
-        self.problems: list[Problem] = []
+        self.problems: list[tuple[int, int, int, Problem]] = []  # (phase, walk position, arrival, problem)
         self._seen_problems: set[tuple[str, Digest | None, str]] = set()
-        self.walked: set[Digest] = set()  # manifests and indexes already expanded
-        self.verified: set[Digest] = set()  # blobs whose content is checked (or queued)
-        self.jobs: dict[Digest, Future[tuple[Digest, int, str]]] = {}
-        self.layer_kinds: dict[Digest, set[tuple[str, str]]] = {}  # digest -> {(declared kind, media type)}
+        self._lock = threading.Lock()
+        self._pos = 0  # walk position of the descriptor being visited
+        #: every blob already checked or queued -> the compression its first bytes showed ("" not yet known)
+        self.seen: dict[bytes, str] = {}
+        self._configs: dict[bytes, int | None] = {}  # image config -> diff_ids count (None: unreadable)
         self.blobs_checked = 0
         self.bytes_hashed = 0
-        self._config_layers: dict[Digest, int | None] = {}
+        self._queue: queue.Queue[tuple[int, Digest, tuple[tuple[str, str], ...]] | None] = \
+            queue.Queue(maxsize=4 * max(1, jobs))
+        self._failure: BaseException | None = None
+        self._workers = [threading.Thread(target=self._work, name=f"fsck-{i}", daemon=True)
+                         for i in range(max(1, jobs))]
+        for t in self._workers:
+            t.start()
 
     # -- reporting -------------------------------------------------------------------------------------
-    def report(self, kind: str, digest: Digest | None, message: str) -> None:
+    def report(self, kind: str, digest: Digest | None, message: str, pos: int | None = None,
+               phase: int = 0) -> None:
+        """Record a problem once. ``pos`` (default: the descriptor being visited) and ``phase`` (0: found by
+        the walk, 1: by reading blob contents, 2: afterwards) order the report."""
         key = (kind, digest, message)
-        if key not in self._seen_problems:
-            self._seen_problems.add(key)
-            self.problems.append(Problem(kind, digest, message, KINDS[kind]))
+        with self._lock:
+            if key not in self._seen_problems:
+                self._seen_problems.add(key)
+                self.problems.append((phase, self._pos if pos is None else pos, len(self.problems),
+                                      Problem(kind, digest, message, KINDS[kind])))
+
+    def sorted_problems(self) -> list[Problem]:
+        """Walk findings in walk order, then content findings in walk order, then the rest."""
+        return [t[3] for t in sorted(self.problems, key=lambda t: t[:3])]
 
     # -- top level -------------------------------------------------------------------------------------
     def check_layout_file(self) -> None:
@@ -132,6 +162,10 @@ class _Checker:
             self.reader.check_layout_file()
         except OcilayoutError as err:
             self.report("layout-file", None, str(err))
+        root = getattr(self.reader, "root", None)
+        if isinstance(root, Path) and root.is_dir() and not (root / "blobs").is_dir():
+            self.report("blobs-dir-missing", None, f"{self.reader.location}/blobs is not a directory (the "
+                        "image-spec says it must exist, even when empty)")
 
     def roots(self) -> list[Descriptor]:
         loc = self.reader.location
@@ -146,6 +180,11 @@ class _Checker:
             return []
         if doc.get("schemaVersion") != 2:
             self.report("index-invalid", None, f"{loc}/index.json has schemaVersion {doc.get('schemaVersion')!r}")
+        try:
+            check_manifest({k: v for k, v in doc.items() if k != "manifests"})  # entries: one by one below
+            check_unambiguous(doc, mt.OCI_INDEX, doc.get("mediaType"))
+        except OcilayoutError as err:
+            self.report("index-invalid", None, f"{loc}/index.json: {err}")
         roots = []
         for i, entry in enumerate(doc["manifests"]):
             try:
@@ -158,6 +197,7 @@ class _Checker:
         stack: list[tuple[Descriptor, str]] = [(d, "entry") for d in reversed(roots)]
         while stack:
             desc, role = stack.pop()
+            self._pos += 1
             for child, child_role in reversed(self.visit(desc, role)):
                 stack.append((child, child_role))
 
@@ -167,10 +207,13 @@ class _Checker:
         self.check_data_field(desc)
         if not self.check_present(desc, role):
             return []
-        if desc.digest in self.walked:
+        key = _key(desc.digest)
+        if key in self.seen:
+            if role == "layer":
+                self.check_compression(desc, self.seen[key])
             return []
         if desc.media_type == ARTIFACT_MANIFEST:
-            self.walked.add(desc.digest)
+            self.seen[key] = ""
             self.report("manifest-invalid", desc.digest,
                         f"manifest {desc.digest} is an OCI 1.1-rc artifact manifest ({ARTIFACT_MANIFEST}), which "
                         "ocilayout does not follow (gc refuses this layout; copy fails)")
@@ -178,8 +221,11 @@ class _Checker:
         manifest_like = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)
         small = self.stored_size(desc) <= MAX_MANIFEST_SIZE
         sniff = sniffable(desc, role)  # the rule graph.walk applies for copy and gc
-        if small and (manifest_like or desc.media_type in _CONFIG_TYPES or sniff):
-            self.walked.add(desc.digest)
+        if small and role == "config" and desc.media_type in mt.CONFIG_TYPES:
+            self.image_config(desc)
+            return []
+        # Only what an index names (or a subject) may be a manifest of unknown type: configs and layers never.
+        if small and (manifest_like or sniff):
             raw = self.read_small(desc)
             if raw is None:
                 return []
@@ -241,26 +287,44 @@ class _Checker:
     def read_small(self, desc: Descriptor) -> bytes | None:
         """Read and verify a small blob (manifest, config) in this thread; None when unreadable."""
         d = desc.digest
+        self.seen[_key(d)] = ""
         try:
             with self.reader.open_blob(d, verify=False) as f:
                 raw = f.read(MAX_MANIFEST_SIZE + 1)
         except (OSError, OcilayoutError) as err:
             self.report("unreadable", d, f"blob {d}: {err}")
             return None
-        self.verified.add(d)
-        self.blobs_checked += 1
-        self.bytes_hashed += len(raw)
+        with self._lock:
+            self.blobs_checked += 1
+            self.bytes_hashed += len(raw)
         got = Digest.of(raw, d.algorithm)
         if got != d:
             self.report("digest-mismatch", d, f"blob {d} hashes to {got}")
         return raw
+
+    def image_config(self, cfg: Descriptor) -> int | None:
+        """Read, verify and type-check an image config once; returns its diff_ids count (None: unusable)."""
+        key = _key(cfg.digest)
+        if key in self._configs:
+            return self._configs[key]
+        count: int | None = None
+        if key not in self.seen and self.reader.has_blob(cfg.digest) and \
+                0 <= self.stored_size(cfg) <= MAX_MANIFEST_SIZE:
+            raw = self.read_small(cfg)
+            if raw is not None:
+                try:
+                    count = len(ImageConfig.parse(raw, cfg.media_type).diff_ids)
+                except OcilayoutError as err:
+                    self.report("manifest-invalid", cfg.digest, f"config {cfg.digest}: {_one_line(err)}")
+        self._configs[key] = count
+        return count
 
     def expand(self, desc: Descriptor, raw: bytes, role: str) -> list[tuple[Descriptor, str]]:
         """Parse a manifest or index, check it, and return its children."""
         try:
             m = Manifest.parse(raw, desc.media_type)
         except (OcilayoutError, ValueError, TypeError, KeyError, AttributeError) as err:
-            self.report("manifest-invalid", desc.digest, f"manifest {desc.digest}: {' '.join(str(err).split())}")
+            self.report("manifest-invalid", desc.digest, f"manifest {desc.digest}: {_one_line(err)}")
             return []
         own = m.doc.get("mediaType")
         if isinstance(own, str) and own and desc.media_type and own != desc.media_type:
@@ -284,54 +348,76 @@ class _Checker:
 
     def check_diff_ids(self, m: Manifest) -> None:
         cfg = m.config if "config" in m.doc else None
-        if cfg is None or cfg.media_type not in _CONFIG_TYPES:
+        if cfg is None or cfg.media_type not in mt.CONFIG_TYPES:
             return
         # Artifacts reuse the image config type with "{}" and non-layer "layers": only images are checked.
         if not all(_is_image_layer(layer.media_type) for layer in m.layers):
             return
-        if cfg.digest not in self._config_layers:
-            count: int | None = None
-            if self.reader.has_blob(cfg.digest) and 0 <= self.stored_size(cfg) <= MAX_MANIFEST_SIZE:
-                self.walked.add(cfg.digest)
-                raw = self.read_small(cfg)
-                if raw is not None:
-                    try:
-                        count = len(ImageConfig.parse(raw).diff_ids)
-                    except OcilayoutError as err:
-                        self.report("manifest-invalid", cfg.digest, f"config {cfg.digest}: {err}")
-            self._config_layers[cfg.digest] = count
-        count = self._config_layers[cfg.digest]
+        count = self.image_config(cfg)
         if count is not None and count != len(m.layers):
             self.report("diff-ids-mismatch", m.digest,
                         f"manifest {m.digest} has {len(m.layers)} layers, its config {cfg.digest} "
                         f"lists {count} diff_ids")
 
-    def queue_hash(self, desc: Descriptor, role: str) -> None:
-        d = desc.digest
-        if role == "layer":
-            declared = mt.layer_compression(desc.media_type)
-            if declared is not None:
-                self.layer_kinds.setdefault(d, set()).add((declared, desc.media_type))
-        if d in self.verified:
+    def check_compression(self, desc: Descriptor, kind: str) -> None:
+        """A layer named again: its declared compression against what its bytes showed (read when not known)."""
+        declared = mt.layer_compression(desc.media_type)
+        if declared is None:
             return
-        self.verified.add(d)
-        self.jobs[d] = self.pool.submit(_hash_blob, self.reader, d)
-
-    def collect(self) -> None:
-        for d, fut in self.jobs.items():
+        if not kind:
             try:
-                got, size, kind = fut.result()
-            except (OSError, OcilayoutError) as err:
-                self.report("unreadable", d, f"blob {d}: {err}")
-                continue
+                with self.reader.open_blob(desc.digest, verify=False) as f:
+                    kind = detect(f.read(MAGIC_LEN))
+            except (OSError, OcilayoutError):
+                return  # reported as unreadable by the hash job
+        if declared != kind:
+            self.report("compression-mismatch", desc.digest,
+                        f"layer {desc.digest} is declared {desc.media_type} ({declared}) but its bytes are {kind}",
+                        phase=1)
+
+    def queue_hash(self, desc: Descriptor, role: str) -> None:
+        """Hand a blob to a hash worker (blocks while 4 x jobs are waiting)."""
+        self.seen[_key(desc.digest)] = ""
+        declared = mt.layer_compression(desc.media_type) if role == "layer" else None
+        layer = ((declared, desc.media_type),) if declared is not None else ()
+        self._queue.put((self._pos, desc.digest, layer))
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                self._hash_one(*job)
+            except BaseException as err:  # re-raised in the walking thread by finish()
+                self._failure = self._failure or err
+
+    def _hash_one(self, pos: int, d: Digest, layer: tuple[tuple[str, str], ...]) -> None:
+        try:
+            got, size, kind = _hash_blob(self.reader, d)
+        except (OSError, OcilayoutError) as err:
+            self.report("unreadable", d, f"blob {d}: {err}", pos, 1)
+            return
+        self.seen[_key(d)] = kind
+        with self._lock:
             self.blobs_checked += 1
             self.bytes_hashed += size
-            if got != d:
-                self.report("digest-mismatch", d, f"blob {d} hashes to {got}")
-            for declared, media_type in sorted(self.layer_kinds.get(d, ())):
-                if declared != kind:
-                    self.report("compression-mismatch", d,
-                                f"layer {d} is declared {media_type} ({declared}) but its bytes are {kind}")
+        if got != d:
+            self.report("digest-mismatch", d, f"blob {d} hashes to {got}", pos, 1)
+        for declared, media_type in layer:
+            if declared != kind:
+                self.report("compression-mismatch", d,
+                            f"layer {d} is declared {media_type} ({declared}) but its bytes are {kind}", pos, 1)
+
+    def finish(self) -> None:
+        """Wait for the hash workers; re-raise an unexpected error one of them hit."""
+        for _ in self._workers:
+            self._queue.put(None)
+        for t in self._workers:
+            t.join()
+        if self._failure is not None:
+            raise self._failure
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def _hash_blob(reader: LayoutReader, digest: Digest) -> tuple[Digest, int, str]:
@@ -351,21 +437,20 @@ def fsck(reader: LayoutReader, *, jobs: int = 2) -> FsckReport:
     compression, ``rootfs.diff_ids`` count matching the layer count, embedded ``data`` fields. Stale temp
     files of dead writers are reported as info.
     """
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fsck") as pool:
-        checker = _Checker(reader, pool)
+    checker = _Checker(reader, jobs)
+    try:
         checker.check_layout_file()
         roots = checker.roots()
-        try:
-            checker.walk(roots)
-        finally:
-            checker.collect()
+        checker.walk(roots)
+    finally:
+        checker.finish()
     root = getattr(reader, "root", None)
     if isinstance(root, Path) and root.is_dir():
         with contextlib.suppress(OSError):
             for path, size in stale_temp_files(root):
                 checker.report("stale-temp-file", None,
-                               f"{os.path.relpath(path, root)} ({size} bytes) was left by a writer that died")
-    problems = checker.problems
+                               f"{os.path.relpath(path, root)} ({size} bytes) was left by a writer that died", phase=2)
+    problems = checker.sorted_problems()
     ok = not any(p.severity == "error" for p in problems)
     return FsckReport(location=reader.location, ok=ok, problems=problems,
                       blobs_checked=checker.blobs_checked, bytes_hashed=checker.bytes_hashed)

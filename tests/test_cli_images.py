@@ -199,3 +199,102 @@ def test_progress_bar_only_on_a_terminal(sample: Path, tmp_path: Path) -> None:
     assert piped.returncode == 0 and b"Copying (" not in piped.stderr
     quiet = subprocess.run([*cmd[:-3], "-q", f"oci:{sample}:v1", f"oci:{tmp_path}/q:v1"], capture_output=True)
     assert quiet.returncode == 0 and quiet.stderr == b""
+
+
+# -- issue 7: bad input is a clear error; artifacts are not images; edge-of-range times ---------------------
+
+def _retag_with(layout: Path, *, config: dict | None = None, config_type: str | None = None,
+                manifest_edit=None, tag: str = "t") -> None:  # type: ignore[no-untyped-def]
+    """Tag ``tag``: the sample's v1 with its config replaced (and the manifest edited), bytes written by hand."""
+    from ocilayout import mediatypes as mt
+
+    store = LayoutStore.open(layout)
+    m = store.get_manifest(store.resolve("v1"))
+    doc = json.loads(m.raw)
+    if config is not None:
+        cdesc = store.put_bytes(json.dumps(config).encode())
+        doc["config"] = {"mediaType": config_type or mt.OCI_CONFIG, "digest": str(cdesc.digest), "size": cdesc.size}
+    if manifest_edit is not None:
+        manifest_edit(doc)
+    store.set_ref(tag, store.put_bytes(json.dumps(doc).encode(), mt.OCI_MANIFEST))
+
+
+def _sample_config(sample: Path) -> dict:
+    store = LayoutStore.open(sample)
+    return json.loads(store.read_blob_bytes(store.get_manifest(store.resolve("v1")).config))
+
+
+_BAD_CONFIGS = {
+    "numeric os": {"os": 5},
+    "number in Env": {"config": {"Env": ["A=b", 5]}},
+    "Volumes as a list": {"config": {"Volumes": ["/data"]}},
+    "history as a string": {"history": "built by hand"},
+    "created not RFC 3339": {"created": "yesterday"},
+    "diff_ids not a list": {"rootfs": {"type": "layers", "diff_ids": "sha256:x"}},
+}
+
+
+@pytest.mark.damages_layouts
+@pytest.mark.parametrize("what", sorted(_BAD_CONFIGS))
+def test_inspect_refuses_configs_of_the_wrong_json_type(cli, sample: Path, what: str) -> None:  # type: ignore[no-untyped-def]
+    _retag_with(sample, config={**_sample_config(sample), **_BAD_CONFIGS[what]})
+    for args in (("inspect",), ("inspect", "--config")):
+        res = cli(*args, f"oci:{sample}:t")
+        _one_line_error(res, 4)
+        assert "image config: " in res.stderr
+    assert cli("inspect", "--raw", f"oci:{sample}:t").exit_code == 0  # the manifest itself is fine
+    res = cli("fsck", sample)
+    assert res.exit_code == 4 and "error: manifest-invalid: config sha256:" in res.stdout, res
+
+
+@pytest.mark.damages_layouts
+@pytest.mark.parametrize("edit", [
+    lambda d: d["layers"][0].update(urls=5),
+    lambda d: d["layers"][0].update(annotations={"n": 1}),
+    lambda d: d.update(subject="sha256:abc"),
+    lambda d: d.update(manifests=[]),  # ambiguous: an image manifest that is also an index
+])
+def test_inspect_refuses_mistyped_or_ambiguous_manifests(cli, sample: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    _retag_with(sample, manifest_edit=edit)
+    _one_line_error(cli("inspect", f"oci:{sample}:t"), 4)
+    _one_line_error(cli("copy", f"oci:{sample}:t", f"oci:{sample}-copy:t"), 4)
+    assert not (sample.parent / f"{sample.name}-copy").exists() or \
+        LayoutStore.open(sample.parent / f"{sample.name}-copy").refs() == []
+
+
+def test_inspect_refuses_artifacts_but_shows_their_raw_manifest(cli, sample: Path) -> None:  # type: ignore[no-untyped-def]
+    """skopeo: 'unsupported image-specific operation on artifact with type ...'; the config is not parsed."""
+    _retag_with(sample, config={"name": "chart", "version": 5}, config_type="application/vnd.cncf.helm.config.v1+json")
+    res = cli("inspect", f"oci:{sample}:t")
+    _one_line_error(res, 5)
+    assert "artifact with type 'application/vnd.cncf.helm.config.v1+json'" in res.stderr
+    assert json.loads(cli("inspect", "--raw", f"oci:{sample}:t").stdout)["schemaVersion"] == 2
+    assert cli("fsck", sample).exit_code == 0
+    row = next(r for r in json.loads(cli("images", "--json", sample).stdout) if r["tag"] == "t")
+    assert row["created"] is None and row["platforms"] == []  # nothing read from the artifact's config
+
+
+@pytest.mark.parametrize("created", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_edge_of_range_times_in_inspect_and_images(cli, sample: Path, created: str) -> None:  # type: ignore[no-untyped-def]
+    """Valid RFC 3339 times whose UTC instant is outside years 1-9999: inspect prints them as skopeo does
+    (Go keeps the offset), images shows N/A (before: OverflowError, exit 70)."""
+    _retag_with(sample, config={**_sample_config(sample), "created": created})
+    res = cli("inspect", f"oci:{sample}:t")
+    assert res.exit_code == 0 and json.loads(res.stdout)["Created"] == created, res
+    res = cli("images", sample)
+    assert res.exit_code == 0, res
+    assert [line.split()[3] for line in res.stdout.splitlines() if line.split()[1:2] == ["t"]] == ["N/A"]
+    assert [r["created"] for r in json.loads(cli("images", "--json", sample).stdout) if r["tag"] == "t"] == [None]
+
+
+@pytest.mark.interop
+@pytest.mark.damages_layouts
+def test_skopeo_and_ocilayout_agree_on_mistyped_configs(cli, sample: Path, skopeo) -> None:  # type: ignore[no-untyped-def]
+    accepted = {"null fields": {"history": None, "os.features": None},
+                "year 1, +01:00": {"created": "0001-01-01T00:00:00+01:00"},
+                "diff_ids not digests": {"rootfs": {"type": "layers", "diff_ids": ["x"]}}}
+    for i, (what, edit) in enumerate([*_BAD_CONFIGS.items(), *accepted.items()]):
+        _retag_with(sample, config={**_sample_config(sample), **edit}, tag=f"t{i}")
+        theirs = skopeo("inspect", f"oci:{sample}:t{i}", check=False).returncode == 0
+        ours = cli("inspect", f"oci:{sample}:t{i}").exit_code == 0
+        assert ours == theirs == (what in accepted), (what, ours, theirs)
