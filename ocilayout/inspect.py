@@ -79,7 +79,8 @@ def _schema1_config(manifest: Manifest) -> dict[str, Any]:
         check_image_config(doc, docker=True)  # skopeo decodes it as a Docker v1 image
     except InvalidManifest as err:
         raise InvalidManifest(f"schema1 v1Compatibility: {err}") from err
-    return doc
+    out: dict[str, Any] = doc
+    return out
 
 
 def inspect_image(src: Source) -> dict[str, Any]:
@@ -137,14 +138,14 @@ def pretty_config(config: ImageConfig) -> dict[str, Any]:
     for key in ("os.version", "os.features", "variant"):
         if d.get(key):
             out[key] = d[key]
-    cfg = d.get("config") if isinstance(d.get("config"), dict) else {}
+    cfg: dict[str, Any] = d["config"] if isinstance(d.get("config"), dict) else {}
     conf: dict[str, Any] = {}
     for key in _CONFIG_KEYS:
         value = cfg.get(key)
         if value:
             conf[key] = _sorted_map(value) if isinstance(value, dict) else value
     out["config"] = conf
-    rootfs = d.get("rootfs") if isinstance(d.get("rootfs"), dict) else {}
+    rootfs: dict[str, Any] = d["rootfs"] if isinstance(d.get("rootfs"), dict) else {}
     out["rootfs"] = {"type": rootfs.get("type", ""), "diff_ids": rootfs.get("diff_ids")}
     history = []
     for h in d.get("history") or []:

@@ -132,8 +132,8 @@ class _Summariser:
         except OcilayoutError:
             return ImageRow(repo, tag, desc.digest, desc.media_type, desc.digest, None, None, ())
         if not m.is_index:
-            image_id, created, blobs, platform = self.image(desc, m)
-            return ImageRow(repo, tag, desc.digest, m.media_type, image_id, created, sum(blobs.values()),
+            image_id, created, own, platform = self.image(desc, m)
+            return ImageRow(repo, tag, desc.digest, m.media_type, image_id, created, sum(own.values()),
                             (platform,) if platform else ())
         blobs: dict[Digest, int] = {}
         platforms: list[str] = []
