@@ -39,6 +39,7 @@ EXPECTED_ALL = [
     "ImageConfig",
     "ImageReference",
     "IntegrityError",
+    "InvalidArgument",
     "InvalidDigest",
     "InvalidKey",
     "InvalidManifest",

@@ -14,6 +14,7 @@ import typer
 
 from ..errors import InvalidKey, InvalidManifest, OcilayoutError
 from ._app import app, fail
+from ._display import echo
 
 PASSPHRASE_ENV = "OCILAYOUT_PASSPHRASE"
 _MAX_SMALL_FILE = 4 * 1024 * 1024
@@ -83,7 +84,7 @@ def generate_sigstore_key(
     passphrase = _passphrase(passphrase_file, confirm=True)
     assert passphrase is not None
     priv, pub = write_key_pair(output_prefix, passphrase)
-    typer.echo(f"Key written to {priv} and {pub}")
+    echo(f"Key written to {priv} and {pub}")
 
 
 @app.command("standalone-sign")
@@ -101,7 +102,7 @@ def standalone_sign(
     from ..signature.dockerref import parse_normalized
 
     if (key is None) == (fingerprint is None):
-        raise fail("give either --key PRIVATE-KEY (sigstore) or a KEY-FINGERPRINT (GPG), not both", 2)
+        raise fail("give either --key PRIVATE-KEY (sigstore) or a KEY-FINGERPRINT (GPG), not both")
     digest = manifest_digest(_read_small(manifest, "manifest"))
     parse_normalized(docker_reference)
     if key is not None:
@@ -140,11 +141,11 @@ def standalone_verify(
 
     if public_key:
         if fourth is not None:
-            raise fail("with --public-key give MANIFEST DOCKER-REFERENCE SIGNATURE (no fingerprint)", 2)
+            raise fail("with --public-key give MANIFEST DOCKER-REFERENCE SIGNATURE (no fingerprint)")
         sig_path, fingerprints = third, None
     else:
         if fourth is None:
-            raise fail("give MANIFEST DOCKER-REFERENCE KEY-FINGERPRINT SIGNATURE, or use --public-key", 2)
+            raise fail("give MANIFEST DOCKER-REFERENCE KEY-FINGERPRINT SIGNATURE, or use --public-key")
         sig_path, fingerprints = fourth, third
     raw_manifest = _read_small(manifest, "manifest")
     blob = read_signature_file(sig_path)
@@ -162,7 +163,7 @@ def standalone_verify(
         if not isinstance(sig, SigstoreSignature):
             raise VerificationError("the signature is not a sigstore signature (a GPG one? give a fingerprint)")
         result = verify_sigstore(sig, keys, digest, identity)
-        typer.echo(f"Signature verified, digest {result.manifest_digest}")
+        echo(f"Signature verified, digest {result.manifest_digest}")
         return
     from ..signature.gpg import GPGKeyring, verify_simple
     from ..signature.model import SigstoreSignature, signature_from_blob
@@ -181,7 +182,7 @@ def standalone_verify(
         ring = GPGKeyring()
     with ring:
         result = verify_simple(blob, ring, accepted, digest, identity)
-    typer.echo(f"Signature verified using fingerprint {result.key_identity}, digest {result.manifest_digest}")
+    echo(f"Signature verified using fingerprint {result.key_identity}, digest {result.manifest_digest}")
 
 
 @app.command("sign")
@@ -200,7 +201,7 @@ def sign(
     from ..signature.payload import SIGSTORE_TYPE, parse_payload
 
     claimed = parse_payload(sig.payload, SIGSTORE_TYPE).docker_reference
-    typer.echo(f"Signed {resolved.manifest_digest} as {claimed}")
+    echo(f"Signed {resolved.manifest_digest} as {claimed}")
 
 
 @app.command("verify")
@@ -216,22 +217,22 @@ def verify(
 
     if policy is not None:
         if public_key:
-            raise fail("give either --policy or --public-key, not both", 2)
+            raise fail("give either --policy or --public-key, not both")
         from ..signature.image import evaluate_policy
         from ..signature.policy import Policy
 
         resolved, result = evaluate_policy(image, Policy.load(policy), identity)
-        typer.echo(f"{resolved.ref} {resolved.manifest_digest} (policy scope {result.scope})")
+        echo(f"{resolved.ref} {resolved.manifest_digest} (policy scope {result.scope})")
         for r in result.results:
-            typer.echo(f"  {'PASS' if r.passed else 'FAIL'} {r.type}: {r.reason}")
+            echo(f"  {'PASS' if r.passed else 'FAIL'} {r.type}: {r.reason}")
         if not result.allowed:
             failed = next(r for r in result.results if not r.passed)
             raise VerificationError(f"{resolved.ref} is rejected by the policy: {failed.type}: {failed.reason}")
         return
     if not public_key:
-        raise fail("give --public-key PUB (repeatable) or --policy policy.json", 2)
+        raise fail("give --public-key PUB (repeatable) or --policy policy.json")
     from ..signature.image import verify_image
 
     resolved, good = verify_image(image, _load_public_keys(public_key), identity)
     for v in good:
-        typer.echo(f"Signature verified, digest {v.manifest_digest}, identity {v.docker_reference}")
+        echo(f"Signature verified, digest {v.manifest_digest}, identity {v.docker_reference}")
