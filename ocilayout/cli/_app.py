@@ -131,17 +131,13 @@ def _guard_std_fds() -> None:
                 os.close(null)
 
 
-def _silence_closed_output() -> None:
-    """After EPIPE on stdout or stderr: point them at /dev/null so the interpreter's final flush of what is
-    still buffered does not fail again ("Exception ignored ... BrokenPipeError", exit 120)."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                os.dup2(null, stream.fileno())
-        except (OSError, ValueError, AttributeError):  # no real descriptor (captured in-process)
-            pass
-    os.close(null)
+def _output_closed() -> int:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        stream = getattr(stream, "wrapped", stream) if type(stream).__name__ == "PacifyFlushWrapper" else stream
+        setattr(sys, name, stream)
+        _display.silence(stream)
+    return EXIT_OUTPUT_CLOSED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     _guard_std_fds()
     try:
         rc = _command_app(args)(args=args, prog_name="ocilayout", standalone_mode=False)
-    except (_display.OutputClosed, BrokenPipeError):
-        _silence_closed_output()
-        return EXIT_OUTPUT_CLOSED
+    except (_display.OutputClosed, BrokenPipeError):  # BrokenPipeError: click's own output (--help)
+        return _output_closed()
+    except SystemExit:
+        # click answers EPIPE while printing help with sys.exit(1), wrapping the std streams first.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            return _output_closed()
+        raise
     except OcilayoutError as err:
         if debug:
             raise

@@ -5,16 +5,20 @@ file name can. Printed raw, ``\\x1b[...`` would drive the terminal and ``\\r`` o
 what is shown. :func:`escape` makes such text inert at print time; the library keeps its data and messages raw.
 
 Writes that fail because the reader went away (``| head -c1``) raise :class:`OutputClosed`; the error
-boundary turns that into a quiet exit 141, as a command killed by SIGPIPE shows in a shell.
+boundary turns that into a quiet exit 141, as a command killed by SIGPIPE shows in a shell. Other write
+failures (stdout closed, ``> /dev/full``) raise :class:`OutputError`, an OS error naming the stream.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sys
+from typing import TextIO
 
-__all__ = ["OutputClosed", "echo", "echo_json", "error_line", "escape", "escape_json", "write_bytes"]
+__all__ = ["OutputClosed", "OutputError", "echo", "echo_json", "error_line", "escape", "escape_json", "silence",
+           "write_bytes"]
 
 #: What is never shown as text: C0 controls, DEL and C1 controls (category Cc), the bidirectional formatting
 #: characters of Unicode TR9 (they reorder the rest of the line), the line and paragraph separators (Zl, Zp)
@@ -59,50 +63,85 @@ def escape_json(text: str) -> str:
     return _HIDDEN_IN_JSON.sub(_json_code, text)
 
 
-def _closed_pipe(err: OSError) -> bool:
-    return isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE
+class OutputError(OSError):
+    """stdout or stderr cannot be written (closed descriptor, full disk, I/O error): an OS error naming it."""
+
+
+def _name(stream: object) -> str:
+    return "standard error" if stream is sys.stderr else "standard output"
+
+
+def silence(stream: TextIO | None) -> None:
+    """Point a failed std stream's descriptor at /dev/null, so the interpreter's final flush of what is still
+    buffered does not fail again ("Exception ignored ... BrokenPipeError", exit 120). Only real descriptors:
+    a stream without one (captured in-process) is left alone."""
+    try:
+        fd = stream.fileno() if stream is not None else -1
+    except (OSError, ValueError, AttributeError):
+        return
+    if fd in (1, 2):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+
+
+def _failed(stream: TextIO | None, err: OSError) -> Exception:
+    """The exception for a failed write to ``stream``, after silencing it."""
+    silence(stream)
+    if isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE:
+        return OutputClosed()
+    return OutputError(err.errno, os.strerror(err.errno) if err.errno else str(err), _name(stream))
 
 
 def echo(text: str = "", *, err: bool = False) -> None:
-    """Print ``text`` as one line, escaped, to stdout (stderr with ``err``); raises OutputClosed on a closed pipe."""
+    """Print ``text`` as one line, escaped, to stdout (stderr with ``err``).
+
+    Raises OutputClosed when the stream is a pipe nobody reads, OutputError when it cannot be written."""
     _write_line(escape(text), err)
 
 
 def echo_json(text: str) -> None:
-    """Print JSON text (one or more lines) to stdout with :func:`escape_json`; raises OutputClosed likewise."""
+    """Print JSON text (one or more lines) to stdout with :func:`escape_json`; raises as :func:`echo`."""
     _write_line(escape_json(text), False)
 
 
 def _write_line(line: str, err: bool) -> None:
     stream = sys.stderr if err else sys.stdout
     if stream is None:  # the descriptor was closed before we started
-        raise OSError(errno.EBADF, "standard error is closed" if err else "standard output is closed")
+        raise OutputError(errno.EBADF, os.strerror(errno.EBADF), "standard error" if err else "standard output")
     line += "\n"
-    try:
+    if getattr(stream, "buffer", None) is None:  # a text-only stream (replaced sys.stdout): no short writes
         try:
             stream.write(line)
-        except UnicodeEncodeError:  # a non-UTF-8 locale: show what it cannot encode as escapes
-            enc = stream.encoding or "ascii"
-            stream.write(line.encode(enc, "backslashreplace").decode(enc))
-        stream.flush()
-    except OSError as ex:
-        if _closed_pipe(ex):
-            raise OutputClosed from None
-        raise
+            stream.flush()
+        except OSError as ex:
+            raise _failed(stream, ex) from None
+        return
+    # A non-UTF-8 locale shows what it cannot encode as escapes.
+    _write_all(stream, line.encode(stream.encoding or "utf-8", "backslashreplace"))
 
 
 def write_bytes(data: bytes) -> None:
-    """Write bytes to stdout unchanged (``inspect --raw``); raises OutputClosed on a closed pipe."""
+    """Write bytes to stdout unchanged (``inspect --raw``); raises as :func:`echo`."""
     if sys.stdout is None:
-        raise OSError(errno.EBADF, "standard output is closed")
+        raise OutputError(errno.EBADF, os.strerror(errno.EBADF), "standard output")
+    _write_all(sys.stdout, data)
+
+
+def _write_all(stream: TextIO, data: bytes) -> None:
+    """Every byte of ``data``, or an exception. A buffered write into a pipe whose reader leaves mid-way returns
+    a short count instead of raising (CPython); the next write then raises EPIPE."""
     try:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        stream.flush()  # anything written as text first keeps its place
+        view = memoryview(data)
+        while view:
+            n = stream.buffer.write(view)
+            if not n:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            view = view[n:]
+        stream.buffer.flush()
     except OSError as ex:
-        if _closed_pipe(ex):
-            raise OutputClosed from None
-        raise
+        raise _failed(stream, ex) from None
 
 
 def error_line(text: str) -> None:
