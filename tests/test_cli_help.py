@@ -61,3 +61,19 @@ def test_unknown_command_still_suggests(cli) -> None:  # type: ignore[no-untyped
     assert res.exit_code == 2
     assert "No such command" in res.stderr and "inspect" in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args,commands", [
+    (["inspect", "oci:x:v1"], ["inspect"]),
+    (["--debug", "list-tags", "--help"], ["list-tags"]),
+    (["standalone-verify", "-h"], ["standalone-verify"]),
+    (["--help", "inspect"], None),  # root help: every command
+    ([], None),
+    (["no-such-command"], None),  # click's "No such command" comes from the whole app
+])
+def test_only_the_invoked_command_is_built(args: list[str], commands: list[str] | None) -> None:
+    """Start-up: typer builds a click command per registered command; main() registers only the one it runs."""
+    from ocilayout.cli._app import _command_app
+
+    built = list(typer.main.get_command(_command_app(args)).commands)
+    assert built == (commands or list(typer.main.get_command(app).commands))
