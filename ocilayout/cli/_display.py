@@ -12,6 +12,7 @@ failures (stdout closed, ``> /dev/full``) raise :class:`OutputError`, an OS erro
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import sys
@@ -22,11 +23,17 @@ __all__ = ["OutputClosed", "OutputError", "echo", "echo_json", "error_line", "es
 
 #: What is never shown as text: C0 controls, DEL and C1 controls (category Cc), the bidirectional formatting
 #: characters of Unicode TR9 (they reorder the rest of the line), the line and paragraph separators (Zl, Zp)
-#: and lone surrogates (Cs: undecodable bytes of a file name, or ``"\\udXXX"`` escapes in JSON).
-_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
-#: The same, minus the newline that separates the lines of indented JSON (newlines in strings are escaped).
-_HIDDEN_IN_JSON = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                             "\u2028\u2029\ud800-\udfff]")
+#: and lone surrogates (Cs: undecodable bytes of a file name, or ``"\\udXXX"`` escapes in JSON). In JSON text
+#: the newline between lines is kept (a newline inside a string is always escaped by json.dumps).
+_HIDDEN = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff"
+_C0 = "\x00-\x1f"
+_C0_BUT_NEWLINE = "\x00-\x09\x0b-\x1f"
+
+
+@functools.cache
+def _hidden(in_json: bool) -> re.Pattern[str]:
+    """Compiled on first use (about 0.7 ms each): most output is printable text and needs no pattern."""
+    return re.compile("[" + (_C0_BUT_NEWLINE if in_json else _C0) + _HIDDEN + "]")
 
 
 class OutputClosed(Exception):
@@ -50,7 +57,9 @@ def escape(text: str) -> str:
 
     For display only (not reversible: a literal backslash is not doubled); idempotent.
     """
-    return _HIDDEN.sub(_code, text)
+    if text.isprintable():  # False for every character escaped here (and for more: the pattern decides)
+        return text
+    return _hidden(False).sub(_code, text)
 
 
 def escape_json(text: str) -> str:
@@ -60,7 +69,9 @@ def escape_json(text: str) -> str:
     raw); the default ``ensure_ascii=True`` output is already safe. Outside strings JSON text is ASCII, so
     every replacement falls inside a string.
     """
-    return _HIDDEN_IN_JSON.sub(_json_code, text)
+    if text.isascii() and "\x7f" not in text:  # json.dumps writes C0 controls as escapes, DEL it may not
+        return text
+    return _hidden(True).sub(_json_code, text)
 
 
 class OutputError(OSError):
