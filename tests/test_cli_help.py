@@ -77,3 +77,26 @@ def test_only_the_invoked_command_is_built(args: list[str], commands: list[str] 
 
     built = list(typer.main.get_command(_command_app(args)).commands)
     assert built == (commands or list(typer.main.get_command(app).commands))
+
+
+def test_command_module_table_matches_the_registered_commands() -> None:
+    """main() imports only the invoked command's module, found in COMMAND_MODULES: it must name them all."""
+    from typer.main import get_command_name
+
+    from ocilayout.cli._app import COMMAND_MODULES
+
+    registered = {info.name or get_command_name(info.callback.__name__): info.callback.__module__.rsplit(".", 1)[1]
+                  for info in app.registered_commands if info.callback is not None}
+    assert registered == COMMAND_MODULES
+
+
+def test_a_command_loads_only_its_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ocilayout.cli import main\n"
+            "main(['manifest-digest', '--help'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('ocilayout.cli.')), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli.images']"
