@@ -1,16 +1,18 @@
 """ocilayout: an offline OCI image layout toolkit.
 
-``import ocilayout`` loads no CLI, progress-bar or network code; heavier modules load on first use.
+``import ocilayout`` loads the exception tree only: every other public name loads its module on first use,
+and no CLI, progress-bar, network, crypto or codec code loads until a function needs it.
 """
 
 from __future__ import annotations
 
-from .descriptor import Descriptor, Platform
-from .digest import Digest
+from typing import TYPE_CHECKING
+
 from .errors import (
     Conflict,
     DigestMismatch,
     IntegrityError,
+    InvalidArgument,
     InvalidDigest,
     InvalidKey,
     InvalidManifest,
@@ -25,7 +27,19 @@ from .errors import (
     UnsupportedFormat,
     VerificationError,
 )
-from .manifest import ImageConfig, Manifest, manifest_digest
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
+    from .archive import ArchiveReader
+    from .copy import CopyOptions, CopyResult
+    from .descriptor import Descriptor, Platform
+    from .digest import Digest
+    from .gc import GcResult
+    from .inspect import inspect_image
+    from .manifest import ImageConfig, Manifest, manifest_digest
+    from .reference import ImageReference, parse_reference
+    from .store import LayoutReader, LayoutStore
+    from .transports import open_source
+    from .validate import FsckReport, fsck
 
 __version__ = "0.1.0"
 
@@ -34,13 +48,19 @@ _LAZY = {
     "ArchiveReader": "archive",
     "CopyOptions": "copy",
     "CopyResult": "copy",
+    "Descriptor": "descriptor",
+    "Digest": "digest",
     "FsckReport": "validate",
     "GcResult": "gc",
+    "ImageConfig": "manifest",
     "ImageReference": "reference",
     "LayoutReader": "store",
     "LayoutStore": "store",
+    "Manifest": "manifest",
+    "Platform": "descriptor",
     "fsck": "validate",
     "inspect_image": "inspect",
+    "manifest_digest": "manifest",
     "open_source": "transports",
     "parse_reference": "reference",
 }
@@ -56,6 +76,11 @@ def __getattr__(name: str) -> object:
     globals()[name] = value
     return value
 
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "ArchiveReader",
     "Conflict",
@@ -69,6 +94,7 @@ __all__ = [
     "ImageConfig",
     "ImageReference",
     "IntegrityError",
+    "InvalidArgument",
     "InvalidDigest",
     "InvalidKey",
     "InvalidManifest",

@@ -5,6 +5,7 @@
     OcilayoutError                      exit 1 unless a leaf says otherwise
     ├── InvalidReference                exit 2   bad "transport:path[:tag]" text
     ├── InvalidDigest                   exit 2   not "sha256:<64 hex>" / "sha512:<128 hex>"
+    ├── InvalidArgument                 exit 2   options or arguments that do not fit together
     ├── InvalidManifest                 exit 4   garbage / oversized / ill-shaped JSON
     ├── NotFound                        exit 3   missing tag, blob, file
     ├── IntegrityError                  exit 4   content does not match what was promised
@@ -19,8 +20,9 @@
         ├── InvalidKey                           undecryptable / malformed key, wrong passphrase
         └── VerificationError                    a signature that does not verify
 
-The CLI catches :class:`OcilayoutError` once, prints ``str(err)`` on one line and exits with
-``err.exit_code``.  Library code raises leaves, adding context with ``add_note`` or by chaining.
+The CLI catches :class:`OcilayoutError` once, prints ``str(err)`` and its notes on one line (control
+characters escaped) and exits with ``err.exit_code``; it gives OS errors exit 74 (3 for a missing file).
+Library code raises leaves, adding context with ``add_note`` or by chaining.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "Conflict",
     "DigestMismatch",
     "IntegrityError",
+    "InvalidArgument",
     "InvalidDigest",
     "InvalidKey",
     "InvalidManifest",
@@ -59,6 +62,12 @@ class InvalidReference(OcilayoutError):
 
 class InvalidDigest(OcilayoutError):
     """A digest string that is not a supported, well-formed digest."""
+
+    exit_code = 2
+
+
+class InvalidArgument(OcilayoutError):
+    """Options or arguments that contradict each other or are out of range (a usage error)."""
 
     exit_code = 2
 

@@ -22,10 +22,12 @@ __all__ = ["TRANSPORTS", "ImageReference", "check_ref_name", "parse_reference"]
 
 TRANSPORTS = ("oci", "oci-archive", "dir", "docker-archive", "docker")
 
+# Patterns are strings, compiled (and cached) by ``re`` on first use: compiling them all at import would cost
+# every command about 1 ms, most of it for the docker patterns few commands use.
 # OCI image-spec ref.name grammar (annotations.md), which also admits full references like
 # "docker.io/library/foo:1.0" as buildkit writes them.
-_REF_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._:/@+-]*[A-Za-z0-9_])?")
-_DIGEST_SUFFIX = re.compile(r"@([a-z0-9]+:[A-Za-z0-9]+)$")
+_REF_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9._:/@+-]*[A-Za-z0-9_])?"
+_DIGEST_SUFFIX = r"@([a-z0-9]+:[A-Za-z0-9]+)$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class ImageReference:
 
 def check_ref_name(ref: str, text: str) -> str:
     """``ref`` when it is a valid OCI ref name; raises InvalidReference naming ``text`` otherwise."""
-    if not _REF_NAME.fullmatch(ref) or len(ref) > 512:
+    if len(ref) > 512 or not re.fullmatch(_REF_NAME, ref):
         raise InvalidReference(f"invalid reference name {ref!r} in {text!r}")
     return ref
 
@@ -96,7 +98,7 @@ def parse_reference(text: str) -> ImageReference:
     if not rest:
         raise InvalidReference(f"invalid image reference {text!r}: missing path")
     digest = None
-    m = _DIGEST_SUFFIX.search(rest)
+    m = re.search(_DIGEST_SUFFIX, rest)
     if m and not (rest.startswith("[") and rest.rfind("]") > m.start()):
         try:
             digest = Digest.parse(m.group(1))
@@ -118,10 +120,10 @@ def parse_reference(text: str) -> ImageReference:
     return ImageReference(transport, path, ref, None)
 
 
-_DOCKER_NAME = re.compile(
+_DOCKER_NAME = (
     r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )
-_DOCKER_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DOCKER_TAG = r"[\w][\w.-]{0,127}"
 
 
 def _parse_docker(rest: str, text: str) -> ImageReference:
@@ -140,8 +142,8 @@ def _parse_docker(rest: str, text: str) -> ImageReference:
     colon = rest.rfind(":")
     if colon > slash:
         name, tag = rest[:colon], rest[colon + 1 :]
-        if not _DOCKER_TAG.fullmatch(tag):
+        if not re.fullmatch(_DOCKER_TAG, tag):
             raise InvalidReference(f"invalid tag {tag!r} in {text!r}")
-    if not _DOCKER_NAME.fullmatch(name):
+    if not re.fullmatch(_DOCKER_NAME, name):
         raise InvalidReference(f"invalid repository name {name!r} in {text!r}")
     return ImageReference("docker", name, tag, digest)

@@ -1,14 +1,27 @@
 """The ``ocilayout`` command line: a thin typer shell over the library.
 
-Each submodule registers its commands on :data:`app`; :func:`main` is the one error boundary.
+Each command module registers its commands on the typer app in :mod:`._app` when it is imported;
+:func:`main` (the one error boundary) imports only the module of the command it runs. ``ocilayout.cli.app``
+is the app with every command registered.
 """
 
 from __future__ import annotations
 
-# Command modules register themselves on import.
-from . import images as _images  # noqa: F401
-from . import maintenance as _maintenance  # noqa: F401
-from . import sign as _sign  # noqa: F401
-from ._app import app, main
+from typing import TYPE_CHECKING
+
+from ._app import main
+
+if TYPE_CHECKING:
+    import typer
+
+    app: typer.Typer
 
 __all__ = ["app", "main"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "app":
+        from ._app import full_app
+
+        return full_app()
+    raise AttributeError(f"module 'ocilayout.cli' has no attribute {name!r}")

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
 from ._app import app
+from ._display import echo, escape_json, write_bytes
 
 
 def _write(data: bytes | str) -> None:
-    if isinstance(data, str):
-        data = data.encode()
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
+    """Bytes unchanged; text (JSON) with control characters as JSON escapes."""
+    write_bytes(data if isinstance(data, bytes) else escape_json(data).encode())
 
 
 def _check_writable(path: Path) -> None:
@@ -83,7 +81,7 @@ def copy(
     if not quiet:
         extra = f", {result.signatures_copied} signatures carried" if result.signatures_copied else ""
         extra += ", signed" if result.signed else ""
-        typer.echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
+        echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
                    f"{result.blobs_skipped} already present{extra})", err=True)
 
 
@@ -122,7 +120,7 @@ def manifest_digest(
     from ..manifest import manifest_digest as digest_of
 
     raw = read_limited(manifest, "manifest", MAX_MANIFEST_SIZE, InvalidManifest)
-    typer.echo(str(digest_of(raw)))
+    echo(str(digest_of(raw)))
 
 
 @app.command("list-tags")

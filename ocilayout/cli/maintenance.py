@@ -14,10 +14,11 @@ from ..errors import IntegrityError, InvalidReference
 from ..reference import ImageReference
 from ..store import LayoutReader
 from ._app import app
+from ._display import echo, echo_json, escape
 
 
 def _echo_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2))
+    echo_json(json.dumps(obj, indent=2))
 
 
 def _layout_ref(text: str) -> ImageReference:
@@ -100,19 +101,26 @@ def fsck(
         _echo_json(report.to_dict())
     else:
         for p in report.problems:
-            typer.echo(str(p))
-        typer.echo(f"{report.location}: {report.blobs_checked} blobs, {report.bytes_hashed} bytes checked, "
+            echo(str(p))
+        echo(f"{report.location}: {report.blobs_checked} blobs, {report.bytes_hashed} bytes checked, "
                    f"{_n(len(report.errors), 'error')}, {_n(len(report.problems) - len(report.errors), 'note')}",
                    err=True)
     if not report.ok:
         raise IntegrityError(f"{report.location}: fsck found {_n(len(report.errors), 'error')}")
 
 
+def _grace_seconds(value: float) -> float:
+    """--grace must be a finite number >= 0: NaN compares false with every age, so it would act as --force."""
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{value} is not a number of seconds >= 0")
+    return value
+
+
 @app.command()
 def gc(
     layout: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH or a layout directory"),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
-    grace: float = typer.Option(3600.0, "--grace", metavar="SECONDS",
+    grace: float = typer.Option(3600.0, "--grace", metavar="SECONDS", callback=_grace_seconds,
                                 help="Keep unreferenced blobs modified less than this long ago."),
     force: bool = typer.Option(False, "--force", help="Grace 0: also remove fresh unreferenced blobs "
                                "(ignored while another writer is live)."),
@@ -128,13 +136,13 @@ def gc(
         return
     verb = "would remove" if dry_run else "removed"
     for digest, size in result.removed:
-        typer.echo(f"{verb} {digest} ({human_size(size)})")
+        echo(f"{verb} {digest} ({human_size(size)})")
     for name, size in result.temp_files_removed:
-        typer.echo(f"{verb} {name} ({human_size(size)}, stale temp file)")
-    typer.echo(f"{verb} {len(result.removed)} blobs and {len(result.temp_files_removed)} temp files, "
+        echo(f"{verb} {name} ({human_size(size)}, stale temp file)")
+    echo(f"{verb} {len(result.removed)} blobs and {len(result.temp_files_removed)} temp files, "
                f"{human_size(result.bytes_freed)} ({result.bytes_freed} bytes)")
     if result.kept_young:
-        typer.echo(f"kept {len(result.kept_young)} unreferenced blobs younger than the grace period "
+        echo(f"kept {len(result.kept_young)} unreferenced blobs younger than the grace period "
                    "(a copy may be writing them; --force removes them)", err=True)
 
 
@@ -156,11 +164,12 @@ def images(
         _echo_json([r.to_dict() for r in rows])
         return
     now = datetime.now(UTC)
-    table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORM")]
+    table: list[tuple[str, ...]] = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORM")]
     for r in rows:
         created = f"{human_duration((now - r.created).total_seconds())} ago" if r.created else "N/A"
         size = human_size(r.size) if r.size is not None else "N/A"
-        table.append((r.repository, r.tag, r.image_id.short, created, size, ",".join(r.platforms)))
+        table.append(tuple(escape(c) for c in (r.repository, r.tag, r.image_id.short, created, size,
+                                               ",".join(r.platforms))))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        typer.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -17,6 +17,7 @@ import typer
 
 from ..errors import Conflict, InvalidKey, InvalidManifest
 from ._app import app, fail
+from ._display import echo
 
 PASSPHRASE_ENV = "OCILAYOUT_PASSPHRASE"
 _MAX_SMALL_FILE = 4 * 1024 * 1024
@@ -93,7 +94,7 @@ def generate_sigstore_key(
     passphrase = _passphrase(passphrase_file, confirm=True)
     assert passphrase is not None
     priv, pub = write_key_pair(output_prefix, passphrase)
-    typer.echo(f"Key written to {priv} and {pub}")
+    echo(f"Key written to {priv} and {pub}")
 
 
 @app.command("standalone-sign")
@@ -111,7 +112,7 @@ def standalone_sign(
     from ..signature.standalone import standalone_sign as sign_manifest
 
     if (key is None) == (fingerprint is None):
-        raise fail("give either --key PRIVATE-KEY (sigstore) or a KEY-FINGERPRINT (GPG), not both", 2)
+        raise fail("give either --key PRIVATE-KEY (sigstore) or a KEY-FINGERPRINT (GPG), not both")
     # Bad arguments fail before a passphrase is asked for.
     if Path(output).exists() or Path(output).is_symlink():
         raise Conflict(f"{output!r} already exists; refusing to overwrite it")
@@ -146,21 +147,21 @@ def standalone_verify(
 
     if public_key:
         if fourth is not None:
-            raise fail("with --public-key give MANIFEST DOCKER-REFERENCE SIGNATURE (no fingerprint)", 2)
+            raise fail("with --public-key give MANIFEST DOCKER-REFERENCE SIGNATURE (no fingerprint)")
         sig_path = third
     else:
         if fourth is None:
-            raise fail("give MANIFEST DOCKER-REFERENCE KEY-FINGERPRINT SIGNATURE, or use --public-key", 2)
+            raise fail("give MANIFEST DOCKER-REFERENCE KEY-FINGERPRINT SIGNATURE, or use --public-key")
         sig_path = fourth
     raw_manifest = _read_manifest(manifest)
     blob = read_signature_file(sig_path)
     if public_key:
         result = verify_manifest(raw_manifest, docker_reference, blob, public_keys=[Path(p) for p in public_key])
-        typer.echo(f"Signature verified, digest {result.manifest_digest}")
+        echo(f"Signature verified, digest {result.manifest_digest}")
         return
     result = verify_manifest(raw_manifest, docker_reference, blob, fingerprints=third.split(","),
                              keyring=[Path(k) for k in keyring])
-    typer.echo(f"Signature verified using fingerprint {result.key_identity}, digest {result.manifest_digest}")
+    echo(f"Signature verified using fingerprint {result.key_identity}, digest {result.manifest_digest}")
 
 
 @app.command("sign")
@@ -179,7 +180,7 @@ def sign(
     from ..signature.payload import SIGSTORE_TYPE, parse_payload
 
     claimed = parse_payload(sig.payload, SIGSTORE_TYPE).docker_reference
-    typer.echo(f"Signed {resolved.manifest_digest} as {claimed}")
+    echo(f"Signed {resolved.manifest_digest} as {claimed}")
 
 
 @app.command("verify")
@@ -193,20 +194,20 @@ def verify(
     """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""
     if policy is not None:
         if public_key:
-            raise fail("give either --policy or --public-key, not both", 2)
+            raise fail("give either --policy or --public-key, not both")
         from ..signature.image import evaluate_policy
         from ..signature.policy import Policy
 
         resolved, result = evaluate_policy(image, Policy.load(policy), identity)
-        typer.echo(f"{resolved.ref} {resolved.manifest_digest} (policy scope {result.scope})")
+        echo(f"{resolved.ref} {resolved.manifest_digest} (policy scope {result.scope})")
         for r in result.results:
-            typer.echo(f"  {'PASS' if r.passed else 'FAIL'} {r.type}: {r.reason}")
+            echo(f"  {'PASS' if r.passed else 'FAIL'} {r.type}: {r.reason}")
         result.raise_for_rejection(str(resolved.ref))
         return
     if not public_key:
-        raise fail("give --public-key PUB (repeatable) or --policy policy.json", 2)
+        raise fail("give --public-key PUB (repeatable) or --policy policy.json")
     from ..signature.image import verify_image
 
     resolved, good = verify_image(image, _load_public_keys(public_key), identity)
     for v in good:
-        typer.echo(f"Signature verified, digest {v.manifest_digest}, identity {v.docker_reference}")
+        echo(f"Signature verified, digest {v.manifest_digest}, identity {v.docker_reference}")

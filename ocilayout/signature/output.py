@@ -66,4 +66,6 @@ def write_new_file(path: str | os.PathLike[str], data: bytes, mode: int) -> Path
         raise _exists(p) from None
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"cannot write {str(p)!r}: its directory does not exist") from None
+    except OSError as err:  # EACCES, EROFS, ENOSPC...: name the file asked for, not the temp file
+        raise OSError(err.errno, err.strerror, str(p)) from err
     return p
