@@ -28,7 +28,7 @@ from .manifest import MAX_MANIFEST_SIZE, Manifest
 if TYPE_CHECKING:
     from .store import LayoutReader
 
-__all__ = ["ARTIFACT_MANIFEST", "ContentReader", "Node", "WalkProblem", "is_manifest_like", "reachable",
+__all__ = ["ARTIFACT_MANIFEST", "ContentReader", "Node", "WalkProblem", "is_manifest_like", "reachable", "read_manifest",
            "sniff_manifest", "sniffable", "walk"]
 
 #: The OCI 1.1 release candidates' artifact manifest (its payload is under ``blobs``); never followed.
@@ -110,7 +110,8 @@ def sniff_manifest(raw: bytes) -> Manifest | None:
     return m if not m.is_schema1 and (m.is_index or "layers" in m.doc) else None
 
 
-def _read_manifest(reader: ContentReader, desc: Descriptor) -> Manifest:
+def read_manifest(reader: ContentReader, desc: Descriptor) -> Manifest:
+    """``reader.get_manifest(desc)``, refusing the artifact manifest the walk never follows (UnsupportedFormat)."""
     if desc.media_type == ARTIFACT_MANIFEST:
         raise UnsupportedFormat(f"{desc.digest} is an OCI artifact manifest ({ARTIFACT_MANIFEST}, withdrawn "
                                 "from OCI 1.1); ocilayout does not follow it")
@@ -153,7 +154,7 @@ def walk(reader: ContentReader, roots: Iterable[Descriptor], problems: list[Walk
         manifest: Manifest | None = None
         try:
             if is_manifest_like(desc.media_type):
-                manifest = _read_manifest(reader, desc)
+                manifest = read_manifest(reader, desc)
             elif size is not None and sniffable(desc, node_role):
                 manifest = _sniff(reader, desc, size)
                 if manifest is not None:

@@ -26,7 +26,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import InvalidReference, NotFound, UnsupportedFormat
-from .graph import LAYER, walk
+from .graph import LAYER, read_manifest, walk
 from .manifest import ImageConfig, Manifest, canonical_json
 from .transports.base import BlobOpener, Capabilities, Source, read_blob_bytes
 
@@ -116,7 +116,7 @@ def select_root(src: Source, selection: Selection) -> tuple[Descriptor, Manifest
     NotFound when nothing matches.
     """
     root = src.root
-    manifest = src.get_manifest()
+    manifest = read_manifest(src, root)
     if not manifest.is_index:
         if selection.platforms and not manifest.is_schema1 and "config" in manifest.doc:
             plat = ImageConfig.parse(read_blob_bytes(src, manifest.config)).platform

@@ -50,6 +50,9 @@ MAX_META_HEADER = 1 << 20
 _META_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
                tarfile.GNUTYPE_LONGLINK}
 _REGULAR = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE}
+#: What tarfile raises for a malformed header (a bad PAX sparse map raises ValueError, a short extended
+#: sparse block EOFError): all of them mean a corrupt archive, never an internal error.
+_HEADER_ERRORS = (tarfile.TarError, ValueError, EOFError, UnicodeDecodeError, OverflowError, IndexError)
 _DEVICES = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
 
 
@@ -297,14 +300,14 @@ def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
         _check_meta_header(path, fd, 0)
         try:
             tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed in the finally below
-        except tarfile.ReadError as err:
+        except _HEADER_ERRORS as err:
             raise LayoutError(f"{path} is not an {what} (not a tar file: {err})") from err
         try:
             while True:
                 _check_meta_header(path, fd, tar.offset)
                 try:
                     info = tar.next()
-                except tarfile.ReadError as err:
+                except _HEADER_ERRORS as err:
                     raise LayoutError(f"{path}: corrupt or truncated tar archive ({err})") from err
                 if info is None:
                     break

@@ -192,3 +192,60 @@ def test_an_unusable_digestfile_fails_before_the_copy(sample: Path, tmp_path: Pa
     res = cli("copy", "-q", "--digestfile", str(tmp_path / where), f"oci:{sample}:v1", f"oci:{tmp_path}/d:v1")
     assert res.exit_code in (3, 4) and res.stderr.count("\n") == 1
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("pax", [{"GNU.sparse.map": "zz,1"},
+                                 {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "zz"}])
+def test_a_malformed_sparse_header_is_a_layout_error(tmp_path: Path, cli, pax: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import tarfile
+
+    out = tmp_path / "bad.tar"
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo("oci-layout")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"abc"))
+        ti = tarfile.TarInfo("blobs/x")
+        ti.size = 4
+        ti.pax_headers = pax
+        t.addfile(ti, io.BytesIO(b"abcd"))
+    res = cli("inspect", f"oci-archive:{out}")
+    assert res.exit_code == 4 and "corrupt" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.damages_layouts
+def test_a_symlink_loop_on_a_blob_is_reported_not_crashed(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store = LayoutStore.create(tmp_path / "l")
+    desc = make_image(store, tag="v1")
+    layer = store.get_manifest(desc).layers[0]
+    path = store.blob_path(layer.digest)
+    path.unlink()
+    path.symlink_to(path.name)  # points at itself
+    res = cli("copy", "-q", f"oci:{store.root}:v1", f"oci:{tmp_path}/d:v1")
+    assert res.exit_code == 4 and "symbolic links" in res.stderr
+    report = fsck(store)
+    assert not report.ok and "unreadable" in report.kinds() or "blob-missing" in report.kinds()
+    assert not (tmp_path / "d" / "blobs" / "sha256" / layer.digest.hex).exists()
+
+
+@pytest.mark.damages_layouts
+def test_an_artifact_manifest_is_followed_or_refused_never_guessed(tmp_path: Path) -> None:
+    """gc used to delete the payload of a tagged OCI 1.1-rc artifact manifest while fsck called the layout
+    clean: now gc refuses, fsck reports it and copy fails, all for the same reason."""
+    from ocilayout.errors import UnsupportedFormat
+    from ocilayout.graph import ARTIFACT_MANIFEST
+
+    store = LayoutStore.create(tmp_path / "l")
+    payload = store.put_bytes(b"an sbom", "application/spdx+json")
+    doc = {"mediaType": ARTIFACT_MANIFEST, "artifactType": "application/spdx+json",
+           "blobs": [payload.to_dict()]}
+    art = store.put_bytes(json.dumps(doc).encode(), ARTIFACT_MANIFEST)
+    store.set_ref("sbom", art)
+    _aged(store.root)
+    with pytest.raises(LayoutError, match="gc refused"):
+        gc(store, grace=0)
+    assert store.has_blob(payload.digest)
+    report = fsck(store)
+    assert "manifest-invalid" in report.kinds() and "artifact manifest" in str(report.errors[0])
+    with pytest.raises(UnsupportedFormat, match="artifact manifest"):
+        copy(f"oci:{store.root}:sbom", f"oci:{tmp_path}/d:sbom")
