@@ -224,7 +224,7 @@ def test_a_symlink_loop_on_a_blob_is_reported_not_crashed(tmp_path: Path, cli) -
     res = cli("copy", "-q", f"oci:{store.root}:v1", f"oci:{tmp_path}/d:v1")
     assert res.exit_code == 4 and "symbolic links" in res.stderr
     report = fsck(store)
-    assert not report.ok and "unreadable" in report.kinds() or "blob-missing" in report.kinds()
+    assert (not report.ok and "unreadable" in report.kinds()) or "blob-missing" in report.kinds()
     assert not (tmp_path / "d" / "blobs" / "sha256" / layer.digest.hex).exists()
 
 
