@@ -28,8 +28,8 @@ from .manifest import MAX_MANIFEST_SIZE, Manifest
 if TYPE_CHECKING:
     from .store import LayoutReader
 
-__all__ = ["ARTIFACT_MANIFEST", "ContentReader", "Node", "WalkProblem", "is_manifest_like", "reachable", "read_manifest",
-           "sniff_manifest", "sniffable", "walk"]
+__all__ = ["ARTIFACT_MANIFEST", "ContentReader", "Node", "WalkProblem", "is_manifest_like", "reachable",
+           "read_manifest", "sniff_manifest", "sniffable", "walk"]
 
 #: The OCI 1.1 release candidates' artifact manifest (its payload is under ``blobs``); never followed.
 ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"

@@ -17,6 +17,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import OcilayoutError
+from .graph import walk
 from .manifest import ImageConfig, Manifest, load_json
 from .store import LayoutReader
 
@@ -126,33 +127,27 @@ class _Summariser:
         return (cfg.digest if cfg is not None else m.digest), created, blobs, platform
 
     def row(self, desc: Descriptor, name: str | None, default_repo: str) -> ImageRow:
+        """One entry's row; the images under an index are found with :func:`ocilayout.graph.walk`, the walk
+        copy and gc use (so an untyped entry is sniffed here as it is there)."""
         repo, tag = split_name(name, default_repo)
-        try:
-            m = self.reader.get_manifest(desc)
-        except OcilayoutError:
+        nodes = [n for n in walk(self.reader, [desc], [], follow_subject=False) if n.manifest is not None and n.first]
+        if not nodes or nodes[0].descriptor.digest != desc.digest:  # the entry itself is unreadable
             return ImageRow(repo, tag, desc.digest, desc.media_type, desc.digest, None, None, ())
+        top, m = nodes[0], nodes[0].manifest
+        assert m is not None
         if not m.is_index:
-            image_id, created, own, platform = self.image(desc, m)
+            image_id, created, own, platform = self.image(top.descriptor, m)
             return ImageRow(repo, tag, desc.digest, m.media_type, image_id, created, sum(own.values()),
                             (platform,) if platform else ())
         blobs: dict[Digest, int] = {}
         platforms: list[str] = []
         newest: datetime | None = None
-        seen: set[Digest] = {desc.digest}
-        stack = list(reversed(m.manifests))
-        while stack:
-            child = stack.pop()
-            if child.digest in seen:
-                continue
-            seen.add(child.digest)
-            try:
-                cm = self.reader.get_manifest(child)
-            except OcilayoutError:
-                continue
+        for node in nodes[1:]:
+            cm = node.manifest
+            assert cm is not None
             if cm.is_index:
-                stack.extend(reversed(cm.manifests))
                 continue
-            _, created, child_blobs, platform = self.image(child, cm)
+            _, created, child_blobs, platform = self.image(node.descriptor, cm)
             if platform is None:
                 continue  # attestations (unknown/unknown) and artifacts are not platforms
             platforms.append(platform)
