@@ -54,15 +54,6 @@ class Digest:
         """The digest of ``data``."""
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
-    def hasher(self) -> hashlib._Hash:
-        """A fresh hashlib object of this digest's algorithm."""
-        return hashlib.new(self.algorithm)
-
-    @property
-    def encoded(self) -> str:
-        """The hex part (the OCI spec calls it "encoded")."""
-        return self.hex
-
     @property
     def short(self) -> str:
         """The first 12 hex characters, as `docker images` shows an image ID."""

@@ -73,10 +73,6 @@ class LayoutSource:
             return ()
         return LayoutSignatures(self._reader).list(manifest_digest)
 
-    def ref_name(self) -> str | None:
-        """The name of the ``index.json`` entry the root came from (for signed identities)."""
-        return self.root.annotations.get("org.opencontainers.image.ref.name")
-
     def close(self) -> None:
         self._reader.close()
 
