@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # click usage errors, OS errors and anything unexpected
         # typer may vendor click (typer._click): recognise its usage errors by shape, not by import.
         if hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int):
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare "ocilayout": the help, on stderr, exit 2
+                _display.help_to_stderr(err.format_message())
+                return err.exit_code
             _display.error_line(f"error: {_one_line(err.format_message())} (see 'ocilayout --help')")
             return err.exit_code
         if debug:
