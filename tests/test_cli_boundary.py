@@ -236,3 +236,14 @@ def test_closed_stderr_descriptor(sample: Path, tmp_path: Path) -> None:
     assert run("inspect", f"oci:{tmp_path}/none:v1").returncode == 3
     assert_fsck(tmp_path / "q")
     assert_fsck(tmp_path / "c")
+
+
+def test_closed_stdin_is_no_terminal(tmp_path: Path) -> None:
+    """A passphrase prompt with stdin closed at start: the usual one-line error (exit 8), not exit 70."""
+    env = _env()
+    env.pop("OCILAYOUT_PASSPHRASE", None)
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *CLI, "generate-sigstore-key", "--output-prefix",
+                           str(tmp_path / "k")], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 8, proc.stderr
+    assert proc.stderr.startswith("ocilayout: error: a passphrase is needed") and proc.stderr.count("\n") == 1
+    assert not list(tmp_path.glob("k*"))
