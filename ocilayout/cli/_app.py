@@ -149,7 +149,7 @@ def _guard_std_fds() -> None:
             os.fstat(fd)
         except OSError:
             null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:  # lower descriptors were free too: they are handled in order
+            if null != fd:  # not expected (the lowest free descriptor is handed out first)
                 os.dup2(null, fd)
                 os.close(null)
 
