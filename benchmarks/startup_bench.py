@@ -8,10 +8,12 @@ Every command runs ``--runs`` times (default 40) after one untimed warm-up, the 
 so drift hits them all alike; medians and minimums of wall time and of CPU time (user + system, from
 ``wait4``) are printed, and with ``--json FILE`` every run's figures. On a busy machine wall times include
 waiting for a CPU; the CPU figures barely move, so they are the ones to compare between runs then.
+``--instructions`` also counts the instructions each command executes (valgrind callgrind, PYTHONHASHSEED=0):
+deterministic to 0.1%, so it compares two builds even while other jobs make wall times wander.
 ``--importtime`` then prints, from ``python -X importtime``, the modules ``ocilayout inspect`` loads beyond
 ``import typer`` with their self and cumulative microseconds: that is where the difference goes.
 
-Usage: .venv/bin/python benchmarks/startup_bench.py [--runs 40] [--importtime] [--json FILE]
+Usage: .venv/bin/python benchmarks/startup_bench.py [--runs 40] [--instructions] [--importtime] [--json FILE]
 Exit status 1 when the inspect/typer ratio misses the target.
 """
 
@@ -75,6 +77,27 @@ def _importtime(args: list[str]) -> list[tuple[str, int, int]]:
     return rows
 
 
+def instructions(cmd: list[str]) -> int:
+    """Instructions executed by one run of ``cmd`` (valgrind callgrind's Ir; PYTHONHASHSEED=0): the same
+    within 0.1% run to run, so it compares builds even on a busy machine where wall times wander by 50%."""
+    env = _env()
+    env["PYTHONHASHSEED"] = "0"
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd="/")
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or not m:
+        sys.exit(f"startup_bench: valgrind {cmd} failed: {proc.stderr[-500:]}")
+    return int(m.group(1))
+
+
+def report_instructions(cmds: dict[str, list[str]]) -> None:
+    counts = {name: instructions(cmd) for name, cmd in cmds.items()}
+    base = counts["python -c 'import typer'"]
+    print("\ninstructions (valgrind --tool=callgrind, one run each, PYTHONHASHSEED=0)")
+    for name, n in counts.items():
+        print(f"  {name:30s} {n / 1e6:8.1f} M  {n / base:5.2f}x typer")
+
+
 def report_importtime(inspect_args: list[str], top: int) -> None:
     base = {name for name, _s, _c in _importtime(["-c", "import typer"])}
     rows = [r for r in _importtime(["-m", "ocilayout", *inspect_args]) if r[0] not in base]
@@ -93,6 +116,8 @@ def main() -> int:
     ap.add_argument("--importtime", action="store_true", help="also show what the extra imports are")
     ap.add_argument("--top", type=int, default=25, help="rows of the --importtime report")
     ap.add_argument("--json", type=Path, help="write every run's wall time here")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count instructions under valgrind (steady on a busy machine; ~5 s per command)")
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -138,6 +163,11 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps({"wall": walls, "cpu": cpus, "ratio": ratio, "cpu_ratio": cpu_ratio,
                                              "target": TARGET, "load": os.getloadavg()[0]}, indent=1))
+        if args.instructions:
+            if shutil.which("valgrind"):
+                report_instructions(cmds)
+            else:
+                print("\n--instructions: valgrind is not installed")
         if args.importtime:
             report_importtime(inspect_args, args.top)
     return 0 if met else 1

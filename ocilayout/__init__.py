@@ -6,8 +6,6 @@ and no CLI, progress-bar, network, crypto or codec code loads until a function n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .errors import (
     Conflict,
     DigestMismatch,
@@ -28,6 +26,9 @@ from .errors import (
     VerificationError,
 )
 
+#: typing.TYPE_CHECKING without importing typing (a quarter of what ``import ocilayout`` would cost);
+#: mypy and pyright know the name.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
     from .archive import ArchiveReader
     from .copy import CopyOptions, CopyResult

@@ -223,3 +223,27 @@ def test_fail_raises_into_the_exception_tree(cli, tmp_path: Path) -> None:  # ty
     assert (res.exit_code, res.stderr.count("\n")) == (2, 1), res
     assert res.stderr.startswith("ocilayout: error: give either --key"), res
     assert not (tmp_path / "sig").exists()
+
+
+def test_closed_stderr_descriptor(sample: Path, tmp_path: Path) -> None:
+    """stderr closed at start: a quiet copy works; a chatty one copies, then cannot report it (74, not 70)."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *CLI, *args], capture_output=True, text=True,
+                              timeout=60, env=_env())
+
+    assert run("copy", "-q", f"oci:{sample}:v1", f"oci:{tmp_path}/q:v1").returncode == 0
+    assert run("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/c:v1").returncode == 74
+    assert run("inspect", f"oci:{tmp_path}/none:v1").returncode == 3
+    assert_fsck(tmp_path / "q")
+    assert_fsck(tmp_path / "c")
+
+
+def test_closed_stdin_is_no_terminal(tmp_path: Path) -> None:
+    """A passphrase prompt with stdin closed at start: the usual one-line error (exit 8), not exit 70."""
+    env = _env()
+    env.pop("OCILAYOUT_PASSPHRASE", None)
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *CLI, "generate-sigstore-key", "--output-prefix",
+                           str(tmp_path / "k")], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 8, proc.stderr
+    assert proc.stderr.startswith("ocilayout: error: a passphrase is needed") and proc.stderr.count("\n") == 1
+    assert not list(tmp_path.glob("k*"))

@@ -100,3 +100,17 @@ def test_a_command_loads_only_its_module() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli.images']"
+
+
+def test_bare_ocilayout_prints_the_help_as_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+    """No command: the help, as it is (not squashed into one error line), on stderr; exit 2 like click."""
+    res = cli()
+    assert res.exit_code == 2, res
+    assert res.stdout == ""
+    assert res.stderr.startswith("Usage: ocilayout [OPTIONS] COMMAND"), res
+    assert "\n  inspect " in res.stderr
+
+
+def test_missing_argument_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("gc")
+    assert (res.exit_code, res.stderr) == (2, "ocilayout: error: Missing argument 'LAYOUT'. (see 'ocilayout --help')\n")

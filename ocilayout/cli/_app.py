@@ -149,7 +149,7 @@ def _guard_std_fds() -> None:
             os.fstat(fd)
         except OSError:
             null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:  # lower descriptors were free too: they are handled in order
+            if null != fd:  # not expected (the lowest free descriptor is handed out first)
                 os.dup2(null, fd)
                 os.close(null)
 
@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # click usage errors, OS errors and anything unexpected
         # typer may vendor click (typer._click): recognise its usage errors by shape, not by import.
         if hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int):
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare "ocilayout": the help, on stderr, exit 2
+                _display.help_to_stderr(err.format_message())
+                return err.exit_code
             _display.error_line(f"error: {_one_line(err.format_message())} (see 'ocilayout --help')")
             code: int = err.exit_code  # type: ignore[attr-defined]  # checked just above
             return code

@@ -157,10 +157,18 @@ def _write_all(stream: TextIO, data: bytes) -> None:
 
 def error_line(text: str) -> None:
     """Print ``ocilayout: <text>`` (escaped) on stderr, if there is a stderr to print on; never raises."""
+    _to_stderr(f"ocilayout: {escape(text)}\n")
+
+
+def help_to_stderr(text: str) -> None:
+    """Our own help text (several lines, not escaped) on stderr, for a bare ``ocilayout``; never raises."""
+    _to_stderr(text.rstrip("\n") + "\n")
+
+
+def _to_stderr(line: str) -> None:
     stream = sys.stderr
     if stream is None:
         return
-    line = f"ocilayout: {escape(text)}\n"
     try:
         enc = stream.encoding or "utf-8"
         stream.write(line.encode(enc, "backslashreplace").decode(enc))

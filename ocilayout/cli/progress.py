@@ -33,7 +33,7 @@ class BarProgress:
 
 
 def progress_for(label: str, quiet: bool) -> BarProgress | None:
-    """A bar when stderr is a TTY and not ``quiet``; otherwise None."""
-    if quiet or not sys.stderr.isatty():
+    """A bar when stderr is a TTY and not ``quiet``; otherwise None (also when stderr was closed at start)."""
+    if quiet or sys.stderr is None or not sys.stderr.isatty():
         return None
     return BarProgress(label)

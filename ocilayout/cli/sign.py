@@ -41,7 +41,7 @@ def _passphrase(passphrase_file: str | None, *, confirm: bool, required: bool = 
         return env.encode("utf-8")
     if not required:
         return None
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():
         raise InvalidKey(f"a passphrase is needed: use --passphrase-file or ${PASSPHRASE_ENV} (no terminal to ask)")
     import getpass
 
