@@ -95,9 +95,9 @@ class Descriptor:
         size = d.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidManifest(f"descriptor {d.get('digest')!r} has invalid size {size!r}")
-        media_type = d.get("mediaType", default_media_type)
-        if not isinstance(media_type, str):
-            raise InvalidManifest("descriptor mediaType must be a string")
+        media_type = d.get("mediaType")
+        if media_type is None:  # absent or null
+            media_type = default_media_type
         annotations = {k: v or "" for k, v in (d.get("annotations") or {}).items()}  # null reads as "", as in Go
         plat = d.get("platform")
         return cls(

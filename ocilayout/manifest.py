@@ -170,6 +170,7 @@ class Manifest:
     media_type: str
     doc: Mapping[str, Any] = field(repr=False, compare=False)
     digest: Digest = field(compare=False)
+    _parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def parse(cls, raw: bytes, media_type_hint: str | None = None) -> Manifest:
@@ -232,29 +233,40 @@ class Manifest:
     @property
     def config(self) -> Descriptor:
         """The config descriptor of an image manifest; raises InvalidManifest when there is none."""
-        cfg = self.doc.get("config")
-        if cfg is None:
-            raise InvalidManifest("manifest has no config descriptor")
-        return Descriptor.from_dict(cfg, default_media_type=mt.OCI_CONFIG)
+        if "config" not in self._parsed:
+            cfg = self.doc.get("config")
+            if cfg is None:
+                raise InvalidManifest("manifest has no config descriptor")
+            self._parsed["config"] = Descriptor.from_dict(cfg, default_media_type=mt.OCI_CONFIG)
+        config: Descriptor = self._parsed["config"]
+        return config
 
     @property
     def layers(self) -> list[Descriptor]:
         """Layer descriptors of an image manifest (empty for indexes and schema1)."""
         if self.is_index or self.is_schema1:
             return []
-        return [Descriptor.from_dict(d, default_media_type=mt.OCI_LAYER_GZIP) for d in self.doc.get("layers") or []]
+        if "layers" not in self._parsed:
+            self._parsed["layers"] = [Descriptor.from_dict(d, default_media_type=mt.OCI_LAYER_GZIP)
+                                      for d in self.doc.get("layers") or []]
+        return list(self._parsed["layers"])
 
     @property
     def manifests(self) -> list[Descriptor]:
         """Child descriptors of an index (empty for image manifests)."""
         if not self.is_index:
             return []
-        return [Descriptor.from_dict(d) for d in self.doc.get("manifests") or []]
+        if "manifests" not in self._parsed:
+            self._parsed["manifests"] = [Descriptor.from_dict(d) for d in self.doc.get("manifests") or []]
+        return list(self._parsed["manifests"])
 
     @property
     def subject(self) -> Descriptor | None:
-        s = self.doc.get("subject")
-        return Descriptor.from_dict(s) if s is not None else None
+        if "subject" not in self._parsed:
+            s = self.doc.get("subject")
+            self._parsed["subject"] = Descriptor.from_dict(s) if s is not None else None
+        subject: Descriptor | None = self._parsed["subject"]
+        return subject
 
     @property
     def annotations(self) -> Mapping[str, str]:

@@ -205,7 +205,8 @@ class _Checker:
     def visit(self, desc: Descriptor, role: str) -> list[tuple[Descriptor, str]]:
         """Check one descriptor occurrence; returns the children to visit next."""
         self.check_data_field(desc)
-        if not self.check_present(desc, role):
+        size = self.check_present(desc, role)
+        if size is None:
             return []
         key = _key(desc.digest)
         if key in self.seen:
@@ -219,7 +220,7 @@ class _Checker:
                         "ocilayout does not follow (gc refuses this layout; copy fails)")
             return []
         manifest_like = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)
-        small = self.stored_size(desc) <= MAX_MANIFEST_SIZE
+        small = size <= MAX_MANIFEST_SIZE
         sniff = sniffable(desc, role)  # the rule graph.walk applies for copy and gc
         if small and role == "config" and desc.media_type in mt.CONFIG_TYPES:
             self.image_config(desc)
@@ -237,8 +238,7 @@ class _Checker:
             return []
         if manifest_like:
             self.report("manifest-invalid", desc.digest,
-                        f"manifest {desc.digest} is {self.stored_size(desc)} bytes, over the "
-                        f"{MAX_MANIFEST_SIZE}-byte limit")
+                        f"manifest {desc.digest} is {size} bytes, over the {MAX_MANIFEST_SIZE}-byte limit")
         self.queue_hash(desc, role)
         return []
 
@@ -262,14 +262,14 @@ class _Checker:
         except OcilayoutError:
             return -1
 
-    def check_present(self, desc: Descriptor, role: str) -> bool:
-        """Report absence and a size mismatch; True when the blob is stored."""
+    def check_present(self, desc: Descriptor, role: str) -> int | None:
+        """Report absence and a size mismatch; the stored size when the blob is stored, else None."""
         d = desc.digest
         try:
             present = self.reader.has_blob(d)
         except OSError as err:
             self.report("unreadable", d, f"blob {d}: {err}")
-            return False
+            return None
         if not present:
             if role == "subject":
                 self.report("subject-absent", d, f"subject {d} is not in this layout")
@@ -278,11 +278,11 @@ class _Checker:
             else:
                 what = "manifest" if mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type) else role
                 self.report("blob-missing", d, f"{what} blob {d} is missing")
-            return False
+            return None
         size = self.stored_size(desc)
         if role != "schema1-layer" and size >= 0 and size != desc.size:
             self.report("size-mismatch", d, f"blob {d} is {size} bytes, its descriptor says {desc.size}")
-        return True
+        return size
 
     def read_small(self, desc: Descriptor) -> bytes | None:
         """Read and verify a small blob (manifest, config) in this thread; None when unreadable."""

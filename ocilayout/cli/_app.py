@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int):
             if type(err).__name__ == "NoArgsIsHelpError":  # a bare "ocilayout": the help, on stderr, exit 2
                 _display.help_to_stderr(err.format_message())
-                return err.exit_code
+                help_code: int = err.exit_code  # type: ignore[attr-defined]  # checked just above
+                return help_code
             _display.error_line(f"error: {_one_line(err.format_message())} (see 'ocilayout --help')")
             code: int = err.exit_code  # type: ignore[attr-defined]  # checked just above
             return code
