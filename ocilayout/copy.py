@@ -13,7 +13,6 @@ destination without committing, so sync and mutation can put several images into
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -152,6 +151,8 @@ def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progre
                written: dict[Digest, Descriptor]) -> None:
     if not todo:
         return
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # (and logging): only when copying
+
     failed = threading.Event()
 
     def tick(nbytes: int) -> None:

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat
 import time
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[Path, BinaryI
     The lock lets ``gc`` tell a live writer's temp file from a dead one. On normal exit the caller must
     have renamed the file away (or it is removed).
     """
-    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    token = f"{os.getpid()}-{os.urandom(8).hex()}"
     making = directory / f".ocilayout-new-{token}"
     path = directory / f"{TMP_PREFIX}{token}{suffix}"
     f = open(making, "xb")  # noqa: SIM115 - closed below
@@ -62,7 +61,7 @@ def locked_temp_dir(parent: Path, suffix: str = ".d") -> tuple[Path, int]:
     Returns its path and the open directory fd that holds the lock (close it to release). The directory
     is made under a name gc never looks at, locked, then renamed, so no one can see it unlocked.
     """
-    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    token = f"{os.getpid()}-{os.urandom(8).hex()}"
     making = parent / f".ocilayout-new-{token}"
     making.mkdir()
     fd = os.open(making, os.O_RDONLY | os.O_DIRECTORY)

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import graph
 from .digest import Digest
-from .errors import LayoutError, OcilayoutError
+from .errors import InvalidArgument, LayoutError, OcilayoutError
 from .fsutil import TMP_PREFIX, fsync_dir, stale_temp_files
 from .store import LayoutStore
 
@@ -99,7 +99,12 @@ def gc(store: LayoutStore, *, dry_run: bool = False, grace: float = DEFAULT_GRAC
     is held) no blob is removed at all, whatever ``grace`` says: that writer may be about to tag blobs that
     look unreferenced now, including old ones it decided to reuse. Stale temp files still go. Raises
     LayoutError when reachability cannot be decided (see :func:`reachable_digests`); nothing is deleted.
+    Raises InvalidArgument for a NaN, infinite or negative ``grace`` (NaN compares false and would act as 0).
     """
+    import math
+
+    if not math.isfinite(grace) or grace < 0:
+        raise InvalidArgument(f"grace must be a finite number of seconds >= 0, not {grace!r}")
     root = store.root
     with store.locked():
         live = _live_writers(store)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
-from .errors import InvalidReference, NotFound, UnsupportedFormat
+from .errors import InvalidArgument, InvalidReference, NotFound, UnsupportedFormat
 from .graph import LAYER, read_manifest, walk
 from .manifest import ImageConfig, Manifest, canonical_json
 from .transports.base import BlobOpener, Capabilities, Source, read_blob_bytes
@@ -49,14 +49,14 @@ def host_platform() -> Platform:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Selection:
     """Which images of an index to copy: ``all`` of it, the ``platforms`` listed, or (neither) the host's.
-    Raises InvalidReference when both are given: they exclude each other."""
+    Raises InvalidArgument when both are given: they exclude each other."""
 
     all: bool = False
     platforms: tuple[Platform, ...] = ()
 
     def __post_init__(self) -> None:
         if self.all and self.platforms:
-            raise InvalidReference("--all and --platform exclude each other")
+            raise InvalidArgument("--all and --platform exclude each other")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -249,3 +249,26 @@ def test_an_artifact_manifest_is_followed_or_refused_never_guessed(tmp_path: Pat
     assert "manifest-invalid" in report.kinds() and "artifact manifest" in str(report.errors[0])
     with pytest.raises(UnsupportedFormat, match="artifact manifest"):
         copy(f"oci:{store.root}:sbom", f"oci:{tmp_path}/d:sbom")
+
+
+def test_digestfile_into_a_device_writes_into_it_never_over_it(sample: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """--digestfile /dev/null (or /dev/stdout) is written into as skopeo does; it was renamed over (as root,
+    the device node became a regular file)."""
+    import stat
+
+    res = cli("copy", "-q", "--digestfile", "/dev/null", f"oci:{sample}:v1", f"oci:{tmp_path}/d:v1")
+    assert res.exit_code == 0
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_gc_grace_must_be_a_finite_non_negative_number(tmp_path: Path) -> None:
+    from ocilayout.errors import InvalidArgument
+
+    store = LayoutStore.create(tmp_path / "l")
+    make_image(store, tag="v1")
+    orphan = store.put_bytes(b"unreferenced")
+    _aged(store.root)
+    for grace in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(InvalidArgument):
+            gc(store, grace=grace)
+    assert store.has_blob(orphan.digest)

@@ -16,6 +16,25 @@ def _write(data: bytes | str) -> None:
     write_bytes(data if isinstance(data, bytes) else escape_json(data).encode())
 
 
+def _write_digestfile(path: Path, data: bytes) -> None:
+    """A regular file (or a new one) is replaced atomically; anything else that exists (``/dev/stdout``, a
+    FIFO, ``/dev/full``) is written into as skopeo's os.WriteFile does, never renamed over."""
+    import os
+    import stat
+
+    from ..fsutil import atomic_write
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is None or stat.S_ISREG(st.st_mode):
+        atomic_write(path, data)
+        return
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def _check_writable(path: Path) -> None:
     """Raise NotFound / LayoutError now when ``path`` cannot be written later (missing or read-only
     directory, a directory in the way)."""
@@ -28,6 +47,10 @@ def _check_writable(path: Path) -> None:
         raise NotFound(f"--digestfile {path}: directory {parent} does not exist")
     if path.is_dir():
         raise LayoutError(f"--digestfile {path} is a directory")
+    if path.exists() and not path.is_file():  # a device or a pipe is written into, not replaced
+        if not os.access(path, os.W_OK):
+            raise LayoutError(f"--digestfile {path} is not writable")
+        return
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LayoutError(f"--digestfile {path}: directory {parent} is not writable")
 
@@ -75,9 +98,7 @@ def copy(
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
     result = do_copy(source, destination, options)
     if digestfile is not None:
-        from ..fsutil import atomic_write
-
-        atomic_write(digestfile, str(result.descriptor.digest).encode())
+        _write_digestfile(digestfile, str(result.descriptor.digest).encode())
     if not quiet:
         extra = f", {result.signatures_copied} signatures carried" if result.signatures_copied else ""
         extra += ", signed" if result.signed else ""

@@ -6,15 +6,17 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..errors import IntegrityError, InvalidReference
-from ..reference import ImageReference
-from ..store import LayoutReader
 from ._app import app
 from ._display import echo, echo_json, escape
+
+if TYPE_CHECKING:
+    from ..reference import ImageReference
+    from ..store import LayoutReader
 
 
 def _echo_json(obj: Any) -> None:

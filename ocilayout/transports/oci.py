@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Sequence
@@ -109,7 +108,7 @@ class StagingArea:
         :class:`VerifyingReader`. Either way the digest checked is that of the bytes written. Without
         ``expected`` the blob is named by its ``algorithm`` digest.
         """
-        tmp = self.path / f"incoming-{secrets.token_hex(8)}"
+        tmp = self.path / f"incoming-{os.urandom(8).hex()}"
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with open(fd, "r+b", buffering=0) as f:
