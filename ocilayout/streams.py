@@ -6,7 +6,6 @@ import errno
 import hashlib
 import io
 import os
-import queue
 import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
@@ -37,6 +36,8 @@ def pump(reader: Readable, f: BinaryIO, progress: Callable[[int], None] | None =
     """
     if not pipelined:
         return _serial(reader, f, progress)
+    import queue  # only when a pipelined copy runs (start-up cost for every other command)
+
     chunks: queue.Queue[bytes] = queue.Queue(maxsize=8)
     failure: list[BaseException] = []
 

@@ -30,15 +30,17 @@ import io
 import os
 import posixpath
 import stat
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .errors import LayoutError, NotFound, UnsafePath
 from .fsutil import _kind, fsync_dir, open_regular, temp_file
 from .streams import PIPELINE_MIN, Readable, pump
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["DirTree", "Member", "TarTree", "TarWriter", "Tree", "open_regular", "source_date_epoch"]
 
@@ -47,13 +49,14 @@ BLOCK = 512
 MAX_LINK_HOPS = 40
 #: PAX extended headers and GNU long names are read into memory whole: cap them.
 MAX_META_HEADER = 1 << 20
-_META_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-               tarfile.GNUTYPE_LONGLINK}
-_REGULAR = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE}
+# tarfile's type flags, spelled out so that importing this module (every layout read does) does not import
+# tarfile (~15 ms); the tar functions import it when a tar is actually read or written.
+_META_TYPES = {b"x", b"g", b"X", b"L", b"K"}  # PAX extended / global, Solaris, GNU long name / long link
+_REGULAR = {b"0", b"\0", b"7"}  # REGTYPE, AREGTYPE, CONTTYPE
 #: What tarfile raises for a malformed header (a bad PAX sparse map raises ValueError, a short extended
 #: sparse block EOFError): all of them mean a corrupt archive, never an internal error.
-_HEADER_ERRORS = (tarfile.TarError, ValueError, EOFError, UnicodeDecodeError, OverflowError, IndexError)
-_DEVICES = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}
+_HEADER_ERRORS: tuple[type[Exception], ...] = (ValueError, EOFError, UnicodeDecodeError, OverflowError, IndexError)
+_DEVICES = {b"3": "character device", b"4": "block device", b"6": "fifo"}  # CHRTYPE, BLKTYPE, FIFOTYPE
 
 
 class Tree(Protocol):
@@ -293,6 +296,9 @@ def _sniff(path: Path, fd: int, what: str) -> None:
 
 def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
     """Scan the tar's headers: normalized name -> Member. Raises LayoutError / UnsafePath."""
+    import tarfile
+
+    header_errors: tuple[type[Exception], ...] = (tarfile.TarError, *_HEADER_ERRORS)
     _sniff(path, fd, what)
     file_size = os.fstat(fd).st_size
     members: dict[str, Member] = {}
@@ -300,14 +306,14 @@ def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
         _check_meta_header(path, fd, 0)
         try:
             tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed in the finally below
-        except _HEADER_ERRORS as err:
+        except header_errors as err:
             raise LayoutError(f"{path} is not an {what} (not a tar file: {err})") from err
         try:
             while True:
                 _check_meta_header(path, fd, tar.offset)
                 try:
                     info = tar.next()
-                except _HEADER_ERRORS as err:
+                except header_errors as err:
                     raise LayoutError(f"{path}: corrupt or truncated tar archive ({err})") from err
                 if info is None:
                     break
@@ -335,6 +341,8 @@ def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
 
 def _check_meta_header(path: Path, fd: int, offset: int) -> None:
     """Refuse a PAX / GNU long-name header bigger than :data:`MAX_META_HEADER` before tarfile reads it whole."""
+    import tarfile
+
     block = os.pread(fd, BLOCK, offset)
     if len(block) < BLOCK or block == b"\x00" * BLOCK:
         return
@@ -348,6 +356,8 @@ def _check_meta_header(path: Path, fd: int, offset: int) -> None:
 
 
 def _add_member(path: Path, members: dict[str, Member], info: tarfile.TarInfo, file_size: int) -> None:
+    import tarfile
+
     label = f"{path}: member"
     name = _normalize(info.name, label)
     label = f"{path}: member {info.name!r}"
@@ -437,6 +447,8 @@ def source_date_epoch(epoch: int | None = None) -> int:
 
 
 def _header(name: str, *, size: int = 0, directory: bool = False, mtime: int = 0) -> bytes:
+    import tarfile
+
     ti = tarfile.TarInfo(name + "/" if directory else name)
     ti.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
     ti.mode = 0o755 if directory else 0o644
