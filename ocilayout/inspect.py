@@ -100,7 +100,9 @@ def inspect_image(src: Source) -> dict[str, Any]:
                   for d in manifest.schema1_layers]
     else:
         layers = manifest.layers
-    digest = src.get_manifest().digest
+    top = src.get_manifest()
+    # The reference's own manifest, by the algorithm it is stored under (a schema1 one by its payload).
+    digest = top.digest if top.is_schema1 else src.root.digest
     out: dict[str, Any] = {
         "Digest": str(digest),
         "RepoTags": [],

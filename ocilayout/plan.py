@@ -119,7 +119,8 @@ def select_root(src: Source, selection: Selection) -> tuple[Descriptor, Manifest
     manifest = read_manifest(src, root)
     if not manifest.is_index:
         if selection.platforms and not manifest.is_schema1 and "config" in manifest.doc:
-            plat = ImageConfig.parse(read_blob_bytes(src, manifest.config)).platform
+            cfg = manifest.config
+            plat = ImageConfig.parse(read_blob_bytes(src, cfg), cfg.media_type).platform
             if not any(plat.matches(p) for p in selection.platforms):
                 raise NotFound(f"{src.ref} is a single {plat} image, not {_plats(selection.platforms)}")
         return root, None

@@ -50,6 +50,7 @@ KINDS: dict[str, str] = {
     "foreign-layer-absent": "warning",  # a foreign / non-distributable layer not stored (allowed)
     "subject-absent": "warning",  # a referrer's subject is not in this layout (allowed by OCI 1.1)
     "media-type-mismatch": "warning",  # descriptor mediaType differs from the manifest's own mediaType
+    "ref-name-duplicate": "warning",  # one ref name on entries of different images (commands refuse that name)
     "stale-temp-file": "info",  # a temp file left by a writer that died (gc removes it)
 }
 
@@ -185,6 +186,7 @@ class _Checker:
             check_unambiguous(doc, mt.OCI_INDEX, doc.get("mediaType"))
         except OcilayoutError as err:
             self.report("index-invalid", None, f"{loc}/index.json: {err}")
+        self.check_names(doc["manifests"])
         roots = []
         for i, entry in enumerate(doc["manifests"]):
             try:
@@ -192,6 +194,21 @@ class _Checker:
             except OcilayoutError as err:
                 self.report("index-entry-invalid", None, f"{loc}/index.json entry {i}: {err}")
         return roots
+
+    def check_names(self, entries: list[Any]) -> None:
+        """Report ref names given to entries of different images: resolving such a name is refused."""
+        from .index import entry_name
+
+        by_name: dict[str, list[str]] = {}
+        for entry in entries:
+            name = entry_name(entry)
+            if name is not None:
+                by_name.setdefault(name, []).append(str(entry.get("digest")))
+        for name, digests in sorted(by_name.items()):
+            if len(set(digests)) > 1:
+                self.report("ref-name-duplicate", None,
+                            f"{self.reader.location}/index.json: ref name {name!r} is on {len(digests)} entries of "
+                            f"different images ({', '.join(dict.fromkeys(digests))}); name one by digest")
 
     def walk(self, roots: list[Descriptor]) -> None:
         stack: list[tuple[Descriptor, str]] = [(d, "entry") for d in reversed(roots)]

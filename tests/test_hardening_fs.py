@@ -272,3 +272,34 @@ def test_gc_grace_must_be_a_finite_non_negative_number(tmp_path: Path) -> None:
         with pytest.raises(InvalidArgument):
             gc(store, grace=grace)
     assert store.has_blob(orphan.digest)
+
+
+def test_fsck_reports_a_name_on_two_images(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "l")
+    a = make_image(store, [{"a": b"1"}])
+    b = make_image(store, [{"b": b"2"}])
+    store.update_index(lambda _: [a.with_(annotations={"org.opencontainers.image.ref.name": "t"}).to_dict(),
+                                  b.with_(annotations={"org.opencontainers.image.ref.name": "t"}).to_dict()])
+    report = fsck(store)
+    (dup,) = [p for p in report.problems if p.kind == "ref-name-duplicate"]
+    assert str(a.digest) in dup.message and str(b.digest) in dup.message
+
+
+def test_inspect_prints_the_digest_the_image_is_stored_under(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store = LayoutStore.create(tmp_path / "s")
+    d = make_image(store)
+    raw = store.get_manifest(d).raw
+    d512 = Digest("sha512", hashlib.sha512(raw).hexdigest())
+    store.put_blob(__import__("io").BytesIO(raw), d.with_(digest=d512))
+    store.set_ref("v512", d.with_(digest=d512))
+    res = cli("inspect", f"oci:{store.root}:v512")
+    assert json.loads(res.stdout)["Digest"] == str(d512)
+
+
+@pytest.mark.damages_layouts
+def test_images_refuses_a_garbage_layout_version(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    store = LayoutStore.create(tmp_path / "l")
+    make_image(store, tag="v1")
+    (store.root / "oci-layout").write_text('{"imageLayoutVersion": "1.x-garbage"}')
+    res = cli("images", str(store.root))
+    assert res.exit_code == 4 and "imageLayoutVersion" in res.stderr

@@ -161,6 +161,7 @@ def images(
     if name.endswith(".tar"):
         name = name[:-4]
     with _open_reader(layout) as reader:
+        reader.check_layout_file()  # fsck reports a bad oci-layout; a listing refuses to read past it
         rows = list_images(reader, name or path)
     if as_json:
         _echo_json([r.to_dict() for r in rows])
