@@ -413,7 +413,7 @@ class LayoutStore(LayoutReader):
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, final)
         except OSError as err:
-            raise _os_error(err, f"writing a blob into {self.root}") from err
+            raise os_error(err, f"writing a blob into {self.root}") from err
         fsync_dir(final.parent)
         if expected is not None:
             return expected
@@ -447,7 +447,7 @@ class LayoutStore(LayoutReader):
             try:
                 atomic_write(self.root / INDEX_FILE, raw)
             except OSError as err:
-                raise _os_error(err, f"writing {self.root}/index.json") from err
+                raise os_error(err, f"writing {self.root}/index.json") from err
 
     def set_ref(self, name: str | None, desc: Descriptor, *, require_blob: bool = True) -> None:
         """Point ``name`` at ``desc`` in ``index.json``, replacing any entry of that name.
@@ -518,7 +518,8 @@ class LayoutStore(LayoutReader):
                 (directory / digest.hex).unlink()
 
 
-def _os_error(err: OSError, doing: str) -> OcilayoutError:
+def os_error(err: OSError, doing: str) -> OcilayoutError:
+    """An OSError met while writing a layout as a one-line LayoutError (ENOSPC says so plainly)."""
     if err.errno == errno.ENOSPC:
         return LayoutError(f"no space left on device while {doing}")
     return LayoutError(f"{doing}: {err.strerror or err}")

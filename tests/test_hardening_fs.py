@@ -303,3 +303,31 @@ def test_images_refuses_a_garbage_layout_version(tmp_path: Path, cli) -> None:  
     (store.root / "oci-layout").write_text('{"imageLayoutVersion": "1.x-garbage"}')
     res = cli("images", str(store.root))
     assert res.exit_code == 4 and "imageLayoutVersion" in res.stderr
+
+
+@pytest.mark.damages_layouts
+@pytest.mark.parametrize("where", ["index.json", "staging"])
+def test_a_full_disk_leaves_nothing(sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    import errno
+
+    from ocilayout import fsutil
+
+    dst = tmp_path / "d"
+    copy(f"oci:{sample}:v1", f"oci:{dst}:old")
+    before = sorted((p.name, p.read_bytes()) for p in dst.rglob("*") if p.is_file())
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        in_staging = target.parent.name.startswith(".ocilayout-tmp-")
+        if (target.parent == dst and target.name.startswith(".ocilayout-tmp-")) if where == "index.json" \
+                else in_staging:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+    with pytest.raises(LayoutError, match="no space left"):
+        copy(f"oci:{sample}:multi", f"oci:{dst}:new")
+    monkeypatch.undo()
+    after = sorted((p.name, p.read_bytes()) for p in dst.rglob("*") if p.is_file())
+    assert after == before  # no temp file, no published blob, index.json unchanged

@@ -26,7 +26,7 @@ from ..fsutil import fsync_dir, locked_temp_dir
 from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
 from ..reference import ImageReference
-from ..store import LayoutReader, LayoutStore
+from ..store import LayoutReader, LayoutStore, os_error
 from ..streams import PIPELINE_MIN, copy_region_hashed, pump, region_of
 from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
@@ -115,9 +115,11 @@ class StagingArea:
                 digest, size = self._fill(f, stream, expected, progress, algorithm)
                 os.fsync(f.fileno())
             os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+            if isinstance(err, OSError):
+                raise os_error(err, f"staging a blob in {self.store.root}") from err
             raise
         with self._lock:
             self._staged[digest] = size
