@@ -1,7 +1,8 @@
 """Image references in skopeo's ``transport:rest`` grammar, as one frozen value whose string round-trips.
 
 Transports: ``oci:PATH[:REF|@DIGEST]``, ``oci-archive:FILE[:REF|@DIGEST]``, ``dir:PATH``,
-``docker-archive:FILE[:NAME:TAG|@N]`` (``@N``: the N-th image of the archive's ``manifest.json``, from 0) and
+``docker-archive:FILE[:NAME:TAG|:@N]`` (``:@N``, also ``@N``: the N-th image of the archive's ``manifest.json``,
+from 0, as skopeo spells it) and
 ``docker://NAME[:TAG|@DIGEST]``.
 
 Paths containing ``:`` are a known skopeo gap (it splits at the first colon). Here a path with colons
@@ -55,7 +56,7 @@ class ImageReference:
         if self.digest is not None:
             return f"{s}@{self.digest}"
         if self.index is not None:
-            return f"{s}@{self.index}"
+            return f"{s}:@{self.index}"
         if self.ref is not None:
             s += f":{self.ref}"
         return s
@@ -104,7 +105,7 @@ def parse_reference(text: str) -> ImageReference:
         raise InvalidReference(f"invalid image reference {text!r}: missing path")
     digest = None
     if transport == "docker-archive":
-        n = re.search(r"@([0-9]+)$", rest)
+        n = re.search(r":?@([0-9]+)$", rest)  # skopeo's FILE:@N, and FILE@N
         if n and not os.path.exists(rest) and not (rest.startswith("[") and rest.rfind("]") > n.start()):
             head = rest[: n.start()]
             path = head[1:-1] if head.startswith("[") and head.endswith("]") else head

@@ -434,7 +434,7 @@ class DockerArchiveDestination:
         self.base: DockerArchive | None = DockerArchive.open(self.path) if self.path.exists() else None
         self._blobs: dict[Digest, _Blob] = {}
         self._manifests: dict[Digest, Manifest] = {}
-        self._tags: list[tuple[Manifest, str | None]] = []
+        self._tags: list[tuple[Descriptor, str | None]] = []
         self._progress: ProgressFn | None = None
         self._dir, self._dir_fd = locked_temp_dir(parent, ".darchive")
 
@@ -493,10 +493,9 @@ class DockerArchiveDestination:
         return desc
 
     def tag(self, desc: Descriptor, name: str | None) -> None:
-        manifest = self._manifests.get(desc.digest)
-        if manifest is None:
-            raise NotFound(f"{self.ref.path}: cannot name {desc.digest}: put its manifest first")
-        self._tags.append((manifest, normalize_tag(name) if name is not None else None))
+        """Name the image ``desc`` at commit (its manifest must have been put by then); raises
+        InvalidReference for a name that is not ``NAME[:TAG]``."""
+        self._tags.append((desc, normalize_tag(name) if name is not None else None))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         if sigs:
@@ -556,7 +555,10 @@ class DockerArchiveDestination:
                 configs[img.config.digest] = img.config_raw
                 for d in [img.config, *img.layers]:
                     blobs.setdefault(d.digest, _Blob(_bind(current, img, d.digest), d.size))
-        for manifest, tag in self._tags:
+        for desc, tag in self._tags:
+            manifest = self._manifests.get(desc.digest)
+            if manifest is None:
+                raise NotFound(f"cannot write {self.path}: {desc.digest} was named but its manifest was not put")
             config, layers = manifest.config, manifest.layers
             for d in [config, *layers]:
                 blob = self._opener(d.digest, current)
@@ -584,10 +586,23 @@ class DockerArchiveDestination:
                 out.repo_tags.append(tag)
         return outs, blobs, configs
 
+    def _verify_unused(self) -> None:
+        """Read and check every blob that was put but that no named image uses (copy never puts one): an
+        opener that lies fails the commit even when its bytes would not be written."""
+        used = {d.digest for m in self._manifests.values() for d in [m.config, *m.layers]}
+        for digest, blob in self._blobs.items():
+            if digest in used:
+                continue
+            with blob.open() as raw:
+                r = VerifyingReader(raw, digest, blob.size)
+                while r.read(CHUNK):
+                    pass
+
     def _write(self, current: DockerArchive | None) -> None:
         from ..dockertar import legacy_layers, manifest_bytes, repositories_bytes, split_tag
         from ..tarfs import TarWriter
 
+        self._verify_unused()
         outs, blobs, configs = self._images(current)
         items = [Item(f"{o.config.digest.hex}.json", tuple(f"{d.digest.hex}.tar" for d in o.layers),
                       tuple(o.repo_tags)) for o in outs]
