@@ -20,8 +20,7 @@ from ocilayout import mediatypes as mt
 from ocilayout.copy import CopyOptions, Selection, Signing, copy, copy_into
 from ocilayout.descriptor import Platform
 from ocilayout.digest import Digest
-from ocilayout.errors import (IntegrityError, InvalidReference, LayoutError, NotFound, UnsafePath,
-                              UnsupportedFormat)
+from ocilayout.errors import IntegrityError, InvalidReference, LayoutError, NotFound, UnsafePath, UnsupportedFormat
 from ocilayout.manifest import canonical_json
 from ocilayout.reference import ImageReference, parse_reference
 from ocilayout.sample import build_sample_layout, make_image, make_layer
