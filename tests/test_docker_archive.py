@@ -404,3 +404,24 @@ def test_signatures_are_not_dropped_silently(cli, tmp_path: Path, plain: Path) -
 def test_writing_to_an_index_reference_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidReference, match="@N selects an image to read"):
         open_destination(f"docker-archive:{tmp_path}/a.tar@0")
+
+
+def test_docker25_hybrid_resolves_repotags_through_the_oci_index(tmp_path: Path, plain: Path) -> None:
+    """What `docker save` writes since Docker 25: an OCI layout whose index.json lists the image, plus a
+    manifest.json pointing into blobs/. The RepoTags entry resolves to the layout's manifest, byte for byte."""
+    tar = tmp_path / "hybrid.tar"
+    copy(f"oci:{plain}:v1", f"oci-archive:{tar}:docker.io/library/app:1")
+    with open_source(f"oci:{plain}:v1") as orig:
+        m = orig.get_manifest()
+    item = [{"Config": f"blobs/sha256/{m.config.digest.hex}", "RepoTags": ["app:1"],
+             "Layers": [f"blobs/sha256/{d.digest.hex}" for d in m.layers]}]
+    with tarfile.open(tar, "a") as t:
+        data = json.dumps(item).encode()
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    with open_source(f"docker-archive:{tar}:app:1") as src:
+        assert src.root.digest == m.digest and src.get_manifest().raw == m.raw
+    copy(f"docker-archive:{tar}:app:1", f"oci:{tmp_path}/out:v1")
+    with open_source(f"oci:{tmp_path}/out:v1") as back:
+        assert back.root.digest == m.digest
