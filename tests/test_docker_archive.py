@@ -425,3 +425,56 @@ def test_docker25_hybrid_resolves_repotags_through_the_oci_index(tmp_path: Path,
     copy(f"docker-archive:{tar}:app:1", f"oci:{tmp_path}/out:v1")
     with open_source(f"oci:{tmp_path}/out:v1") as back:
         assert back.root.digest == m.digest
+
+
+def test_corrupt_compressed_archive_leaves_nothing(tmp_path: Path, plain: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    copy(f"oci:{plain}:v1", f"docker-archive:{tmp_path}/a.tar:app:1")
+    (tmp_path / "a.tar.gz").write_bytes(gzip.compress((tmp_path / "a.tar").read_bytes())[:-100])
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    with pytest.raises(LayoutError) as info:
+        open_source(f"docker-archive:{tmp_path}/a.tar.gz")
+    assert "gzip-compressed docker-archive" in one_line(info)
+    assert list(spool.iterdir()) == []
+
+
+@pytest.mark.damages_layouts
+def test_failed_write_leaves_the_archive_and_its_directory_as_they_were(tmp_path: Path, plain: Path) -> None:
+    out = tmp_path / "out" / "a.tar"
+    out.parent.mkdir()
+    copy(f"oci:{plain}:v1", f"docker-archive:{out}:app:1")
+    before = out.read_bytes()
+    bad = docker_save(tmp_path / "bad.tar", [make_layer({"a": b"a"})], diff_ids=[str(Digest.of(b"other"))])
+    with pytest.raises(IntegrityError):
+        copy(f"docker-archive:{bad}", f"docker-archive:{out}:app:2")
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a.tar"]
+
+
+def test_concurrent_appends_keep_both_images(tmp_path: Path) -> None:
+    import threading
+
+    store = LayoutStore.create(tmp_path / "src")
+    for i in range(4):
+        make_image(store, [{f"f{i}": bytes([i]) * 1000}], compression="none", tag=f"t{i}")
+    out = tmp_path / "a.tar"
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            copy(f"oci:{tmp_path}/src:t{i}", f"docker-archive:{out}:app:{i}")
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        assert _config_digest(f"docker-archive:{out}:app:{i}") == _config_digest(f"oci:{tmp_path}/src:t{i}")

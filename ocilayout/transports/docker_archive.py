@@ -431,12 +431,17 @@ class DockerArchiveDestination:
         if not parent.is_dir():
             raise NotFound(f"cannot write {self.path}: directory {parent} does not exist")
         self._parent = parent
-        self.base: DockerArchive | None = DockerArchive.open(self.path) if self.path.exists() else None
         self._blobs: dict[Digest, _Blob] = {}
         self._manifests: dict[Digest, Manifest] = {}
         self._tags: list[tuple[Descriptor, str | None]] = []
         self._progress: ProgressFn | None = None
-        self._dir, self._dir_fd = locked_temp_dir(parent, ".darchive")
+        self._dir_fd = -1
+        self.base: DockerArchive | None = DockerArchive.open(self.path) if self.path.exists() else None
+        try:
+            self._dir, self._dir_fd = locked_temp_dir(parent, ".darchive")
+        except BaseException:
+            self.close()
+            raise
 
     def has_blob(self, desc: Descriptor) -> bool:
         blob = self._blobs.get(desc.digest)
