@@ -592,3 +592,16 @@ def test_concurrent_appends_keep_every_tag(tmp_path: Path) -> None:
     with check_archive(out) as r:
         assert sorted(r.refs()) == ["t0", "t1", "t2", "t3"]
     no_temp_files(tmp_path)
+
+
+def test_copy_from_and_into_a_gzipped_oci_archive(tmp_path: Path, sample_tar: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Through the transport: a .tar.gz oci-archive copies out; copying into it is refused, file unchanged."""
+    p = tmp_path / "a.tar.gz"
+    packed = gzip.compress(sample_tar.read_bytes())
+    p.write_bytes(packed)
+    res = cli("copy", "-q", f"oci-archive:{p}:v1", f"oci:{tmp_path}/out:v1")
+    assert res.exit_code == 0, res
+    res = cli("copy", "-q", f"oci:{tmp_path}/out:v1", f"oci-archive:{p}:again")
+    assert res.exit_code == 4 and "gzip-compressed" in res.stderr and res.stderr.count("\n") == 1
+    assert p.read_bytes() == packed
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".ocilayout")] == []

@@ -97,6 +97,7 @@ class DockerArchive:
         self.location = tree.location
         self.items = items
         self._images: dict[int, _Image] = {}
+        self._layout: list[Manifest] | None = None
 
     @classmethod
     def open(cls, path: Path | str) -> DockerArchive:
@@ -219,7 +220,9 @@ class DockerArchive:
         """A Docker 25+ archive's OCI-layout manifest for ``config_digest`` whose blobs are all here, or None."""
         if not (self.tree.exists("oci-layout") and self.tree.exists("index.json")):
             return None
-        for manifest in self._layout_manifests():
+        if self._layout is None:
+            self._layout = list(self._layout_manifests())
+        for manifest in self._layout:
             if manifest.is_index or manifest.is_schema1 or "config" not in manifest.doc:
                 continue
             if manifest.config.digest != config_digest:
