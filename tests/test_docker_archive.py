@@ -478,3 +478,16 @@ def test_concurrent_appends_keep_both_images(tmp_path: Path) -> None:
     assert not errors
     for i in range(4):
         assert _config_digest(f"docker-archive:{out}:app:{i}") == _config_digest(f"oci:{tmp_path}/src:t{i}")
+
+
+def test_append_to_a_docker_save_archive(tmp_path: Path, plain: Path, skopeo: Callable[..., Any]) -> None:
+    """docker's own layout (v1 directories, symlinked layer.tar) is rewritten in ours, its images kept."""
+    src = peer_path(f"{TARBALLS}/test_link.tar")
+    out = tmp_path / "a.tar"
+    out.write_bytes(src.read_bytes())
+    old = [_config_digest(f"docker-archive:{src}:@{i}") for i in range(2)]
+    copy(f"oci:{plain}:v1", f"docker-archive:{out}:app:new")
+    assert [_config_digest(f"docker-archive:{out}:@{i}") for i in range(2)] == old
+    assert _config_digest(f"docker-archive:{out}:app:new") == _config_digest(f"oci:{plain}:v1")
+    for i in range(3):
+        skopeo("inspect", f"docker-archive:{out}:@{i}")
