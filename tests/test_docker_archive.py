@@ -358,6 +358,11 @@ def test_additional_tag_cli(cli, tmp_path: Path, plain: Path, skopeo: Callable[.
         items = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert items[0]["RepoTags"] == ["example.com/app:1", "example.com/app:2", "docker.io/library/app:latest"]
     skopeo("inspect", f"docker-archive:{out}:app:latest")
+    for bad in ("bad tag", "UPPER:1"):  # refused before anything is copied: the archive is unchanged
+        before = out.read_bytes()
+        res = cli("copy", "-q", "--additional-tag", bad, f"oci:{plain}:v1", f"docker-archive:{out}:app:2")
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1, res
+        assert out.read_bytes() == before
 
 
 def test_index_picks_the_host_platform_or_platform_and_refuses_all(cli, tmp_path: Path, plain: Path) -> None:  # type: ignore[no-untyped-def]

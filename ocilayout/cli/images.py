@@ -63,8 +63,11 @@ def _copy_tagged(source: str, destination: str, options: CopyOptions, tags: list
     """Copy, then name the image with every one of ``tags`` too, in the same commit."""
     from ..copy import copy_into
     from ..errors import UnsupportedFormat
+    from ..reference import check_ref_name
     from ..transports import open_destination, open_source
 
+    for tag in tags:  # before anything is copied (a destination checks its own grammar on top)
+        check_ref_name(tag, f"--additional-tag {tag}")
     with open_source(source) as src:
         dst = open_destination(destination)
         try:
