@@ -315,16 +315,17 @@ SPOOL_KINDS = frozenset({"gzip", "zstd", "xz", "bzip2"})
 def spool_decompressed(f: BinaryIO, kind: str, path: Path, what: str = "archive") -> int:
     """Decompress ``f`` (compressed as ``kind``) once, streaming, into an anonymous temp file; returns its fd.
 
-    The file lives in ``$TMPDIR`` (``tempfile.gettempdir()``), is unlinked before a byte is written (so
-    nothing is left behind on failure, on close or if the process is killed) and is freed when the last
-    descriptor on it closes; memory use is the codec's window, never the archive's size. Raises
-    LayoutError for corrupt input or a full disk.
+    The file lives in ``$TMPDIR``, else ``/var/tmp`` (containers-image's directory for big temp files: ``/tmp``
+    is often a RAM-backed tmpfs), is unlinked before a byte is written (so nothing is left behind on failure,
+    on close or if the process is killed) and is freed when the last descriptor on it closes; memory use is
+    the codec's window, never the archive's size. Raises LayoutError for corrupt input or a full disk.
     """
     import tempfile
 
     from .compression import open_decompressed
 
-    tmp = tempfile.TemporaryFile(prefix=".ocilayout-spool-")  # noqa: SIM115 - its fd is returned
+    where = os.environ.get("TMPDIR") or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
+    tmp = tempfile.TemporaryFile(prefix=".ocilayout-spool-", dir=where)  # noqa: SIM115 - its fd is returned
     try:
         f.seek(0)
         if kind == "xz":

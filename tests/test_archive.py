@@ -277,7 +277,6 @@ def test_compressed_archive_reads_and_refuses_appending(tmp_path: Path, sample_t
     read from there: same blobs, nothing left in $TMPDIR; adding to it is refused, the file unchanged."""
     import bz2
     import lzma
-    import tempfile
 
     import zstandard
 
@@ -288,9 +287,10 @@ def test_compressed_archive_reads_and_refuses_appending(tmp_path: Path, sample_t
     p.write_bytes(packed)
     spool = tmp_path / "spool"
     spool.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setenv("TMPDIR", str(spool))
     with ArchiveReader.open(p) as r, ArchiveReader.open(sample_tar) as plain:
         assert r.tar.compression == kind
+        assert os.readlink(f"/proc/self/fd/{r.tar._fd}").startswith(str(spool))  # spooled there, never named
         assert list(r.all_blobs()) == list(plain.all_blobs())
         assert r.verify_blobs() > 0
         assert list(spool.iterdir()) == []  # unlinked before a byte was written

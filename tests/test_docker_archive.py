@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -189,8 +190,6 @@ def test_compressed_layer_members_are_served_uncompressed(tmp_path: Path) -> Non
 @pytest.mark.parametrize("kind", ["gzip", "zstd", "xz"])
 def test_compressed_outer_archives(tmp_path: Path, plain: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`docker save | gzip`, .tar.zst, .tar.xz: decompressed once into an anonymous temp file, nothing left."""
-    import tempfile
-
     tar = tmp_path / "a.tar"
     copy(f"oci:{plain}:v1", f"docker-archive:{tar}:app:1")
     data = tar.read_bytes()
@@ -198,7 +197,13 @@ def test_compressed_outer_archives(tmp_path: Path, plain: Path, kind: str, monke
     (tmp_path / "a.tgz").write_bytes(packed)
     spool = tmp_path / "spool"
     spool.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setenv("TMPDIR", str(spool))
+    from ocilayout.transports.docker_archive import DockerArchive
+
+    with DockerArchive.open(tmp_path / "a.tgz") as archive:
+        assert archive.tree.compression == kind
+        assert os.readlink(f"/proc/self/fd/{archive.tree._fd}").startswith(str(spool))  # spooled there
+        assert list(spool.iterdir()) == []  # and unlinked from the start
     copy(f"docker-archive:{tmp_path}/a.tgz:app:1", f"oci:{tmp_path}/out:v1")
     assert _config_digest(f"oci:{tmp_path}/out:v1") == _config_digest(f"oci:{plain}:v1")
     assert list(spool.iterdir()) == []
@@ -434,13 +439,11 @@ def test_docker25_hybrid_resolves_repotags_through_the_oci_index(tmp_path: Path,
 
 def test_corrupt_compressed_archive_leaves_nothing(tmp_path: Path, plain: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import tempfile
-
     copy(f"oci:{plain}:v1", f"docker-archive:{tmp_path}/a.tar:app:1")
     (tmp_path / "a.tar.gz").write_bytes(gzip.compress((tmp_path / "a.tar").read_bytes())[:-100])
     spool = tmp_path / "spool"
     spool.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setenv("TMPDIR", str(spool))
     with pytest.raises(LayoutError) as info:
         open_source(f"docker-archive:{tmp_path}/a.tar.gz")
     assert "gzip-compressed docker-archive" in one_line(info)
