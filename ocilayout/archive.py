@@ -5,8 +5,9 @@ skopeo / containers-image write it. The tar machinery (safe index, ``pread`` mem
 deterministic writer) is :mod:`ocilayout.tarfs`; this module adds the layout on top:
 
 * :class:`ArchiveReader` is a :class:`~ocilayout.store.LayoutReader` over a :class:`~ocilayout.tarfs.TarTree`;
-  a gzip/zstd/xz/bzip2-compressed outer tar is refused ("compressed oci-archive is not supported; decompress
-  it first"): it cannot be read in place.
+  a gzip/zstd/xz/bzip2-compressed outer tar (which skopeo accepts too) is decompressed once, streaming, into
+  an anonymous temp file and read from there. Writing into a compressed archive is refused: ocilayout
+  writes uncompressed tars, and rewriting ``a.tar.gz`` uncompressed under its old name would be a lie.
 * :func:`commit_archive` streams every blob of a staging layout, of the existing archive (by offset, never
   extracted) and of ``extra`` openers into a temp tar beside the destination, verifying each blob's digest
   while copying, then fsyncs and renames. Before anything is written it checks that everything the new
@@ -48,8 +49,9 @@ class ArchiveReader(LayoutReader):
     def open(cls, path: Path | str) -> ArchiveReader:
         """Index the tar at ``path`` (headers only) and check its ``oci-layout`` file.
 
-        Raises NotFound when the file is missing; LayoutError for a non-tar, compressed, truncated or
-        malformed archive or one without an ``oci-layout``; UnsafePath for members or links that escape.
+        Raises NotFound when the file is missing; LayoutError for a non-tar, truncated or malformed archive
+        or one without an ``oci-layout``; UnsafePath for members or links that escape. A compressed archive
+        is decompressed into an anonymous temp file first (see :func:`~ocilayout.tarfs.spool_decompressed`).
         """
         tree = TarTree.load(path, "oci-archive")
         try:
@@ -154,6 +156,9 @@ def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None,
         base_path = Path(base) if base is not None else (out if out.exists() else None)
         old = ArchiveReader.open(base_path) if base_path is not None else None
         try:
+            if old is not None and old.tar.compression != "none":
+                raise LayoutError(f"{base_path} is {old.tar.compression}-compressed; ocilayout writes uncompressed "
+                                  "archives and cannot add to it: decompress it first")
             _write(out, staging, old, mtime, extra or {}, progress)
         finally:
             if old is not None:

@@ -7,6 +7,7 @@ __all__ = [
     "DOCKER_CONFIG",
     "DOCKER_FOREIGN_LAYER",
     "DOCKER_LAYER",
+    "DOCKER_LAYER_TAR",
     "DOCKER_LAYER_ZSTD",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
@@ -44,6 +45,8 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
+#: containers-image's DockerV2SchemaLayerMediaTypeUncompressed (what docker-archive layers are).
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER_TAR = "application/vnd.docker.image.rootfs.foreign.diff.tar"
 DOCKER_V2S1 = "application/vnd.docker.distribution.manifest.v1+json"
@@ -67,6 +70,7 @@ _LAYER_COMPRESSION: dict[str, str] = {
     OCI_LAYER_ND_ZSTD: "zstd",
     DOCKER_LAYER: "gzip",
     DOCKER_LAYER_ZSTD: "zstd",
+    DOCKER_LAYER_TAR: "none",
     DOCKER_FOREIGN_LAYER: "gzip",
     DOCKER_FOREIGN_LAYER_TAR: "none",
     "application/tar+gzip": "gzip",  # go-containerregistry test data

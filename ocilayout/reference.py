@@ -1,7 +1,9 @@
 """Image references in skopeo's ``transport:rest`` grammar, as one frozen value whose string round-trips.
 
 Transports: ``oci:PATH[:REF|@DIGEST]``, ``oci-archive:FILE[:REF|@DIGEST]``, ``dir:PATH``,
-``docker-archive:FILE[:REF]`` and ``docker://NAME[:TAG|@DIGEST]``.
+``docker-archive:FILE[:NAME:TAG|:@N]`` (``:@N``, also ``@N``: the N-th image of the archive's ``manifest.json``,
+from 0, as skopeo spells it) and
+``docker://NAME[:TAG|@DIGEST]``.
 
 Paths containing ``:`` are a known skopeo gap (it splits at the first colon). Here a path with colons
 works whenever it exists: the longest existing prefix before a ``:`` is the path, so ``oci:/srv/a:b:tag``
@@ -38,6 +40,8 @@ class ImageReference:
     path: str
     ref: str | None = None
     digest: Digest | None = None
+    #: ``docker-archive:FILE@N``: the N-th image in the archive (from 0).
+    index: int | None = None
 
     def __str__(self) -> str:
         if self.transport == "docker":
@@ -51,6 +55,8 @@ class ImageReference:
         s = f"{self.transport}:{path}"
         if self.digest is not None:
             return f"{s}@{self.digest}"
+        if self.index is not None:
+            return f"{s}:@{self.index}"
         if self.ref is not None:
             s += f":{self.ref}"
         return s
@@ -98,6 +104,16 @@ def parse_reference(text: str) -> ImageReference:
     if not rest:
         raise InvalidReference(f"invalid image reference {text!r}: missing path")
     digest = None
+    if transport == "docker-archive":
+        n = re.search(r":?@([0-9]+)$", rest)  # skopeo's FILE:@N, and FILE@N
+        if n and not os.path.exists(rest) and not (rest.startswith("[") and rest.rfind("]") > n.start()):
+            head = rest[: n.start()]
+            path = head[1:-1] if head.startswith("[") and head.endswith("]") else head
+            if not path:
+                raise InvalidReference(f"invalid image reference {text!r}: missing path")
+            if len(n.group(1)) > 9:
+                raise InvalidReference(f"invalid image index in {text!r}")
+            return ImageReference(transport, path, None, None, int(n.group(1)))
     m = re.search(_DIGEST_SUFFIX, rest)
     if m and not (rest.startswith("[") and rest.rfind("]") > m.start()):
         try:

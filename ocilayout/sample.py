@@ -117,8 +117,9 @@ def make_index(store: LayoutStore, manifests: Sequence[Descriptor], *, tag: str 
     return desc
 
 
-def build_sample_layout(path: Path | str) -> LayoutStore:
-    """The built-in sample: tag ``v1`` (one platform, two layers) and ``multi`` (linux/amd64 + linux/arm64)."""
+def build_sample_layout(path: Path | str, *, compression: str = "gzip") -> LayoutStore:
+    """The built-in sample: tag ``v1`` (one platform, two layers) and ``multi`` (linux/amd64 + linux/arm64),
+    layers compressed as ``compression``."""
     store = LayoutStore.create(path)
     make_image(
         store,
@@ -126,8 +127,10 @@ def build_sample_layout(path: Path | str) -> LayoutStore:
          {"usr/share/doc/readme.txt": b"second layer\n" * 100}],
         tag="v1",
         labels={"org.opencontainers.image.title": "ocilayout sample"},
+        compression=compression,
     )
-    amd = make_image(store, [{"arch.txt": b"amd64\n"}], platform=Platform("linux", "amd64"))
-    arm = make_image(store, [{"arch.txt": b"arm64\n"}], platform=Platform("linux", "arm64", "v8"))
+    amd = make_image(store, [{"arch.txt": b"amd64\n"}], platform=Platform("linux", "amd64"), compression=compression)
+    arm = make_image(store, [{"arch.txt": b"arm64\n"}], platform=Platform("linux", "arm64", "v8"),
+                     compression=compression)
     make_index(store, [amd, arm], tag="multi")
     return store

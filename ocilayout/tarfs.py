@@ -14,8 +14,9 @@ LayoutError.
 file descriptor, so several threads can read different members at once and a stream stays valid after the
 tree is closed. Member names are not trusted: absolute names, ``..`` components, links whose target leaves
 the tree and members beneath a symlink raise :class:`UnsafePath`; links inside the tree (deduplication) are
-followed with an ELOOP-style hop limit. Device, fifo and sparse members, truncated archives, non-tar files
-and compressed tars raise :class:`LayoutError`; PAX/GNU long-name headers are capped at 1 MiB.
+followed with an ELOOP-style hop limit. Device, fifo and sparse members, truncated archives and non-tar files
+raise :class:`LayoutError`; a compressed tar (gzip, zstd, xz, bzip2) is decompressed once into an anonymous
+temp file and read in place from there; PAX/GNU long-name headers are capped at 1 MiB.
 
 **Writing a tar** (:class:`TarWriter`): entries in the order given (callers sort them), owner 0/0 with empty
 names, modes 0644/0755, one mtime (``SOURCE_DATE_EPOCH``, else 0), PAX format; written to a flock()ed temp
@@ -226,11 +227,18 @@ class TarTree:
         self.location = str(path)
         self._fd: int | None = fd
         self._members = members
+        #: How the file on disk was compressed ("none" when read in place).
+        self.compression = "none"
 
     @classmethod
-    def load(cls, path: Path | str, what: str = "archive") -> TarTree:
+    def load(cls, path: Path | str, what: str = "archive", *, decompress: bool = True) -> TarTree:
         """Index the tar at ``path`` (headers only). Raises NotFound when it is missing; LayoutError for a
-        non-tar, compressed, truncated or malformed tar; UnsafePath for members or links that escape."""
+        non-tar, truncated or malformed tar; UnsafePath for members or links that escape.
+
+        A gzip/zstd/xz/bzip2-compressed tar is decompressed once, streaming, into an anonymous temp file
+        (see :func:`spool_decompressed`) and read in place from there; ``compression`` says which it was.
+        With ``decompress=False`` a compressed tar raises LayoutError instead.
+        """
         path = Path(path)
         try:
             f = open_regular(path, what)
@@ -238,13 +246,18 @@ class TarTree:
             raise NotFound(f"{path}: no such {what}") from err
         except OSError as err:
             raise LayoutError(f"cannot open {path}: {err.strerror or err}") from err
-        fd = os.dup(f.fileno())
-        f.close()
         try:
-            return cls(path, fd, _index_tar(path, fd, what))
+            kind = _sniff(path, f.fileno(), what, decompress)
+            fd = spool_decompressed(f, kind, path, what) if kind != "none" else os.dup(f.fileno())
+        finally:
+            f.close()
+        try:
+            tree = cls(path, fd, _index_tar(path, fd, what))
         except BaseException:
             os.close(fd)
             raise
+        tree.compression = kind
+        return tree
 
     def close(self) -> None:
         """Release the tar's descriptor; streams already opened stay readable."""
@@ -286,12 +299,65 @@ class TarTree:
         return iter(sorted(self._members))
 
 
-def _sniff(path: Path, fd: int, what: str) -> None:
+def _sniff(path: Path, fd: int, what: str, decompress: bool) -> str:
     from .compression import MAGIC_LEN, detect
 
     kind = detect(os.pread(fd, MAGIC_LEN, 0))
-    if kind != "none":
-        raise LayoutError(f"{path}: compressed {what} is not supported; decompress it first ({kind})")
+    if kind != "none" and not decompress:
+        raise LayoutError(f"{path}: compressed {what} is not supported here; decompress it first ({kind})")
+    return kind
+
+
+#: Outer-archive compressions :func:`spool_decompressed` reads (xz and bzip2 through the standard library).
+SPOOL_KINDS = frozenset({"gzip", "zstd", "xz", "bzip2"})
+
+
+def spool_decompressed(f: BinaryIO, kind: str, path: Path, what: str = "archive") -> int:
+    """Decompress ``f`` (compressed as ``kind``) once, streaming, into an anonymous temp file; returns its fd.
+
+    The file lives in ``$TMPDIR``, else ``/var/tmp`` (containers-image's directory for big temp files: ``/tmp``
+    is often a RAM-backed tmpfs), is unlinked before a byte is written (so nothing is left behind on failure,
+    on close or if the process is killed) and is freed when the last descriptor on it closes; memory use is
+    the codec's window, never the archive's size. Raises LayoutError for corrupt input or a full disk.
+    """
+    import tempfile
+
+    from .compression import open_decompressed
+
+    where = os.environ.get("TMPDIR") or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
+    tmp = tempfile.TemporaryFile(prefix=".ocilayout-spool-", dir=where)  # noqa: SIM115 - its fd is returned
+    try:
+        f.seek(0)
+        if kind == "xz":
+            import lzma
+
+            reader: BinaryIO = lzma.LZMAFile(f, "rb")  # type: ignore[assignment]  # noqa: SIM115
+        elif kind == "bzip2":
+            import bz2
+
+            reader = bz2.BZ2File(f, "rb")  # type: ignore[assignment]
+        else:
+            reader = open_decompressed(f, kind)
+        try:
+            while chunk := reader.read(1 << 20):
+                tmp.write(chunk)
+        finally:
+            reader.close()
+        tmp.flush()
+        tmp.seek(0)  # the tar index reads from the descriptor's current offset
+        return os.dup(tmp.fileno())
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise LayoutError(f"no space left on device while decompressing {path} ({kind})") from err
+        raise LayoutError(f"{path}: corrupt {kind}-compressed {what} ({err.strerror or err})") from err
+    except (EOFError, ValueError) as err:
+        raise LayoutError(f"{path}: corrupt or truncated {kind}-compressed {what} ({err})") from err
+    except Exception as err:
+        if type(err).__name__ in ("ZstdError", "LZMAError", "error"):  # zstandard, lzma, zlib / isal_zlib
+            raise LayoutError(f"{path}: corrupt {kind}-compressed {what} ({err})") from err
+        raise
+    finally:
+        tmp.close()
 
 
 def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
@@ -299,7 +365,6 @@ def _index_tar(path: Path, fd: int, what: str = "archive") -> dict[str, Member]:
     import tarfile
 
     header_errors: tuple[type[Exception], ...] = (tarfile.TarError, *_HEADER_ERRORS)
-    _sniff(path, fd, what)
     file_size = os.fstat(fd).st_size
     members: dict[str, Member] = {}
     with os.fdopen(os.dup(fd), "rb") as f:
@@ -446,12 +511,14 @@ def source_date_epoch(epoch: int | None = None) -> int:
 
 
 
-def _header(name: str, *, size: int = 0, directory: bool = False, mtime: int = 0) -> bytes:
+def _header(name: str, *, size: int = 0, directory: bool = False, mtime: int = 0, link: str | None = None) -> bytes:
     import tarfile
 
     ti = tarfile.TarInfo(name + "/" if directory else name)
-    ti.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-    ti.mode = 0o755 if directory else 0o644
+    ti.type = tarfile.DIRTYPE if directory else tarfile.SYMTYPE if link is not None else tarfile.REGTYPE
+    ti.mode = 0o755 if directory or link is not None else 0o644
+    if link is not None:
+        ti.linkname = link
     ti.size = size
     ti.mtime = mtime
     ti.uid = ti.gid = 0
@@ -490,6 +557,10 @@ class TarWriter:
 
     def add_dir(self, name: str) -> None:
         self._file.write(_header(name, directory=True, mtime=self.mtime))
+
+    def add_symlink(self, name: str, target: str) -> None:
+        """A symlink entry ``name -> target`` (a relative target inside the archive)."""
+        self._file.write(_header(name, mtime=self.mtime, link=target))
 
     def add_bytes(self, name: str, data: bytes) -> None:
         self._file.write(_header(name, size=len(data), mtime=self.mtime) + data + _pad(len(data)))

@@ -270,12 +270,45 @@ def test_mutated_archives_fail_cleanly(tmp_path: Path, sample: LayoutStore) -> N
     assert failures > 100  # most mutations must be caught
 
 
-def test_compressed_archive_refused(tmp_path: Path, sample_tar: Path) -> None:
+@pytest.mark.parametrize("kind", ["gzip", "zstd", "xz", "bzip2"])
+def test_compressed_archive_reads_and_refuses_appending(tmp_path: Path, sample_tar: Path, sample: LayoutStore,
+                                                        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compressed oci-archive (skopeo accepts them) is decompressed once into an anonymous temp file and
+    read from there: same blobs, nothing left in $TMPDIR; adding to it is refused, the file unchanged."""
+    import bz2
+    import lzma
+
+    import zstandard
+
+    data = sample_tar.read_bytes()
+    packed = {"gzip": lambda b: gzip.compress(b), "zstd": lambda b: zstandard.ZstdCompressor().compress(b),
+              "xz": lzma.compress, "bzip2": bz2.compress}[kind](data)
+    p = tmp_path / "a.tar.z"
+    p.write_bytes(packed)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    with ArchiveReader.open(p) as r, ArchiveReader.open(sample_tar) as plain:
+        assert r.tar.compression == kind
+        assert os.readlink(f"/proc/self/fd/{r.tar._fd}").startswith(str(spool))  # spooled there, never named
+        assert list(r.all_blobs()) == list(plain.all_blobs())
+        assert r.verify_blobs() > 0
+        assert list(spool.iterdir()) == []  # unlinked before a byte was written
+    staging = LayoutStore.create(tmp_path / "staging")
+    make_image(staging, tag="extra")
+    with pytest.raises(LayoutError) as excinfo:
+        commit_archive(p, staging)
+    assert f"{kind}-compressed" in one_line_error(excinfo) and "decompress it first" in one_line_error(excinfo)
+    assert p.read_bytes() == packed
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(TMP_PREFIX)] == []
+
+
+def test_corrupt_compressed_archive_is_one_line(tmp_path: Path, sample_tar: Path) -> None:
     p = tmp_path / "a.tar.gz"
-    p.write_bytes(gzip.compress(sample_tar.read_bytes()))
+    p.write_bytes(gzip.compress(sample_tar.read_bytes())[:-200])
     with pytest.raises(LayoutError) as excinfo:
         ArchiveReader.open(p)
-    assert "compressed oci-archive is not supported; decompress it first" in one_line_error(excinfo)
+    assert "gzip-compressed" in one_line_error(excinfo)
 
 
 def test_tar_without_layout_file(tmp_path: Path) -> None:
@@ -559,3 +592,16 @@ def test_concurrent_appends_keep_every_tag(tmp_path: Path) -> None:
     with check_archive(out) as r:
         assert sorted(r.refs()) == ["t0", "t1", "t2", "t3"]
     no_temp_files(tmp_path)
+
+
+def test_copy_from_and_into_a_gzipped_oci_archive(tmp_path: Path, sample_tar: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Through the transport: a .tar.gz oci-archive copies out; copying into it is refused, file unchanged."""
+    p = tmp_path / "a.tar.gz"
+    packed = gzip.compress(sample_tar.read_bytes())
+    p.write_bytes(packed)
+    res = cli("copy", "-q", f"oci-archive:{p}:v1", f"oci:{tmp_path}/out:v1")
+    assert res.exit_code == 0, res
+    res = cli("copy", "-q", f"oci:{tmp_path}/out:v1", f"oci-archive:{p}:again")
+    assert res.exit_code == 4 and "gzip-compressed" in res.stderr and res.stderr.count("\n") == 1
+    assert p.read_bytes() == packed
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".ocilayout")] == []

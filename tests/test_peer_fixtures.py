@@ -85,7 +85,8 @@ def test_refusals_are_the_expected_ones() -> None:
     "regclient/testdata/layer.tar",
 ])
 def test_docker_archives_refused_as_oci_archive(tar: str, cli) -> None:  # type: ignore[no-untyped-def]
-    """docker-save tarballs are not oci-archives: a one-line refusal (the docker-archive: transport is later work)."""
+    """docker-save tarballs are not oci-archives: a one-line refusal (they read as docker-archive:, see
+    test_docker_archive.py)."""
     res = cli("inspect", f"oci-archive:{peer_path(tar)}")
     assert res.exit_code != 0 and res.stderr.startswith("ocilayout: error:") and res.stderr.count("\n") == 1
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ._app import app
 from ._display import echo, escape_json, write_bytes
+
+if TYPE_CHECKING:
+    from ..copy import CopyOptions, CopyResult
 
 
 def _write(data: bytes | str) -> None:
@@ -55,6 +59,31 @@ def _check_writable(path: Path) -> None:
         raise LayoutError(f"--digestfile {path}: directory {parent} is not writable")
 
 
+def _copy_tagged(source: str, destination: str, options: CopyOptions, tags: list[str]) -> CopyResult:
+    """Copy, then name the image with every one of ``tags`` too, in the same commit."""
+    from ..copy import copy_into
+    from ..errors import UnsupportedFormat
+    from ..reference import check_ref_name
+    from ..transports import open_destination, open_source
+
+    for tag in tags:  # before anything is copied (a destination checks its own grammar on top)
+        check_ref_name(tag, f"--additional-tag {tag}")
+    with open_source(source) as src:
+        dst = open_destination(destination)
+        try:
+            if not dst.capabilities.multi_image:
+                raise UnsupportedFormat(f"{destination} holds one name per copy; --additional-tag is not supported")
+            result = copy_into(src, dst, options)
+            for tag in tags:
+                dst.tag(result.descriptor, tag)
+            dst.commit()
+        finally:
+            dst.close()
+    if options.progress is not None:
+        options.progress.finish()
+    return result
+
+
 @app.command()
 def copy(
     source: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF] or oci-archive:FILE[:REF]"),
@@ -72,8 +101,10 @@ def copy(
                                                     help="Passphrase for the signing key (first line)."),
     sign_identity: str | None = typer.Option(None, "--sign-identity", metavar="REF",
                                              help="Docker reference the signature vouches for."),
+    additional_tag: list[str] = typer.Option([], "--additional-tag", metavar="NAME:TAG",
+                                             help="Also name the image this (repeatable; docker-archive:, oci:)."),
 ) -> None:
-    """Copy an image between oci: layouts and oci-archive: files, verifying every blob.
+    """Copy an image between oci: layouts, oci-archive: and docker-archive: files, verifying every blob.
 
     Signatures (cosign .sig tags) travel with the image unless --remove-signatures."""
     from ..copy import CopyOptions, Selection, Signing
@@ -96,7 +127,8 @@ def copy(
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
     options = CopyOptions(select=select, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
-    result = do_copy(source, destination, options)
+    result = do_copy(source, destination, options) if not additional_tag else \
+        _copy_tagged(source, destination, options, additional_tag)
     if digestfile is not None:
         _write_digestfile(digestfile, str(result.descriptor.digest).encode())
     if not quiet:

@@ -25,7 +25,7 @@ TRANSPORTS: Mapping[str, str] = {
     "oci": "ocilayout.transports.oci:OciTransport",
     "oci-archive": "ocilayout.transports.oci_archive:OciArchiveTransport",
     "dir": "ocilayout.transports.dir:DirTransport",
-    "docker-archive": "ocilayout.transports.base:Transport",  # parsed; the formats issue implements it
+    "docker-archive": "ocilayout.transports.docker_archive:DockerArchiveTransport",
     "docker": "ocilayout.transports.base:Transport",  # parsed; the registry issue implements it
 }
 assert tuple(TRANSPORTS) == NAMES, "reference.TRANSPORTS and the transport table must list the same names"

@@ -1,0 +1,678 @@
+"""``docker-archive:FILE[:NAME:TAG|@N]``: ``docker save`` tarballs, read in place and written deterministically.
+
+Reading (:class:`DockerArchiveSource`) goes through a :class:`~ocilayout.tarfs.TarTree`: an uncompressed
+archive is never extracted, a gzip/zstd/xz/bzip2 one is decompressed once into an anonymous temp file. The
+image is chosen as containers-image's ``ChooseManifestItem`` does: ``:NAME:TAG`` matches a ``RepoTags``
+entry (both normalized, so ``busybox:latest`` finds ``docker.io/library/busybox:latest``), ``@N`` is the
+N-th ``manifest.json`` item, no selector needs an archive of exactly one image.
+
+A docker-save archive stores no manifest: one is synthesized (Docker v2s2, canonical JSON, the config's
+bytes verbatim, layer digests = the config's ``diff_ids``, layers served uncompressed, a compressed
+``layer.tar`` decompressed on the fly, as containers-image's GetBlob does). The layer media type is the
+honest ``...rootfs.diff.tar`` (containers-image labels them ``.tar.gzip`` although they are not). A Docker
+25+ archive also holds an OCI layout: when the item's config is that of a manifest in it (found through
+``index.json``, else among its small blobs), that manifest's exact bytes are the image.
+
+Writing (:class:`DockerArchiveDestination`) keeps blob openers until ``commit``, then writes the whole tar
+in one pass (:class:`~ocilayout.tarfs.TarWriter`, under the directory lock): ``<config hex>.json``,
+``<diffid hex>.tar``, the v1 directories (``json``, ``VERSION``, ``layer.tar`` symlink), ``manifest.json``
+with ``RepoTags`` and ``repositories``. Several images go into one archive with shared layers stored once;
+an existing archive's images are kept (a tag given again moves to the new image). Layers must be
+uncompressed, manifests are not stored byte for byte, signatures cannot be kept: the capabilities say so
+and the copy planner refuses what does not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .. import mediatypes as mt
+from ..descriptor import Descriptor
+from ..digest import CHUNK, Digest, VerifyingReader
+from ..dockertar import MANIFEST_FILE, REPOSITORIES_FILE, Item, normalize_tag, parse_manifest, same_tag
+from ..errors import (
+    IntegrityError,
+    InvalidManifest,
+    InvalidReference,
+    LayoutError,
+    NotFound,
+    OcilayoutError,
+    UnsupportedFormat,
+)
+from ..manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, canonical_json
+from ..reference import ImageReference
+from ..tarfs import TarTree
+from .base import BlobOpener, Capabilities, ProgressFn, Transport
+
+if TYPE_CHECKING:
+    from ..signature.model import Signature
+
+__all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "DockerArchive", "DockerArchiveDestination", "DockerArchiveSource",
+           "DockerArchiveTransport"]
+
+DOCKER_ARCHIVE_CAPABILITIES = Capabilities(
+    manifest_types=frozenset({mt.DOCKER_MANIFEST, mt.OCI_MANIFEST}),
+    layer_compressions=frozenset({"none"}),
+    indexes=False,
+    multi_image=True,
+    names="docker-reference",
+    signatures=frozenset(),
+    verbatim=False,
+)
+
+
+@dataclass(slots=True)
+class _Image:
+    """One ``manifest.json`` item resolved: its manifest (synthesized or the real one) and where blobs are."""
+
+    item: Item
+    manifest: Manifest
+    config_raw: bytes
+    repo_tags: tuple[str, ...]
+    #: digest -> (member name, compression of the member: "none" or the kind to decompress)
+    blobs: dict[Digest, tuple[str, str]] = field(default_factory=dict)
+    sizes: dict[Digest, int] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Descriptor:
+        return self.manifest.config
+
+    @property
+    def layers(self) -> list[Descriptor]:
+        return self.manifest.layers
+
+
+class DockerArchive:
+    """A docker-save archive's ``manifest.json`` and the blobs its images need, read in place."""
+
+    def __init__(self, tree: TarTree, items: list[Item]) -> None:
+        self.tree = tree
+        self.location = tree.location
+        self.items = items
+        self._images: dict[int, _Image] = {}
+        self._layout: list[Manifest] | None = None
+
+    @classmethod
+    def open(cls, path: Path | str) -> DockerArchive:
+        """Index the tar and parse its ``manifest.json``. Raises NotFound (no file), LayoutError (not a tar,
+        no or bad manifest.json), UnsupportedFormat (the pre-1.10 form without manifest.json), UnsafePath."""
+        tree = TarTree.load(path, "docker-archive")
+        try:
+            if not tree.exists(MANIFEST_FILE):
+                if tree.exists(REPOSITORIES_FILE):
+                    raise UnsupportedFormat(f"{path} is a pre-1.10 docker save archive (repositories and v1 layer "
+                                            "directories, no manifest.json), which is not supported (nor by skopeo)")
+                if tree.exists("oci-layout"):
+                    raise LayoutError(f"{path} has no manifest.json: it is an OCI layout archive; use oci-archive:")
+                raise LayoutError(f"{path} is not a docker-archive (no manifest.json)")
+            raw = _read_small(tree, MANIFEST_FILE, 1 << 20)
+            return cls(tree, parse_manifest(raw, str(path)))
+        except BaseException:
+            tree.close()
+            raise
+
+    def close(self) -> None:
+        self.tree.close()
+
+    def __enter__(self) -> DockerArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def names(self) -> list[str]:
+        """Every RepoTags entry, in stored order."""
+        return [t for it in self.items for t in it.repo_tags]
+
+    def choose(self, ref: ImageReference) -> int:
+        """The item ``ref`` selects (``:NAME:TAG``, ``@N`` or the only one); raises NotFound, InvalidReference."""
+        if ref.index is not None:
+            if ref.index >= len(self.items):
+                raise NotFound(f"{ref}: invalid source index @{ref.index}, the archive holds "
+                               f"{len(self.items)} image(s)")
+            return ref.index
+        if ref.ref is not None:
+            wanted = normalize_tag(ref.ref)
+            for i, it in enumerate(self.items):
+                if any(same_tag(t, wanted) for t in it.repo_tags):
+                    return i
+            raise NotFound(f"{ref}: no image tagged {wanted} in the archive (tags: "
+                           f"{', '.join(self.names()) or 'none'})")
+        if len(self.items) != 1:
+            raise InvalidReference(f"{ref}: the archive holds {len(self.items)} images; name one with "
+                                   ":NAME:TAG or @N")
+        return 0
+
+    def image(self, i: int) -> _Image:
+        """Item ``i`` resolved (config read and checked, layer sizes known); raises LayoutError, NotFound,
+        InvalidManifest, UnsafePath."""
+        img = self._images.get(i)
+        if img is None:
+            img = self._images[i] = self._resolve(self.items[i], i)
+        return img
+
+    def images(self) -> Iterator[_Image]:
+        for i in range(len(self.items)):
+            yield self.image(i)
+
+    def _resolve(self, item: Item, i: int) -> _Image:
+        where = f"{self.location}: manifest.json item @{i}"
+        config_raw = self._member_bytes(item.config, f"{where}: config")
+        config_digest = Digest.of(config_raw)
+        real = self._real_manifest(config_digest)
+        if real is not None:
+            img = _Image(item, real, config_raw, item.repo_tags)
+            for d in [real.config, *real.layers]:
+                name = _blob_name(d.digest)
+                img.blobs[d.digest] = (name, "none")
+                img.sizes[d.digest] = d.size
+            return img
+        try:
+            config = ImageConfig.parse(config_raw)
+        except InvalidManifest as err:
+            raise InvalidManifest(f"{where}: config {item.config}: {err}") from err
+        diff_ids = config.diff_ids
+        if not isinstance(config.doc.get("rootfs"), dict):
+            raise InvalidManifest(f"{where}: config {item.config} has no rootfs")
+        if len(diff_ids) != len(item.layers):
+            raise LayoutError(f"{where}: {len(item.layers)} layers in manifest.json, {len(diff_ids)} diff_ids in "
+                              "its config")
+        blobs: dict[Digest, tuple[str, str]] = {config_digest: ("", "config")}
+        sizes = {config_digest: len(config_raw)}
+        layers = []
+        by_path: dict[str, Digest] = {}
+        for text, path in zip(diff_ids, item.layers, strict=True):
+            try:
+                diff_id = Digest.parse(text)
+            except OcilayoutError as err:
+                raise InvalidManifest(f"{where}: config diff_id {text!r}: {err}") from err
+            if path in by_path and by_path[path] != diff_id:
+                raise LayoutError(f"{where}: layer {path} is used for two different diff_ids")
+            by_path[path] = diff_id
+            if diff_id not in blobs:
+                m = self.tree.lookup(path)
+                if m is None or m.kind != "file":
+                    raise LayoutError(f"{where}: layer {path} is missing from the archive")
+                kind = _detect(self.tree, path)
+                blobs[diff_id] = (path, kind)
+                sizes[diff_id] = m.size if kind == "none" else _decompressed_size(self.tree, path, kind)
+            layers.append({"mediaType": mt.DOCKER_LAYER_TAR, "size": sizes[diff_id], "digest": str(diff_id)})
+        doc = {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
+               "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config_raw), "digest": str(config_digest)},
+               "layers": layers}
+        manifest = Manifest.parse(canonical_json(doc), mt.DOCKER_MANIFEST)
+        return _Image(item, manifest, config_raw, item.repo_tags, blobs, sizes)
+
+    def _member_bytes(self, path: str, what: str) -> bytes:
+        m = self.tree.lookup(path)
+        if m is None or m.kind != "file":
+            raise LayoutError(f"{what} {path} is missing from the archive")
+        return _read_small(self.tree, path, MAX_MANIFEST_SIZE)
+
+    def _real_manifest(self, config_digest: Digest) -> Manifest | None:
+        """A Docker 25+ archive's OCI-layout manifest for ``config_digest`` whose blobs are all here, or None."""
+        if not (self.tree.exists("oci-layout") and self.tree.exists("index.json")):
+            return None
+        if self._layout is None:
+            self._layout = list(self._layout_manifests())
+        for manifest in self._layout:
+            if manifest.is_index or manifest.is_schema1 or "config" not in manifest.doc:
+                continue
+            if manifest.config.digest != config_digest:
+                continue
+            if all(self.tree.exists(_blob_name(d.digest)) and self.tree.size(_blob_name(d.digest)) == d.size
+                   for d in [manifest.config, *manifest.layers]):
+                return manifest
+        return None
+
+    def _layout_manifests(self) -> Iterator[Manifest]:
+        """Manifests reachable from ``index.json``, then any other small JSON blob that parses as one."""
+        seen: set[Digest] = set()
+        try:
+            index = Manifest.parse(_read_small(self.tree, "index.json", MAX_MANIFEST_SIZE))
+        except OcilayoutError:
+            index = None
+        todo = list(index.manifests) if index is not None and index.is_index else []
+        while todo:
+            d = todo.pop(0)
+            if d.digest in seen or len(seen) > 1000:
+                continue
+            seen.add(d.digest)
+            m = self._blob_manifest(_blob_name(d.digest), d.digest)
+            if m is not None:
+                yield m
+                if m.is_index:
+                    todo.extend(m.manifests)
+        for name in self.tree.names():
+            parts = name.split("/")
+            if len(parts) != 3 or parts[0] != "blobs":
+                continue
+            try:
+                digest = Digest(parts[1], parts[2])
+            except OcilayoutError:
+                continue
+            if digest not in seen and self.tree.size(name) <= 64 << 10:
+                m = self._blob_manifest(name, digest)
+                if m is not None:
+                    yield m
+
+    def _blob_manifest(self, name: str, digest: Digest) -> Manifest | None:
+        if not self.tree.exists(name) or self.tree.size(name) > MAX_MANIFEST_SIZE:
+            return None
+        raw = _read_small(self.tree, name, MAX_MANIFEST_SIZE)
+        if not raw.lstrip().startswith(b"{") or Digest.of(raw, digest.algorithm) != digest:
+            return None
+        try:
+            return Manifest.parse(raw)
+        except OcilayoutError:
+            return None
+
+    def find(self, digest: Digest) -> tuple[_Image, int] | None:
+        """The resolved image holding blob ``digest`` and its size (resolving items as needed), or None."""
+        for img in self._images.values():
+            if digest in img.sizes:
+                return img, img.sizes[digest]
+        for img in self.images():
+            if digest in img.sizes:
+                return img, img.sizes[digest]
+        return None
+
+    def open_blob(self, img: _Image, digest: Digest) -> BinaryIO:
+        """Blob ``digest`` of ``img`` as the manifest describes it (uncompressed layers); raises NotFound."""
+        where = img.blobs.get(digest)
+        if where is None:
+            raise NotFound(f"{self.location}: blob {digest} is not in the archive")
+        name, kind = where
+        if kind == "config":
+            return io.BytesIO(img.config_raw)
+        stream = self.tree.open(name)
+        if kind == "none":
+            return stream
+        return _Decompressed(stream, kind)  # type: ignore[return-value]
+
+
+def _blob_name(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+def _read_small(tree: TarTree, name: str, limit: int) -> bytes:
+    size = tree.size(name)
+    if size > limit:
+        raise LayoutError(f"{tree.location}: {name} is {size} bytes, over the {limit}-byte limit")
+    with tree.open(name) as f:
+        return f.read()
+
+
+def _detect(tree: TarTree, name: str) -> str:
+    from ..compression import MAGIC_LEN, detect
+
+    with tree.open(name) as f:
+        kind = detect(f.read(MAGIC_LEN))
+    if kind not in ("none", "gzip", "zstd"):
+        raise UnsupportedFormat(f"{tree.location}: layer {name} is {kind}-compressed, which is not supported")
+    return kind
+
+
+class _Decompressed(io.RawIOBase):
+    """A decompressing view of a member stream; closing it closes both."""
+
+    def __init__(self, raw: BinaryIO, kind: str) -> None:
+        from ..compression import open_decompressed
+
+        super().__init__()
+        self._raw = raw
+        self._inner = open_decompressed(raw, kind)
+        self._kind = kind
+        self.name = getattr(raw, "name", "layer")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        try:
+            data = self._inner.read(len(view))
+        except OcilayoutError:
+            raise
+        except Exception as err:  # the codec's error for a corrupt member
+            raise LayoutError(f"{self.name}: corrupt {self._kind}-compressed layer ({err})") from err
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._inner.close()
+            self._raw.close()
+        super().close()
+
+
+def _decompressed_size(tree: TarTree, name: str, kind: str) -> int:
+    n = 0
+    with _Decompressed(tree.open(name), kind) as f:
+        while chunk := f.read(CHUNK):
+            n += len(chunk)
+    return n
+
+
+class DockerArchiveSource:
+    """One image of a docker-archive (see the module docstring)."""
+
+    def __init__(self, ref: ImageReference) -> None:
+        if ref.digest is not None:
+            raise InvalidReference(f"{ref}: a docker-archive image is named by :NAME:TAG or @N, not a digest")
+        self.ref = ref
+        self.archive = DockerArchive.open(ref.path)
+        try:
+            self.image = self.archive.image(self.archive.choose(ref))
+        except BaseException:
+            self.archive.close()
+            raise
+        self.root = self.image.manifest.descriptor
+
+    def get_manifest(self, desc: Descriptor | None = None) -> Manifest:
+        if desc is None or desc.digest == self.root.digest:
+            return self.image.manifest
+        raise NotFound(f"{self.ref}: manifest {desc.digest} is not in the archive")
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        return self.archive.open_blob(self.image, desc.digest)
+
+    def stat_blob(self, digest: Digest) -> int | None:
+        return self.image.sizes.get(digest)
+
+    def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
+        return ()
+
+    def close(self) -> None:
+        self.archive.close()
+
+    def __enter__(self) -> DockerArchiveSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(slots=True)
+class _Blob:
+    open: BlobOpener
+    size: int
+
+
+@dataclass(slots=True)
+class _Out:
+    """One image of the archive being written."""
+
+    config: Descriptor
+    layers: list[Descriptor]
+    repo_tags: list[str]
+
+
+class DockerArchiveDestination:
+    """Destination for ``docker-archive:FILE[:NAME:TAG]`` (see the module docstring)."""
+
+    capabilities = DOCKER_ARCHIVE_CAPABILITIES
+
+    def __init__(self, ref: ImageReference) -> None:
+        from ..fsutil import locked_temp_dir
+
+        if ref.index is not None:
+            raise InvalidReference(f"cannot write to {ref}: @N selects an image to read; name it :NAME:TAG")
+        self.ref = ref
+        self.path = Path(ref.path)
+        self.default_tag = normalize_tag(ref.ref) if ref.ref is not None else None
+        if self.path.is_dir():
+            raise LayoutError(f"{self.path} is a directory; docker-archive: wants a file")
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise NotFound(f"cannot write {self.path}: directory {parent} does not exist")
+        self._parent = parent
+        self._blobs: dict[Digest, _Blob] = {}
+        self._manifests: dict[Digest, Manifest] = {}
+        self._tags: list[tuple[Descriptor, str | None]] = []
+        self._progress: ProgressFn | None = None
+        self._dir_fd = -1
+        self.base: DockerArchive | None = DockerArchive.open(self.path) if self.path.exists() else None
+        try:
+            self._dir, self._dir_fd = locked_temp_dir(parent, ".darchive")
+        except BaseException:
+            self.close()
+            raise
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        blob = self._blobs.get(desc.digest)
+        if blob is not None:
+            return blob.size == desc.size
+        if self.base is not None:
+            try:
+                found = self.base.find(desc.digest)
+            except OcilayoutError:
+                return False
+            return found is not None and found[1] == desc.size
+        return False
+
+    def put_blob(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
+                 progress: ProgressFn | None = None) -> Descriptor:
+        if expected is not None:
+            self._blobs[expected.digest] = _Blob(open_, expected.size)
+            self._progress = progress
+            return expected.with_(media_type=media_type)
+        h = hashlib.sha256()
+        tmp = self._dir / f"blob-{len(self._blobs)}-{os.urandom(4).hex()}"
+        size = 0
+        with open_() as src, open(tmp, "xb") as out:
+            while chunk := src.read(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        digest = Digest("sha256", h.hexdigest())
+        final = self._dir / digest.hex
+        os.replace(tmp, final)
+        self._blobs[digest] = _Blob(lambda: open(final, "rb"), size)  # noqa: SIM115 - the caller closes it
+        return Descriptor(media_type, digest, size)
+
+    def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
+        from .oci import manifest_descriptor
+
+        if manifest.is_index:
+            raise UnsupportedFormat(f"{self.ref.path}: a docker-archive cannot hold an index; pick one image "
+                                    "with --platform")
+        if manifest.is_schema1 or "config" not in manifest.doc:
+            raise UnsupportedFormat(f"{self.ref.path}: a docker-archive holds only images with a config "
+                                    f"(not {manifest.media_type})")
+        for layer in manifest.layers:
+            kind = mt.layer_compression(layer.media_type)
+            if kind not in ("none", None):
+                raise UnsupportedFormat(f"{self.ref.path}: docker-archive layers are uncompressed; {layer.digest} "
+                                        f"is {kind}")
+            if layer.digest.algorithm != "sha256":
+                raise UnsupportedFormat(f"docker-archive stores sha256 layers only, not {layer.digest}")
+        desc = manifest_descriptor(manifest, algorithm)
+        self._manifests[desc.digest] = manifest
+        return desc
+
+    def tag(self, desc: Descriptor, name: str | None) -> None:
+        """Name the image ``desc`` at commit (its manifest must have been put by then); raises
+        InvalidReference for a name that is not ``NAME[:TAG]``."""
+        self._tags.append((desc, normalize_tag(name) if name is not None else None))
+
+    def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
+        if sigs:
+            raise UnsupportedFormat(f"{self.ref.path}: a docker-archive cannot store signatures; pass "
+                                    "--remove-signatures to copy the image without them")
+
+    def _opener(self, digest: Digest, current: DockerArchive | None) -> _Blob | None:
+        blob = self._blobs.get(digest)
+        if blob is not None:
+            return blob
+        if current is not None:
+            found = current.find(digest)
+            if found is not None:
+                img, size = found
+                arch = current
+                return _Blob(lambda: arch.open_blob(img, digest), size)
+        return None
+
+    def commit(self) -> None:
+        from ..archive import archive_lock
+
+        if self.base is not None:
+            self.base.close()
+            self.base = None
+        if not self._tags:
+            return
+        with archive_lock(self._parent):
+            current = DockerArchive.open(self.path) if self.path.exists() else None
+            try:
+                if current is not None and current.tree.compression != "none":
+                    raise LayoutError(f"{self.path} is {current.tree.compression}-compressed; ocilayout writes "
+                                      "uncompressed archives and cannot add to it: decompress it first")
+                self._write(current)
+            except OcilayoutError as err:
+                err.add_note(f"while writing {self.path}; it was left unchanged")
+                raise
+            except OSError as err:
+                raise LayoutError(f"writing {self.path}: {err.strerror or err}") from err
+            finally:
+                if current is not None:
+                    current.close()
+
+    def _images(self, current: DockerArchive | None) -> tuple[list[_Out], dict[Digest, _Blob], dict[Digest, bytes]]:
+        outs: list[_Out] = []
+        by_config: dict[Digest, _Out] = {}
+        blobs: dict[Digest, _Blob] = {}
+        configs: dict[Digest, bytes] = {}
+        new_tags = {t for _, t in self._tags if t is not None}
+        if current is not None:
+            for img in current.images():
+                tags = [t for t in img.repo_tags if not any(same_tag(t, n) for n in new_tags)]
+                out = by_config.get(img.config.digest)
+                if out is None:
+                    out = by_config[img.config.digest] = _Out(img.config, list(img.layers), [])
+                    outs.append(out)
+                out.repo_tags.extend(t for t in tags if t not in out.repo_tags)
+                configs[img.config.digest] = img.config_raw
+                for d in [img.config, *img.layers]:
+                    blobs.setdefault(d.digest, _Blob(_bind(current, img, d.digest), d.size))
+        for desc, tag in self._tags:
+            manifest = self._manifests.get(desc.digest)
+            if manifest is None:
+                raise NotFound(f"cannot write {self.path}: {desc.digest} was named but its manifest was not put")
+            config, layers = manifest.config, manifest.layers
+            for d in [config, *layers]:
+                blob = self._opener(d.digest, current)
+                if blob is None:
+                    raise NotFound(f"cannot write {self.path}: blob {d.digest} was neither given nor is in the archive")
+                if blob.size != d.size:
+                    raise IntegrityError(f"blob {d.digest} is {blob.size} bytes, its descriptor says {d.size}")
+                blobs[d.digest] = blob
+            if config.digest not in configs:
+                if config.size > MAX_MANIFEST_SIZE:
+                    raise InvalidManifest(f"config {config.digest} is over the {MAX_MANIFEST_SIZE}-byte limit")
+                with blobs[config.digest].open() as f:
+                    from ..digest import read_verified
+
+                    configs[config.digest] = read_verified(f, config)
+            diff_ids = ImageConfig.parse(configs[config.digest]).diff_ids
+            if diff_ids != [str(d.digest) for d in layers]:
+                raise IntegrityError(f"the layers of {manifest.digest} are not its config's diff_ids: a docker-archive "
+                                     "stores uncompressed layers named by their diff_id")
+            out = by_config.get(config.digest)
+            if out is None:
+                out = by_config[config.digest] = _Out(config, list(layers), [])
+                outs.append(out)
+            if tag is not None and tag not in out.repo_tags:
+                out.repo_tags.append(tag)
+        return outs, blobs, configs
+
+    def _verify_unused(self) -> None:
+        """Read and check every blob that was put but that no named image uses (copy never puts one): an
+        opener that lies fails the commit even when its bytes would not be written."""
+        used = {d.digest for m in self._manifests.values() for d in [m.config, *m.layers]}
+        for digest, blob in self._blobs.items():
+            if digest in used:
+                continue
+            with blob.open() as raw:
+                r = VerifyingReader(raw, digest, blob.size)
+                while r.read(CHUNK):
+                    pass
+
+    def _write(self, current: DockerArchive | None) -> None:
+        from ..dockertar import legacy_layers, manifest_bytes, repositories_bytes, split_tag
+        from ..tarfs import TarWriter
+
+        self._verify_unused()
+        outs, blobs, configs = self._images(current)
+        items = [Item(f"{o.config.digest.hex}.json", tuple(f"{d.digest.hex}.tar" for d in o.layers),
+                      tuple(o.repo_tags)) for o in outs]
+        files: dict[str, tuple[Digest, _Blob]] = {}
+        for o in outs:
+            files[f"{o.config.digest.hex}.json"] = (o.config.digest, blobs[o.config.digest])
+            for d in o.layers:
+                files[f"{d.digest.hex}.tar"] = (d.digest, blobs[d.digest])
+        legacy: dict[str, tuple[str, bytes]] = {}
+        repos: dict[str, dict[str, str]] = {}
+        for o in outs:
+            config_doc = ImageConfig.parse(configs[o.config.digest]).doc
+            v1 = legacy_layers(config_doc, [d.digest for d in o.layers])
+            for layer in v1:
+                legacy.setdefault(layer.id, (f"{layer.diff_id.hex}.tar", layer.json))
+            if v1:
+                for tag in o.repo_tags:
+                    name, t = split_tag(tag)
+                    repos.setdefault(name, {})[t] = v1[-1].id
+        with TarWriter(self.path) as tar:
+            for name in sorted(files):
+                digest, blob = files[name]
+                with blob.open() as raw:
+                    tar.add_stream(name, blob.size, VerifyingReader(raw, digest, blob.size), self._progress
+                                   if digest in self._blobs else None)
+            for layer_id in sorted(legacy):
+                target, doc = legacy[layer_id]
+                tar.add_dir(layer_id)
+                tar.add_bytes(f"{layer_id}/VERSION", b"1.0")
+                tar.add_bytes(f"{layer_id}/json", doc)
+                tar.add_symlink(f"{layer_id}/layer.tar", f"../{target}")
+            tar.add_bytes(MANIFEST_FILE, manifest_bytes(items))
+            tar.add_bytes(REPOSITORIES_FILE, repositories_bytes(repos))
+            tar.commit()
+
+    def close(self) -> None:
+        if self._dir_fd >= 0:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+        if self.base is not None:
+            self.base.close()
+            self.base = None
+
+
+def _bind(archive: DockerArchive, img: _Image, digest: Digest) -> BlobOpener:
+    return lambda: archive.open_blob(img, digest)
+
+
+class DockerArchiveTransport(Transport):
+    """``docker-archive:FILE[:NAME:TAG|@N]``: a ``docker save`` tarball."""
+
+    name = "docker-archive"
+    describes = "a docker save tarball (manifest.json, RepoTags, layer tars)"
+
+    def open_source(self, ref: ImageReference) -> DockerArchiveSource:
+        return DockerArchiveSource(ref)
+
+    def open_destination(self, ref: ImageReference) -> DockerArchiveDestination:
+        return DockerArchiveDestination(ref)
+
+    def list_names(self, ref: ImageReference) -> list[str]:
+        with DockerArchive.open(ref.path) as archive:
+            return archive.names()
+
