@@ -25,6 +25,8 @@ from ocilayout.transports.base import read_blob_bytes
 REFS: dict[str, Callable[[Path, str], str]] = {
     "oci": lambda d, name: f"oci:{d}/layout:{name}",
     "oci-archive": lambda d, name: f"oci-archive:{d}/image.tar:{name}",
+    # one image per directory, no names: every NAME is the same location (a new copy replaces the old)
+    "dir": lambda d, name: f"dir:{d}/dir-image",
 }
 WRITABLE = sorted(REFS)
 SIG = SigstoreSignature(SIMPLESIGNING_MEDIA_TYPE, b'{"critical":{}}', {"dev.cosignproject.cosign/signature": "AA=="})
@@ -108,11 +110,12 @@ def test_unknown_digest_is_hashed_by_the_destination(tmp_path: Path, kind: str) 
 @pytest.mark.parametrize("kind", WRITABLE)
 def test_several_names_and_signatures_in_one_commit(sample: Path, tmp_path: Path, kind: str) -> None:
     dst = open_destination(REFS[kind](tmp_path, "a"))
-    assert dst.capabilities.multi_image
+    multi = dst.capabilities.multi_image  # a one-image destination (dir:) gets the signature half only
     try:
         with open_source(f"oci:{sample}:v1") as one, open_source(f"oci:{sample}:multi") as two:
             r1 = copy_into(one, dst)
-            r2 = copy_into(two, dst, CopyOptions(select=Selection(all=True)), name="b")
+            if multi:
+                r2 = copy_into(two, dst, CopyOptions(select=Selection(all=True)), name="b")
             dst.put_signatures(r1.descriptor.digest, [SIG])
             dst.put_signatures(r1.descriptor.digest, [SIG])  # an exact duplicate is stored once
         dst.commit()
@@ -121,8 +124,9 @@ def test_several_names_and_signatures_in_one_commit(sample: Path, tmp_path: Path
     with open_source(REFS[kind](tmp_path, "a")) as src:
         assert src.root.digest == r1.descriptor.digest
         assert list(src.signatures(src.root.digest)) == [SIG]
-    with open_source(REFS[kind](tmp_path, "b")) as src:
-        assert src.root.digest == r2.descriptor.digest and src.get_manifest().is_index
+    if multi:
+        with open_source(REFS[kind](tmp_path, "b")) as src:
+            assert src.root.digest == r2.descriptor.digest and src.get_manifest().is_index
 
 
 @pytest.mark.parametrize("kind", WRITABLE)
