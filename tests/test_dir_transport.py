@@ -18,6 +18,7 @@ from ocilayout.copy import CopyOptions, Selection, copy, copy_into
 from ocilayout.errors import Conflict, LayoutError, NotFound, UnsafePath, UnsupportedFormat
 from ocilayout.signature import keys
 from ocilayout.signature.gpg import GPGKeyring
+from ocilayout.signature.model import signature_from_blob
 from ocilayout.transports import open_destination, open_source
 from ocilayout.transports.dir import VERSION
 
@@ -139,8 +140,15 @@ def test_peer_dir_images_read_and_copy(tmp_path: Path, cli, skopeo: Skopeo, fixt
         assert a.get_manifest().raw == b.get_manifest().raw
 
 
-@pytest.mark.parametrize("name", ["dir-img-valid", "dir-img-valid-2", "dir-img-mixed", "dir-img-unsigned",
-                                  "dir-img-cosign-valid", "dir-img-modified-manifest"])
+SIG_FIXTURE_DIRS = [
+    "dir-img-valid", "dir-img-valid-2", "dir-img-valid-subkey", "dir-img-mixed", "dir-img-unsigned",
+    "dir-img-modified-manifest", "dir-img-cosign-valid", "dir-img-cosign-valid-2", "dir-img-cosign-valid-with-tag",
+    "dir-img-cosign-mixed", "dir-img-cosign-modified-manifest", "dir-img-cosign-other-attachment",
+    "dir-img-cosign-fulcio-rekor-valid", "dir-img-cosign-key-rekor-valid", "dir-img-cosign-pki-valid",
+]
+
+
+@pytest.mark.parametrize("name", SIG_FIXTURE_DIRS)
 def test_signature_fixture_dirs_read(tmp_path: Path, cli, name: str) -> None:
     """containers/image's signature fixtures: manifest.json and signature-N only (no blobs, no version)."""
     d = materialize_peer_dir(f"containers-image/signature/fixtures/{name}", tmp_path)
@@ -149,10 +157,25 @@ def test_signature_fixture_dirs_read(tmp_path: Path, cli, name: str) -> None:
     with open_source(f"dir:{d}") as src:
         digest = src.get_manifest().digest
         sigs = src.signatures(digest)
-    assert [s.to_blob() for s in sigs] == [(d / f"signature-{i}").read_bytes() for i in range(1, len(sigs) + 1)]
+    files = sorted(p.name for p in d.iterdir() if p.name.startswith("signature-"))
+    assert [signature_from_blob((d / f).read_bytes()) for f in files] == list(sigs)
     assert (len(sigs) == 0) == (name == "dir-img-unsigned")
     res = cli("copy", f"dir:{d}", f"dir:{tmp_path}/out")  # its blobs are not there: refused, nothing written
     assert res.exit_code == 3 and "not found" in res.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("name", "code", "words"), [
+    ("dir-img-no-manifest", 3, "manifest.json not found"),
+    ("dir-img-cosign-no-manifest", 3, "manifest.json not found"),
+    ("dir-img-manifest-digest-error", 4, "schema1"),
+    ("dir-img-cosign-manifest-digest-error", 4, "schema1"),
+])
+def test_signature_fixture_dirs_refused(tmp_path: Path, cli, skopeo: Skopeo, name: str, code: int,
+                                        words: str) -> None:
+    d = materialize_peer_dir(f"containers-image/signature/fixtures/{name}", tmp_path)
+    assert skopeo("inspect", f"dir:{d}", check=False).returncode != 0
+    res = cli("inspect", f"dir:{d}")
+    assert res.exit_code == code and words in res.stderr and res.stderr.count("\n") == 1, res
 
 
 # -- signatures ---------------------------------------------------------------------------------------------
@@ -202,6 +225,25 @@ def test_instance_signatures_of_an_index(sample: Path, tmp_path: Path, keypair: 
         assert [s.to_blob() for s in back.signatures(top)] == [s.to_blob() for s in orig.signatures(top)]
 
 
+def test_carried_signature_files_are_what_skopeo_writes(sample: Path, tmp_path: Path, cli, skopeo: Skopeo) -> None:
+    """Copying re-serializes a signature (containers/image's FromBlob then Blob: a fixture's trailing newline
+    goes, for one): every signature file of the fixtures, carried dir: -> dir:, has skopeo's bytes."""
+    base = tmp_path / "base"
+    copy(f"oci:{sample}:v1", f"dir:{base}")
+    n = 0
+    for name in SIG_FIXTURE_DIRS:
+        d = materialize_peer_dir(f"containers-image/signature/fixtures/{name}", tmp_path / "fix")
+        for sig in sorted(d.glob("signature-*")):
+            src = tmp_path / f"src{n}"
+            shutil.copytree(base, src)
+            (src / "signature-1").write_bytes(sig.read_bytes())
+            skopeo("copy", f"dir:{src}", f"dir:{tmp_path}/sk{n}")
+            assert cli("copy", f"dir:{src}", f"dir:{tmp_path}/ours{n}").exit_code == 0
+            assert (tmp_path / f"ours{n}/signature-1").read_bytes() == (tmp_path / f"sk{n}/signature-1").read_bytes()
+            n += 1
+    assert n >= 15  # 18 in the fixture set today
+
+
 def _gpg_policy(tmp_path: Path) -> Path:
     pol = tmp_path / "policy.json"
     pol.write_text(json.dumps({"default": [{"type": "reject"}], "transports": {"dir": {"": [{
@@ -225,11 +267,14 @@ def test_gpg_signatures_made_by_skopeo_carried_dir_to_dir(sample: Path, tmp_path
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "checked/signature-1").read_bytes() == gpg_sig
+    res = cli("verify", f"dir:{tmp_path}/ours", "--policy", pol)  # and so do we
+    assert res.exit_code == 0 and f"PASS signedBy: signed by {FPR}" in res.stdout, res
     assert cli("copy", "--remove-signatures", f"dir:{tmp_path}/ours", f"dir:{tmp_path}/bare").exit_code == 0
     assert not (tmp_path / "bare/signature-1").exists()
     bad = subprocess.run([exe, "--policy", pol, "copy", f"dir:{tmp_path}/bare", f"dir:{tmp_path}/nope"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "rejected" in bad.stderr
+    assert cli("verify", f"dir:{tmp_path}/bare", "--policy", pol).exit_code == 8
     # an OCI layout holds sigstore signatures only: refused with the reason, unless --remove-signatures
     res = cli("copy", f"dir:{tmp_path}/ours", f"oci:{tmp_path}/lay:v1")
     assert res.exit_code == 5 and "cannot store simple-signing signatures" in res.stderr

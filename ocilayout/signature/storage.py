@@ -130,7 +130,13 @@ class DirSignatures:
 
     def list(self, manifest_digest: Digest) -> list[Signature]:
         """Parse every signature file; raises VerificationError for one that is malformed or oversized."""
-        return [signature_from_blob(b) for b in self.blobs(manifest_digest)]
+        out: list[Signature] = []
+        for name in self.names(self.prefix(manifest_digest)):
+            try:
+                out.append(signature_from_blob(self.read(name)))
+            except VerificationError as err:
+                raise VerificationError(f"parsing signature {str(self.path / name)!r}: {err}") from err
+        return out
 
     def add(self, manifest_digest: Digest, sig: Signature) -> Path:
         """Write ``sig`` as the next ``signature-N`` (exclusive create, never through a symlink, mode 0644);

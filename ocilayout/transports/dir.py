@@ -347,6 +347,7 @@ class DirDestination:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             with open(fd, "r+b", buffering=0) as f, open_() as stream:
                 digest, size = _fill(f, stream, expected, progress)
+                os.fchmod(f.fileno(), 0o644)  # as directory_dest.go does, whatever the umask
                 os.fsync(f.fileno())
             name = _blob_name(digest)
             os.replace(tmp, staging / name)
