@@ -297,6 +297,13 @@ def test_recopy_keeps_signatures_and_stores_duplicates_once(sample: Path, tmp_pa
     assert cli("copy", f"dir:{d}", f"dir:{tmp_path}/e").exit_code == 0
     assert cli("copy", f"dir:{d}", f"dir:{tmp_path}/e").exit_code == 0  # a carried duplicate is stored once
     assert sorted(n for n in tree(tmp_path / "e") if n.startswith("signature-")) == ["signature-1"]
+    # a stored file that only differs from the carried signature's bytes by formatting is the same signature:
+    # kept as it is, not doubled (the re-copy carries it re-serialized)
+    (d / "signature-1").write_bytes(first + b"\n")
+    assert cli("copy", f"dir:{d}", f"dir:{d}").exit_code == 0
+    assert (d / "signature-1").read_bytes() == first + b"\n" and not (d / "signature-2").exists()
+    assert cli("sign", f"dir:{d}", "--key", priv, "--identity", IDENT).exit_code == 0
+    assert (d / "signature-2").exists() and not (d / "signature-3").exists()
     # another image replaces the directory: the old image's signatures go with it
     assert cli("copy", f"oci:{sample}:multi", f"dir:{d}").exit_code == 0
     assert not (d / "signature-1").exists()
@@ -384,6 +391,30 @@ def test_failure_inside_commit_is_rolled_back(sample: Path, tmp_path: Path, cli,
     monkeypatch.undo()
     assert res.exit_code == 74 and failed, res
     assert tree(d) == before
+
+
+def test_dead_writers_staging_removed_live_ones_kept(sample: Path, tmp_path: Path, cli) -> None:
+    d = tmp_path / "d"
+    assert cli("copy", f"oci:{sample}:v1", f"dir:{d}").exit_code == 0
+    dead = d / ".ocilayout-tmp-1-dead.d"
+    (dead / ".old").mkdir(parents=True)
+    (dead / ".old" / "manifest.json").write_text("{}")
+    os.utime(dead, (1, 1))
+    live = open_destination(f"dir:{d}")  # another copy, staging right now
+    try:
+        with open_source(f"oci:{sample}:multi") as src:
+            copy_into(src, live, CopyOptions(select=Selection(all=True)))
+        [busy] = [p for p in d.glob(".ocilayout-tmp-*") if p != dead]
+        os.utime(busy, (1, 1))  # old, but its writer holds the lock
+        staging = [busy.name]
+        assert cli("copy", f"oci:{sample}:v1", f"dir:{d}").exit_code == 0
+        assert not dead.exists() and sorted(p.name for p in d.glob(".ocilayout-tmp-*")) == staging
+        live.commit()
+    finally:
+        live.close()
+    assert not list(d.glob(".ocilayout-*"))
+    with open_source(f"dir:{d}") as src:
+        assert src.get_manifest().is_index
 
 
 def test_never_writes_through_symlinks(sample: Path, tmp_path: Path, cli) -> None:

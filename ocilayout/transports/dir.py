@@ -51,7 +51,7 @@ from ..errors import (
     UnsafePath,
     UnsupportedFormat,
 )
-from ..fsutil import TMP_PREFIX, fsync_dir, locked_temp_dir
+from ..fsutil import TMP_PREFIX, fsync_dir, locked_temp_dir, stale_temp_files
 from ..manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, manifest_digest
 from ..reference import ImageReference
 from ..store import LayoutReader
@@ -209,6 +209,17 @@ class DirSource:
         self.close()
 
 
+def _sig_key(blob: bytes) -> bytes:
+    """A stored signature's identity for duplicate checks: the blob it re-serializes to (a fixture's trailing
+    newline does not make it another signature); unparseable bytes stand for themselves."""
+    from ..signature.model import signature_from_blob
+
+    try:
+        return signature_from_blob(blob).to_blob()
+    except OcilayoutError:
+        return blob
+
+
 def _ours(name: str) -> bool:
     return name.startswith(_OURS)
 
@@ -305,7 +316,8 @@ class DirDestination:
         except (NotFound, InvalidManifest, LayoutError):
             version = None
         if version != VERSION:
-            why = "no version file" if version is None else "its version file is not 'Directory Transport Version: 1.1'"
+            why = ("no readable version file" if version is None
+                   else "its version file is not 'Directory Transport Version: 1.1'")
             raise Conflict(f"{p} is not empty and is not a dir: image ({why}); refusing to overwrite it "
                            "(skopeo: not a containers image directory)")
         return True
@@ -418,7 +430,7 @@ class DirDestination:
             written: list[Path] = []
             try:
                 for digest, sigs in self._signatures.items():
-                    have = set(store.blobs(digest))
+                    have = {_sig_key(b) for b in store.blobs(digest)}
                     for sig in sigs:
                         blob = sig.to_blob()
                         if blob not in have:
@@ -441,15 +453,17 @@ class DirDestination:
         except OcilayoutError:
             old_top = None
         assert self._root is not None
-        kept = {top, *(d for d in self._manifests if d != self._root.digest)}
+        images = {top, *(d for d in self._manifests if d != self._root.digest)}
         files: dict[str, bytes] = {}
-        for digest in dict.fromkeys([*kept, *self._signatures]):
-            blobs: list[bytes] = []
+        for digest in dict.fromkeys([*images, *self._signatures]):
+            kept: dict[bytes, bytes] = {}  # what a signature is (its canonical blob) -> the bytes stored
             if old_top is not None and (digest == old_top or os.path.lexists(self.path / _instance_name(digest))):
-                blobs = old.blobs(digest, signature_prefix(digest, old_top))
-            blobs.extend(s.to_blob() for s in self._signatures.get(digest, ()))
+                for blob in old.blobs(digest, signature_prefix(digest, old_top)):
+                    kept.setdefault(_sig_key(blob), blob)  # stored files are kept as they are
+            for sig in self._signatures.get(digest, ()):
+                kept.setdefault(sig.to_blob(), sig.to_blob())
             prefix = signature_prefix(digest, top)
-            for n, blob in enumerate(dict.fromkeys(blobs), 1):
+            for n, blob in enumerate(kept.values(), 1):
                 files[f"{prefix}{n}"] = blob
         return files
 
@@ -476,6 +490,12 @@ class DirDestination:
             keep = set(order) | set(self._reused)
             old = sorted(n for n in os.listdir(path) if not _ours(n) and n not in keep)
             self._swap(order, old)
+            for stale, _ in stale_temp_files(path):  # a dead writer's staging (a crash mid-commit keeps the
+                if stale.is_dir() and not stale.is_symlink():  # old files in it until the next commit)
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        stale.unlink()
         self._created_root = False
         self.close()  # removes the staging directory, and with it the old files set aside
 
