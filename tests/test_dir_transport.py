@@ -452,6 +452,64 @@ def test_one_image_per_directory(sample: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()
 
 
+def test_concurrent_copies_into_one_new_directory(sample: Path, tmp_path: Path) -> None:
+    import threading
+
+    d = tmp_path / "d"
+    errors: list[BaseException] = []
+    results = []
+
+    def one(tag: str) -> None:
+        try:
+            results.append(copy(f"oci:{sample}:{tag}", f"dir:{d}", CopyOptions(select=Selection(all=True))))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in ("v1", "multi", "v1", "multi")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # the one failure allowed: a copy that reused a blob another copy's commit then replaced is told to run
+    # again (never "cannot create": the directory made by one writer is used by the others)
+    assert all(isinstance(e, LayoutError) and "run the copy again" in str(e) for e in errors), errors
+    assert len(results) + len(errors) == 4 and results
+    with open_source(f"dir:{d}") as src:  # the last commit's image, whole
+        assert src.root.digest in {r.descriptor.digest for r in results}
+    assert not list(d.glob(".ocilayout-*"))
+    names = set(tree(d))
+    m = json.loads((d / "manifest.json").read_bytes())
+    want = {"manifest.json", "version"} | ({f"{x['digest'][7:]}.manifest.json" for x in m["manifests"]}
+                                            if "manifests" in m else {x["digest"][7:] for x in m["layers"]})
+    assert want <= names
+
+
+def test_directory_made_by_another_writer_meanwhile_is_used(sample: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "d"
+    real = os.mkdir
+
+    def racing(path: str | os.PathLike[str], mode: int = 0o777) -> None:
+        if Path(path) == d:
+            real(path, mode)  # the other writer wins the race...
+        real(path, mode)  # ...so ours finds it there
+
+    monkeypatch.setattr(os, "mkdir", racing)
+    copy(f"oci:{sample}:v1", f"dir:{d}")
+    with open_source(f"dir:{d}") as src:
+        assert src.get_manifest().layers
+
+
+def test_copy_with_signing_into_dir(sample: Path, tmp_path: Path, keypair: tuple[Path, Path], cli) -> None:
+    priv, pub = keypair
+    res = cli("copy", "--sign-by-sigstore-private-key", priv, "--sign-identity", IDENT, f"oci:{sample}:v1",
+              f"dir:{tmp_path}/d")
+    assert res.exit_code == 0 and "signed" in res.stderr, res
+    assert (tmp_path / "d/signature-1").read_bytes().startswith(b"\x00sigstore-json\n")
+    res = cli("verify", f"dir:{tmp_path}/d", "--public-key", pub, "--identity", IDENT)
+    assert res.exit_code == 0 and res.stdout.count("Signature verified") == 1, res
+
+
 def test_reused_blob_removed_before_commit(sample: Path, tmp_path: Path) -> None:
     d = tmp_path / "d"
     copy(f"oci:{sample}:v1", f"dir:{d}")

@@ -329,9 +329,11 @@ class DirDestination:
                 if not self._check_target():
                     try:
                         os.mkdir(self.path, 0o755)
+                        self._created_root = True
+                    except FileExistsError:
+                        self._check_target()  # another writer made it meanwhile: judge what is there now
                     except OSError as err:
                         raise LayoutError(f"cannot create {self.path}: {err.strerror or err}") from err
-                    self._created_root = True
                 try:
                     self._staging, self._fd = locked_temp_dir(self.path)
                 except OSError as err:
