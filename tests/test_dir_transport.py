@@ -117,6 +117,21 @@ def test_we_read_what_skopeo_writes(sample: Path, tmp_path: Path, cli, skopeo: S
     assert res.exit_code == 0 and res.stdout.count("\n") == 2 and "<none>" in res.stdout
 
 
+def test_round_trip_oci_dir_oci_keeps_every_digest(sample: Path, tmp_path: Path, cli) -> None:
+    assert cli("copy", "--all", f"oci:{sample}:multi", f"dir:{tmp_path}/d").exit_code == 0
+    assert cli("copy", "--all", f"dir:{tmp_path}/d", f"oci:{tmp_path}/back:multi").exit_code == 0
+    with open_source(f"oci:{sample}:multi") as a, open_source(f"oci:{tmp_path}/back:multi") as b:
+        assert a.root.digest == b.root.digest and a.get_manifest().raw == b.get_manifest().raw
+        for child in a.get_manifest().manifests:
+            ma, mb = a.get_manifest(child), b.get_manifest(child)
+            assert ma.raw == mb.raw and ma.config.digest == mb.config.digest
+    blobs = sorted(p.name for p in (sample / "blobs/sha256").iterdir())
+    with open_source(f"oci:{sample}:v1") as v1:  # the sample's v1 image is not part of multi
+        others = {d.digest.hex for d in [v1.root, v1.get_manifest().config, *v1.get_manifest().layers]}
+    assert sorted(p.name for p in (tmp_path / "back/blobs/sha256").iterdir()) == sorted(set(blobs) - others)
+    assert_fsck(tmp_path / "back")
+
+
 @pytest.mark.damages_layouts  # s2's copies keep its mislabelled layer: fsck is checked here, by hand
 @pytest.mark.parametrize(("fixture", "problems"), [("skopeo/integration/fixtures/uncompressed-image-s1", set()),
                                                    ("skopeo/integration/fixtures/uncompressed-image-s2",
@@ -218,6 +233,11 @@ def test_instance_signatures_of_an_index(sample: Path, tmp_path: Path, keypair: 
     assert "signature-1" in names and f"{child.hex}.signature-1" in names
     skopeo("copy", "--all", f"dir:{tmp_path}/d", f"dir:{tmp_path}/sk")
     assert tree(tmp_path / "sk") == tree(tmp_path / "d")
+    # one platform out of the index: the instance becomes manifest.json, its signatures signature-N (as skopeo)
+    skopeo("copy", "--override-arch", "amd64", f"dir:{tmp_path}/d", f"dir:{tmp_path}/sk-one")
+    assert cli("copy", "--platform", "linux/amd64", f"dir:{tmp_path}/d", f"dir:{tmp_path}/one").exit_code == 0
+    assert tree(tmp_path / "one") == tree(tmp_path / "sk-one")
+    assert "signature-1" in tree(tmp_path / "one")
     assert cli("copy", "--all", f"dir:{tmp_path}/sk", f"oci:{tmp_path}/lay:m").exit_code == 0
     with open_source(f"oci:{tmp_path}/lay:m") as back, open_source(f"oci:{sample}:multi") as orig:
         assert [s.to_blob() for s in back.signatures(child)] == [s.to_blob() for s in orig.signatures(child)]
