@@ -63,10 +63,13 @@ def image_config(src: Source) -> tuple[Manifest, ImageConfig | None]:
     if manifest.is_schema1 or "config" not in manifest.doc:
         return manifest, None
     cfg = manifest.config
-    if cfg.media_type not in mt.CONFIG_TYPES:
+    # containers/image refuses artifacts for OCI manifests only; Docker schema2 takes any config media type
+    # (skopeo's own dir: fixture uncompressed-image-s2 says application/octet-stream).
+    if cfg.media_type not in mt.CONFIG_TYPES and manifest.media_type != mt.DOCKER_MANIFEST:
         raise UnsupportedFormat(f"{src.ref}: unsupported image-specific operation on artifact with type "
                                 f"{cfg.media_type!r}")
-    return manifest, ImageConfig.parse(read_blob_bytes(src, cfg), cfg.media_type)
+    kind = cfg.media_type if cfg.media_type in mt.CONFIG_TYPES else None  # None: read by Docker's rules
+    return manifest, ImageConfig.parse(read_blob_bytes(src, cfg), kind)
 
 
 def _schema1_config(manifest: Manifest) -> dict[str, Any]:
@@ -103,7 +106,10 @@ def inspect_image(src: Source) -> dict[str, Any]:
     top = src.get_manifest()
     # The reference's own manifest, by the algorithm it is stored under (a schema1 one by its payload).
     digest = top.digest if top.is_schema1 else src.root.digest
-    out: dict[str, Any] = {
+    out: dict[str, Any] = {}
+    if manifest.is_schema1 and isinstance(manifest.doc.get("tag"), str) and manifest.doc["tag"]:
+        out["Tag"] = manifest.doc["tag"]  # skopeo's Tag (omitempty): only schema1 manifests carry one
+    out |= {
         "Digest": str(digest),
         "RepoTags": [],
         "Created": go_time(doc.get("created")),

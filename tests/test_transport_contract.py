@@ -30,6 +30,8 @@ REFS: dict[str, Callable[[Path, str], str]] = {
     "oci": lambda d, name: f"oci:{d}/layout:{name}",
     "oci-archive": lambda d, name: f"oci-archive:{d}/image.tar:{name}",
     "docker-archive": lambda d, name: f"docker-archive:{d}/image.tar:{name}",
+    # one image per directory, no names: every NAME is the same location (a new copy replaces the old)
+    "dir": lambda d, name: f"dir:{d}/dir-image",
 }
 WRITABLE = sorted(REFS)
 SIG = SigstoreSignature(SIMPLESIGNING_MEDIA_TYPE, b'{"critical":{}}', {"dev.cosignproject.cosign/signature": "AA=="})
@@ -146,14 +148,12 @@ def test_unknown_digest_is_hashed_by_the_destination(tmp_path: Path, kind: str) 
 def test_several_names_and_signatures_in_one_commit(tmp_path: Path, kind: str) -> None:
     sample = make_sample(tmp_path, kind)
     dst = open_destination(REFS[kind](tmp_path, "a"))
-    cap = dst.capabilities
-    if not cap.multi_image:
-        dst.close()
-        pytest.skip("the destination holds one image per commit")
+    cap = dst.capabilities  # a one-image destination (dir:) gets the one-image and signature halves
     try:
         with open_source(f"oci:{sample}:v1") as one, open_source(f"oci:{sample}:multi") as two:
             r1 = copy_into(one, dst)
-            r2 = copy_into(two, dst, CopyOptions(select=whole(kind, tmp_path)), name="b")
+            if cap.multi_image:
+                r2 = copy_into(two, dst, CopyOptions(select=whole(kind, tmp_path)), name="b")
             if cap.signatures:
                 dst.put_signatures(r1.descriptor.digest, [SIG])
                 dst.put_signatures(r1.descriptor.digest, [SIG])  # an exact duplicate is stored once
@@ -164,6 +164,8 @@ def test_several_names_and_signatures_in_one_commit(tmp_path: Path, kind: str) -
         same_image(src, orig, cap.verbatim)
         if cap.signatures:
             assert list(src.signatures(src.root.digest)) == [SIG]
+    if not cap.multi_image:
+        return
     with open_source(REFS[kind](tmp_path, "b")) as src:
         if cap.indexes:
             assert src.root.digest == r2.descriptor.digest and src.get_manifest().is_index

@@ -21,7 +21,8 @@ from ..digest import Digest
 from ..errors import Conflict, InvalidManifest, NotFound, UnsupportedFormat, VerificationError
 from ..manifest import MAX_MANIFEST_SIZE, guess_media_type, load_json, manifest_digest
 from ..store import LayoutReader, LayoutStore
-from .model import MAX_SIGNATURE_SIZE, Signature, SigstoreSignature, read_signature_file, signature_from_blob
+from ..tarfs import DirTree
+from .model import MAX_SIGNATURE_SIZE, Signature, SigstoreSignature, signature_from_blob
 from .payload import go_json
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "sig_config_bytes",
     "sig_manifest_bytes",
     "sig_tag",
+    "signature_prefix",
     "sigstore_layer",
 ]
 
@@ -54,22 +56,29 @@ class DirSignatures:
 
     Signatures of the top manifest are ``signature-N`` (1-based, reading stops at the first gap); those of
     another instance (a manifest list member) are ``<hex>.signature-N``, as directory_transport.go names them.
+    Files are read as a :class:`~ocilayout.tarfs.DirTree` reads them: regular files only (a FIFO never
+    blocks), never through a symlink that leaves the directory.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._tree = DirTree(self.path)
 
     def __repr__(self) -> str:
         return f"DirSignatures({str(self.path)!r})"
 
     def manifest_bytes(self) -> bytes:
-        """The top ``manifest.json``; raises NotFound when absent."""
+        """The top ``manifest.json``; raises NotFound when absent, InvalidManifest when oversized,
+        LayoutError / UnsafePath when it is not a regular file inside the directory."""
         p = self.path / "manifest.json"
         try:
-            with p.open("rb") as f:
-                data = f.read(MAX_MANIFEST_SIZE + 1)
-        except FileNotFoundError:
+            size = self._tree.size("manifest.json")
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{str(p)!r} does not exist (not a dir: image?)") from None
+        if size > MAX_MANIFEST_SIZE:
+            raise InvalidManifest(f"{str(p)!r} is over the {MAX_MANIFEST_SIZE}-byte limit")
+        with self._tree.open("manifest.json") as f:
+            data = f.read(MAX_MANIFEST_SIZE + 1)
         if len(data) > MAX_MANIFEST_SIZE:
             raise InvalidManifest(f"{str(p)!r} is over the {MAX_MANIFEST_SIZE}-byte limit")
         return data
@@ -78,39 +87,69 @@ class DirSignatures:
         """Digest of the top manifest (skopeo manifest-digest rules)."""
         return manifest_digest(self.manifest_bytes())
 
-    def _prefix(self, digest: Digest) -> str:
-        top: Digest | None
-        try:
-            top = self.manifest_digest()
-        except NotFound:
-            top = None
-        return "signature-" if top is None or top == digest else f"{digest.hex}.signature-"
+    def prefix(self, digest: Digest) -> str:
+        """The file-name prefix of ``digest``'s signatures: ``signature-`` for the top manifest (or when there
+        is none yet), ``<hex>.signature-`` for another instance."""
+        return signature_prefix(digest, self._top())
 
-    def _paths(self, prefix: str) -> list[Path]:
-        out: list[Path] = []
+    def _top(self) -> Digest | None:
+        try:
+            return self.manifest_digest()
+        except NotFound:
+            return None
+
+    def names(self, prefix: str) -> list[str]:
+        """``prefix1``, ``prefix2``, ... up to the first gap (a dangling symlink counts as present)."""
+        out: list[str] = []
         n = 1
-        while True:
-            p = self.path / f"{prefix}{n}"
-            if not p.exists():
-                return out
-            out.append(p)
+        while os.path.lexists(self.path / f"{prefix}{n}"):
+            out.append(f"{prefix}{n}")
             n += 1
+        return out
+
+    def read(self, name: str) -> bytes:
+        """One signature file's bytes; raises VerificationError when over the size limit, LayoutError /
+        UnsafePath when it is not a regular file inside the directory."""
+        try:
+            size = self._tree.size(name)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"signature file {str(self.path / name)!r} does not exist") from None
+        if size > MAX_SIGNATURE_SIZE:
+            raise VerificationError(f"signature file {str(self.path / name)!r} is over the "
+                                    f"{MAX_SIGNATURE_SIZE}-byte limit")
+        with self._tree.open(name) as f:
+            data = f.read(MAX_SIGNATURE_SIZE + 1)
+        if len(data) > MAX_SIGNATURE_SIZE:
+            raise VerificationError(f"signature file {str(self.path / name)!r} is over the "
+                                    f"{MAX_SIGNATURE_SIZE}-byte limit")
+        return data
+
+    def blobs(self, manifest_digest: Digest, prefix: str | None = None) -> list[bytes]:
+        """The stored bytes of every signature of ``manifest_digest`` (unparsed, in order)."""
+        return [self.read(n) for n in self.names(self.prefix(manifest_digest) if prefix is None else prefix)]
 
     def list(self, manifest_digest: Digest) -> list[Signature]:
         """Parse every signature file; raises VerificationError for one that is malformed or oversized."""
-        return [signature_from_blob(read_signature_file(p)) for p in self._paths(self._prefix(manifest_digest))]
+        out: list[Signature] = []
+        for name in self.names(self.prefix(manifest_digest)):
+            try:
+                out.append(signature_from_blob(self.read(name)))
+            except VerificationError as err:
+                raise VerificationError(f"parsing signature {str(self.path / name)!r}: {err}") from err
+        return out
 
     def add(self, manifest_digest: Digest, sig: Signature) -> Path:
-        """Write ``sig`` as the next ``signature-N`` (exclusive create, mode 0644); returns its path."""
+        """Write ``sig`` as the next ``signature-N`` (exclusive create, never through a symlink, mode 0644);
+        returns its path."""
         if not self.path.is_dir():
             raise NotFound(f"{str(self.path)!r} is not a directory")
-        prefix = self._prefix(manifest_digest)
+        prefix = self.prefix(manifest_digest)
         blob = sig.to_blob()
         for _ in range(100):
-            n = len(self._paths(prefix)) + 1
+            n = len(self.names(prefix)) + 1
             p = self.path / f"{prefix}{n}"
             try:
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except FileExistsError:
                 continue  # a concurrent writer took this index; try the next one
             try:
@@ -123,6 +162,12 @@ class DirSignatures:
                 raise
             return p
         raise Conflict(f"could not find a free signature-N name in {str(self.path)!r}")
+
+
+def signature_prefix(digest: Digest, top: Digest | None) -> str:
+    """``signature-`` when ``digest`` is the top manifest's (``top``; None: no manifest yet), else
+    ``<hex>.signature-`` (containers/image's per-instance name)."""
+    return "signature-" if top is None or top == digest else f"{digest.hex}.signature-"
 
 
 # -- OCI layouts: cosign's tag convention ---------------------------------------------------------------
