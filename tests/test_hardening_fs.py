@@ -331,3 +331,12 @@ def test_a_full_disk_leaves_nothing(sample: Path, tmp_path: Path, monkeypatch: p
     monkeypatch.undo()
     after = sorted((p.name, p.read_bytes()) for p in dst.rglob("*") if p.is_file())
     assert after == before  # no temp file, no published blob, index.json unchanged
+
+
+def test_a_refused_copy_creates_no_layout(sample: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """The planner refuses before any byte moves; the destination layout must not appear either."""
+    res = cli("copy", "-q", "--platform", "linux/s390x", f"oci:{sample}:multi", f"oci:{tmp_path}/new/layout:x")
+    assert res.exit_code == 3
+    assert not (tmp_path / "new").exists()
+    res = cli("copy", "-q", "--platform", "linux/s390x", f"oci:{sample}:multi", f"oci-archive:{tmp_path}/n.tar:x")
+    assert res.exit_code == 3 and not (tmp_path / "n.tar").exists()

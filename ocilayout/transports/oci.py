@@ -196,25 +196,53 @@ def unpublish(paths: Sequence[Path]) -> None:
 
 
 class LayoutDestination:
-    """Destination for ``oci:PATH[:REF]``. The layout is created if missing."""
+    """Destination for ``oci:PATH[:REF]``. A missing layout is created when the first blob is staged, so a
+    copy the planner refuses leaves no empty layout behind."""
 
     capabilities = LAYOUT_CAPABILITIES
 
     def __init__(self, ref: ImageReference, store: LayoutStore | None = None) -> None:
         self.ref = ref
-        try:
-            self.store = store if store is not None else LayoutStore.create(ref.path)
-            self.staging = StagingArea(self.store)
-        except OSError as err:
-            raise LayoutError(f"cannot write layout {ref.path}: {err.strerror or err}") from err
+        self._store = store
+        self._staging: StagingArea | None = None
+        self._opening = threading.Lock()  # blob workers race to the first put: one layout, one staging area
+        path = Path(ref.path)
+        if store is None:
+            if path.exists() and not path.is_dir():
+                raise LayoutError(f"{path} exists and is not a directory")
+            if (path / "oci-layout").exists():
+                LayoutStore(path).check_layout_file()  # refuse a foreign or broken layout before copying
         self._reused: set[Digest] = set()
         self._names: list[tuple[str | None, Descriptor]] = []
         self._signatures: dict[Digest, list[Signature]] = {}
 
+    @property
+    def store(self) -> LayoutStore:
+        """The layout, created (with missing parents) on first use."""
+        with self._opening:
+            if self._store is None:
+                try:
+                    self._store = LayoutStore.create(self.ref.path)
+                except OSError as err:
+                    raise LayoutError(f"cannot write layout {self.ref.path}: {err.strerror or err}") from err
+            return self._store
+
+    @property
+    def staging(self) -> StagingArea:
+        store = self.store
+        with self._opening:
+            if self._staging is None:
+                try:
+                    self._staging = StagingArea(store)
+                except OSError as err:
+                    raise LayoutError(f"cannot write layout {self.ref.path}: {err.strerror or err}") from err
+            return self._staging
+
     def has_blob(self, desc: Descriptor) -> bool:
-        if self.staging.has(desc.digest):
+        if self._staging is not None and self._staging.has(desc.digest):
             return True
-        if self.store.stat_blob(desc.digest) == desc.size:
+        reader = self._store if self._store is not None else LayoutStore(self.ref.path)
+        if reader.stat_blob(desc.digest) == desc.size:
             self._reused.add(desc.digest)
             return True
         return False
@@ -300,7 +328,8 @@ class LayoutDestination:
         self._signatures.clear()
 
     def close(self) -> None:
-        self.staging.discard()
+        if self._staging is not None:
+            self._staging.discard()
 
 
 class OciTransport(Transport):
