@@ -88,15 +88,16 @@ class Conversion:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        from .compression import WRITABLE, check_level
-
         if self.format not in (None, "oci", "v2s2"):
             raise InvalidArgument(f"unknown manifest format {self.format!r} (oci, v2s2)")
-        if self.compress is not None and self.compress not in WRITABLE:
+        if self.compress not in (None, "gzip", "zstd", "none"):
             raise InvalidArgument(f"unknown compression {self.compress!r} (gzip, zstd, none)")
         if self.decompress and self.compress not in (None, "none"):
             raise InvalidArgument("--dest-decompress and --dest-compress-format exclude each other")
-        check_level(self.compress or "gzip", self.level)
+        if self.level is not None:
+            from .compression import check_level  # (codec modules only when a level is given)
+
+            check_level(self.compress or "gzip", self.level)
 
     @property
     def layers(self) -> str | None:
