@@ -120,7 +120,11 @@ def convert_manifest(doc: Mapping[str, Any], target: Format, layers: Sequence[La
         out["layers"] = new_layers
         return out
     def pick(d: Mapping[str, Any], new: LayerOut | None) -> tuple[str, str, int]:
-        return (new.media_type, new.digest, new.size) if new else (d["mediaType"], d["digest"], d["size"])
+        if new is not None:
+            return new.media_type, new.digest, new.size
+        info = layer_info(str(d.get("mediaType")))  # as declared: the planner passes what it detected
+        media_type = layer_media_type(target, info[1], info[0]) if info else None
+        return media_type or d["mediaType"], d["digest"], d["size"]
 
     if target == "v2s2":
         return {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,

@@ -250,11 +250,11 @@ def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(
     raises UnsupportedFormat with the reason when the destination cannot hold the result, the conversion
     is impossible or would change a digest under ``preserve_digests``, or the copy would change what is
     signed; NotFound when no image matches the selection, InvalidReference for a signing identity."""
-    root, new_index = select_root(src, select)
-    if select.index_only and read_manifest(src, root).is_index:
+    if select.index_only and read_manifest(src, src.root).is_index:
         raise UnsupportedFormat(f"--multi-arch index-only would write an index without the images it lists, "
                                 f"which {dest} cannot hold (an OCI layout must contain every manifest it "
                                 "references): use --multi-arch all, or system / --platform for one image")
+    root, new_index = select_root(src, select)
     sign = None
     if signing.sign_by is not None:
         identity = _sign_identity(name, signing)  # refused before anything is copied
