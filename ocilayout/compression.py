@@ -104,6 +104,8 @@ def open_decompressed(stream: BinaryIO, kind: str) -> BinaryIO:
 LEVELS: dict[str, tuple[int, int]] = {"gzip:isal": (0, 3), "gzip:zlib": (0, 9), "zstd": (1, 22)}
 #: Block size of the threaded gzip writer (pinned: it shapes the output bytes).
 GZIP_BLOCK = 1 << 20
+#: Job size of the threaded zstd writer (pinned too; each worker holds about two of these).
+ZSTD_JOB = 2 << 20
 
 
 def check_level(kind: str, level: int | None) -> None:
@@ -148,8 +150,12 @@ def open_compressor(out: BinaryIO, kind: str, *, level: int | None = None, threa
     if kind == "zstd":
         import zstandard
 
-        cctx = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True,
-                                        threads=threads)
+        lvl = 3 if level is None else level
+        if threads > 0:  # a pinned job size: it shapes the output and bounds the workers' buffers
+            params = zstandard.ZstdCompressionParameters.from_level(lvl, threads=threads, job_size=ZSTD_JOB,
+                                                                     write_checksum=True)
+            return zstandard.ZstdCompressor(compression_params=params).stream_writer(out, closefd=False)
+        cctx = zstandard.ZstdCompressor(level=lvl, write_checksum=True)
         return cctx.stream_writer(out, closefd=False)
     raise UnsupportedFormat(f"cannot compress to {kind!r} (supported: gzip, zstd, none)")
 

@@ -174,8 +174,17 @@ def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progre
             failed.set()  # the other workers stop at their next chunk
             raise
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
-        futures = [pool.submit(one, s) for s in todo]
+    def serial(steps: list[BlobStep]) -> None:
+        for step in steps:
+            one(step)
+
+    # Converted blobs (no expected digest: a transcoder stage) go one after another on one worker: each
+    # already keeps both cores busy, and more at once would only add memory. Plain copies fill the rest.
+    converted = [s for s in todo if s.expected is None]
+    plain = [s for s in todo if s.expected is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(plain) + bool(converted)))) as pool:
+        futures = [pool.submit(serial, converted)] if converted else []
+        futures += [pool.submit(one, s) for s in plain]
         wait(futures, return_when=FIRST_EXCEPTION)
     errors = [e for f in futures if (e := f.exception()) is not None]
     if errors:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -30,8 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Transcode", "transcoder"]
 
-_QUEUE = 8
+_QUEUE = 4
 _EOF = b""
+#: Conversions running at once. One conversion already keeps two cores busy (the producer decompressing and
+#: hashing, the codec's workers compressing, the destination hashing and writing); more only add memory.
+_SLOTS = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,35 +107,15 @@ class _PipeReader(io.RawIOBase):
                 continue
 
     def _produce(self) -> None:
-        from .compression import open_compressor, open_decompressed
-
         job = self._job
         try:
-            with self._open_source() as raw:
-                verified = VerifyingReader(raw, job.digest, job.size, what="layer")
-                plain = open_decompressed(verified, job.source_kind)  # type: ignore[arg-type]
-                diff = hashlib.new(job.diff_id.algorithm if job.diff_id else "sha256")
-                out = open_compressor(_Sink(self), job.target_kind, level=job.level,  # type: ignore[arg-type]
-                                      threads=job.threads)
-                try:
-                    buf = bytearray(CHUNK)
-                    view = memoryview(buf)
-                    while not self._cancel.is_set():
-                        n = _fill(plain, view)
-                        if not n:
-                            break
-                        diff.update(view[:n])
-                        out.write(view[:n] if n < CHUNK else buf)
-                finally:
-                    out.close()
-                while verified.read(CHUNK):  # what follows the compressed stream is hashed too
-                    pass
-            if self._cancel.is_set():
-                return
-            got = Digest(diff.name, diff.hexdigest())
-            if job.diff_id is not None and got != job.diff_id:
-                raise DigestMismatch(f"layer {job.digest}: uncompressed content is {got}, but the image config "
-                                     f"says its diff_id is {job.diff_id}")
+            while not _SLOTS.acquire(timeout=0.1):
+                if self._cancel.is_set():
+                    return
+            try:
+                self._convert()
+            finally:
+                _SLOTS.release()
         except OcilayoutError as err:
             self._error = err
         except Exception as err:  # codec errors: corrupt data
@@ -140,6 +124,37 @@ class _PipeReader(io.RawIOBase):
             self._error = err
         finally:
             self._put(_EOF)
+
+    def _convert(self) -> None:
+        """Verify, decompress, hash, compress into the queue; raises on a mismatch or corrupt data."""
+        from .compression import open_compressor, open_decompressed
+
+        job = self._job
+        with self._open_source() as raw:
+            verified = VerifyingReader(raw, job.digest, job.size, what="layer")
+            plain = open_decompressed(verified, job.source_kind)  # type: ignore[arg-type]
+            diff = hashlib.new(job.diff_id.algorithm if job.diff_id else "sha256")
+            out = open_compressor(_Sink(self), job.target_kind, level=job.level,  # type: ignore[arg-type]
+                                  threads=job.threads)
+            try:
+                buf = bytearray(CHUNK)
+                view = memoryview(buf)
+                while not self._cancel.is_set():
+                    n = _fill(plain, view)
+                    if not n:
+                        break
+                    diff.update(view[:n])
+                    out.write(view[:n] if n < CHUNK else buf)
+            finally:
+                out.close()
+            while verified.read(CHUNK):  # what follows the compressed stream is hashed too
+                pass
+        if self._cancel.is_set():
+            return
+        got = Digest(diff.name, diff.hexdigest())
+        if job.diff_id is not None and got != job.diff_id:
+            raise DigestMismatch(f"layer {job.digest}: uncompressed content is {got}, but the image config "
+                                 f"says its diff_id is {job.diff_id}")
 
     def _next(self) -> bool:
         if self._eof:
