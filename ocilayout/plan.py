@@ -24,6 +24,7 @@ Config bytes are never changed, so a format round trip keeps the config digest.
 
 from __future__ import annotations
 
+import os
 import platform as _platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,8 @@ class Conversion:
     """What a copy converts: the manifest ``format`` ("oci", "v2s2"; None keeps each document's), the layer
     compression (``compress``: "gzip", "zstd", "none"; ``decompress`` is "none"; None keeps each layer's
     unless the destination cannot hold it) at ``level`` (used whenever a layer is compressed), and
-    ``preserve_digests`` (refuse any change of a digest). ``threads`` codec workers per layer.
+    ``preserve_digests`` (refuse any change of a digest). ``threads`` codec workers per layer (0: one per
+    CPU, at least 2; the output bytes do not depend on it).
     Raises InvalidArgument for contradictory or out-of-range values."""
 
     format: Format | None = None
@@ -85,7 +87,7 @@ class Conversion:
     level: int | None = None
     decompress: bool = False
     preserve_digests: bool = False
-    threads: int = 2
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.format not in (None, "oci", "v2s2"):
@@ -401,10 +403,10 @@ class _Converter:
 
     def _plan_layers(self, m: Manifest, target: Format | None) -> list[str]:
         from .compression import READABLE
-        from .convert import layer_info, layer_media_type
+        from .convert import format_of, layer_info, layer_media_type
 
-        if self._nothing_to_do and (target is None or target == "oci"):
-            return []
+        if self._nothing_to_do and target == format_of(m.media_type):
+            return []  # no flag, a destination that holds every compression, the format kept: no reads
         reasons: list[str] = []
         diff_ids: list[str] | None = None
         for i, d in enumerate(m.layers):
@@ -455,7 +457,8 @@ class _Converter:
         from .pipeline import Transcode, transcoder
 
         job = Transcode(digest=d.digest, size=d.size, source_kind=plan.actual, target_kind=plan.target,
-                        level=self.conv.level, diff_id=plan.diff_id, threads=self.conv.threads)
+                        level=self.conv.level, diff_id=plan.diff_id,
+                        threads=self.conv.threads or max(2, os.cpu_count() or 2))
         fmt: Format = "v2s2" if d.media_type.startswith("application/vnd.docker.") else "oci"
         media_type = layer_media_type(fmt, plan.target, plan.foreign) or d.media_type
         return BlobStep(source=d, open=transcoder(_opener(self.src, d), job), expected=None, media_type=media_type)

@@ -91,7 +91,8 @@ def copy(
 ) -> None:
     """Copy an image between oci: layouts and oci-archive: files, verifying every blob.
 
-    Signatures (cosign .sig tags) travel with the image unless --remove-signatures."""
+    Signatures (cosign .sig tags) travel with the image unless --remove-signatures. --format and the
+    --dest-compress-* flags convert on the way (docs/convert.md); config bytes and diff_ids never change."""
     from ..copy import Conversion, CopyOptions, Signing
     from ..copy import copy as do_copy
     from ..descriptor import Platform
