@@ -408,6 +408,7 @@ class _Converter:
         if self._nothing_to_do and target == format_of(m.media_type):
             return []  # no flag, a destination that holds every compression, the format kept: no reads
         reasons: list[str] = []
+        refusal: str | None = None
         diff_ids: list[str] | None = None
         for i, d in enumerate(m.layers):
             info = layer_info(d.media_type)
@@ -427,10 +428,10 @@ class _Converter:
                                             f"(to {want}): only gzip, zstd and uncompressed layers can")
                 plan = self.layers[d.digest] = _Layer(actual=actual, target=want, foreign=foreign)
             if target is not None and layer_media_type(target, plan.target, plan.foreign) is None:
-                if target == "v2s2" and plan.target == "zstd":
-                    raise UnsupportedFormat(f"layer {d.digest} would be zstd in a Docker v2s2 manifest, which "
-                                            "Docker cannot read: use --dest-compress-format gzip, or --format oci")
-                raise UnsupportedFormat(f"{target} has no media type for {plan.target} layers ({d.digest})")
+                refusal = refusal or (
+                    f"layer {d.digest} would be zstd in a Docker v2s2 manifest, which Docker cannot read: use "
+                    "--dest-compress-format gzip, or --format oci" if target == "v2s2" and plan.target == "zstd"
+                    else f"{target} has no media type for {plan.target} layers ({d.digest})")
             if plan.transformed:
                 reasons.append(f"layer {d.digest} {plan.actual} -> {plan.target}")
                 if plan.diff_id is None:
@@ -438,6 +439,8 @@ class _Converter:
                         diff_ids = ImageConfig.parse(read_blob_bytes(self.src, m.config)).diff_ids
                     if i < len(diff_ids):
                         plan.diff_id = Digest.parse(diff_ids[i])
+        if refusal is not None and (reasons or target != format_of(m.media_type)):
+            raise UnsupportedFormat(refusal)  # (a v2s2 manifest with zstd layers copied as it is is not refused)
         return reasons[:1] + ([f"and {len(reasons) - 1} more layers"] if len(reasons) > 1 else [])
 
     def digest_change(self) -> str | None:

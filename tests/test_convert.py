@@ -373,3 +373,49 @@ def test_zstd_layers_read_back_by_zstandard(tmp_path: Path, sample: Path) -> Non
     blob = (tmp_path / "z/blobs/sha256" / m.layers[0].digest.hex).read_bytes()
     plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob)).read()
     assert str(Digest.of(plain)) == cfg.diff_ids[0]
+
+
+def test_closing_a_transcoder_early_frees_its_slot() -> None:
+    plain = make_layer({"f": b"y" * 3_000_000})
+    blob = gzip.compress(plain, mtime=0)
+    job = Transcode(digest=Digest.of(blob), size=len(blob), source_kind="gzip", target_kind="zstd")
+    for _ in range(3):  # a reader abandoned mid-stream must not hold the one conversion slot
+        r = transcoder(lambda: io.BytesIO(blob), job)()
+        assert r.read(10)
+        r.close()
+    out = transcoder(lambda: io.BytesIO(blob), job)().read()
+    assert open_decompressed(io.BytesIO(out), "zstd").read() == plain
+
+
+def test_level_is_applied_and_reconversion_is_idempotent(sample: Path, tmp_path: Path) -> None:
+    fast = CopyOptions(convert=Conversion(compress="zstd", level=1))
+    best = CopyOptions(convert=Conversion(compress="zstd", level=19))
+    a = copy(f"oci:{sample}:v1", f"oci:{tmp_path / 'a'}:v1", fast)
+    b = copy(f"oci:{sample}:v1", f"oci:{tmp_path / 'b'}:v1", best)
+    assert a.descriptor.digest != b.descriptor.digest
+    again = copy(f"oci:{sample}:v1", f"oci:{tmp_path / 'a'}:v1", fast)  # into the same layout: same result
+    assert again.descriptor.digest == a.descriptor.digest
+
+
+def test_platform_subset_converted_children_first(sample: Path, tmp_path: Path) -> None:
+    opts = CopyOptions(select=Selection(platforms=(Platform("linux", "amd64"), Platform("linux", "arm64"))),
+                       convert=Conversion(format="v2s2"))
+    res = copy(f"oci:{sample}:multi", f"oci:{tmp_path / 'd'}:m", opts)
+    with open_source(f"oci:{tmp_path / 'd'}:m") as src:
+        lst = src.get_manifest()
+        assert lst.digest == res.descriptor.digest and lst.media_type == mt.DOCKER_MANIFEST_LIST
+        assert {src.get_manifest(c).media_type for c in lst.manifests} == {mt.DOCKER_MANIFEST}
+
+
+def test_v2s2_zstd_image_copied_as_it_is_is_not_refused(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "src")
+    make_image(store, FILES, compression="zstd", docker=True, tag="v1")
+    want = store.resolve("v1").digest
+    same = CopyOptions(convert=Conversion(format="v2s2", compress="zstd"))
+    res = copy(f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'd'}:v1", same)
+    assert res.descriptor.digest == want  # nothing to change, so nothing to refuse
+    res = copy(f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'e'}:v1", CopyOptions(convert=Conversion(format="oci")))
+    assert [d.media_type for d, _ in _read_back(f"oci:{tmp_path / 'e'}:v1")[2]] == [mt.OCI_LAYER_ZSTD] * 2
+    res = copy(f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'f'}:v1",
+               CopyOptions(convert=Conversion(decompress=True)))
+    assert [d.media_type for d, _ in _read_back(f"oci:{tmp_path / 'f'}:v1")[2]] == [DOCKER_LAYER_TAR] * 2
