@@ -79,7 +79,7 @@ class Conversion:
     compression (``compress``: "gzip", "zstd", "none"; ``decompress`` is "none"; None keeps each layer's
     unless the destination cannot hold it) at ``level`` (used whenever a layer is compressed), and
     ``preserve_digests`` (refuse any change of a digest). ``threads`` codec workers per layer (0: one per
-    CPU, at least 2; the output bytes do not depend on it).
+    CPU, 2 to 4, bounding memory; the output bytes do not depend on it).
     Raises InvalidArgument for contradictory or out-of-range values."""
 
     format: Format | None = None
@@ -461,7 +461,7 @@ class _Converter:
 
         job = Transcode(digest=d.digest, size=d.size, source_kind=plan.actual, target_kind=plan.target,
                         level=self.conv.level, diff_id=plan.diff_id,
-                        threads=self.conv.threads or max(2, os.cpu_count() or 2))
+                        threads=self.conv.threads or max(2, min(4, os.cpu_count() or 2)))
         fmt: Format = "v2s2" if d.media_type.startswith("application/vnd.docker.") else "oci"
         media_type = layer_media_type(fmt, plan.target, plan.foreign) or d.media_type
         return BlobStep(source=d, open=transcoder(_opener(self.src, d), job), expected=None, media_type=media_type)

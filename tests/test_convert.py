@@ -419,3 +419,15 @@ def test_v2s2_zstd_image_copied_as_it_is_is_not_refused(tmp_path: Path) -> None:
     res = copy(f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'f'}:v1",
                CopyOptions(convert=Conversion(decompress=True)))
     assert [d.media_type for d, _ in _read_back(f"oci:{tmp_path / 'f'}:v1")[2]] == [DOCKER_LAYER_TAR] * 2
+
+
+def test_zlib_fallback_converts_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ocilayout.compression as comp
+
+    plain = make_layer({"f": b"z" * 2_000_000})
+    blob = zstandard.ZstdCompressor().compress(plain)
+    monkeypatch.setattr(comp, "gzip_backend", lambda: "zlib")  # python-isal missing
+    job = Transcode(digest=Digest.of(blob), size=len(blob), source_kind="zstd", target_kind="gzip",
+                    diff_id=Digest.of(plain))
+    out = transcoder(lambda: io.BytesIO(blob), job)().read()
+    assert out[:2] == b"\x1f\x8b" and gzip.decompress(out) == plain
