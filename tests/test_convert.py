@@ -431,3 +431,21 @@ def test_zlib_fallback_converts_too(monkeypatch: pytest.MonkeyPatch) -> None:
                     diff_id=Digest.of(plain))
     out = transcoder(lambda: io.BytesIO(blob), job)().read()
     assert out[:2] == b"\x1f\x8b" and gzip.decompress(out) == plain
+
+
+def test_skopeo_mislabelled_fixture_is_recompressed_from_its_real_bytes(tmp_path: Path, skopeo) -> None:  # type: ignore[no-untyped-def]
+    from conftest import materialize_peer_dir
+
+    # skopeo's uncompressed-image-s2 says rootfs.diff.tar.gzip for a plain tar.
+    d = materialize_peer_dir("skopeo/integration/fixtures/uncompressed-image-s2", tmp_path / "peer")
+    copy(f"dir:{d}", f"oci:{tmp_path / 'g'}:v1", CopyOptions(convert=Conversion(compress="gzip")))
+    m, cfg, layers = _read_back(f"oci:{tmp_path / 'g'}:v1")
+    assert [(x.media_type, k) for x, k in layers] == [(mt.DOCKER_LAYER, "gzip")]  # now the label is true
+    assert cfg.raw == (d / m.config.digest.hex).read_bytes()
+    with pytest.raises(UnsupportedFormat, match="zstd in a Docker v2s2"):
+        copy(f"dir:{d}", f"oci:{tmp_path / 'z'}:v1", CopyOptions(convert=Conversion(compress="zstd")))
+    copy(f"dir:{d}", f"oci-archive:{tmp_path / 'z.tar'}:v1",
+         CopyOptions(convert=Conversion(format="oci", compress="zstd")))
+    _m, _cfg, layers = _read_back(f"oci-archive:{tmp_path / 'z.tar'}:v1")
+    assert [(x.media_type, k) for x, k in layers] == [(mt.OCI_LAYER_ZSTD, "zstd")]
+    skopeo("copy", f"oci-archive:{tmp_path / 'z.tar'}:v1", f"dir:{tmp_path / 'sk'}")
