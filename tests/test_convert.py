@@ -229,8 +229,14 @@ def test_destination_holding_only_uncompressed_layers_gets_them_without_a_flag(s
     m, _cfg, layers = _read_back(f"oci:{tmp_path / 'd'}:v1")
     assert m.media_type == mt.DOCKER_MANIFEST  # the only format it holds
     assert [(d.media_type, k) for d, k in layers] == [(DOCKER_LAYER_TAR, "none")] * 2
-    with open_source(f"oci:{sample}:v1") as src, pytest.raises(UnsupportedFormat, match="cannot store zstd"):
-        plan_copy(src, caps, convert=Conversion(compress="zstd"))
+    with open_source(f"oci:{sample}:v1") as src:
+        with pytest.raises(UnsupportedFormat, match="cannot store zstd"):
+            plan_copy(src, caps, convert=Conversion(compress="zstd"))
+        with pytest.raises(UnsupportedFormat, match=r"--preserve-digests: .*gzip -> none"):
+            plan_copy(src, caps, convert=Conversion(preserve_digests=True))
+        legacy = Capabilities(manifest_types=frozenset({mt.OCI_MANIFEST}), verbatim=False)
+        with pytest.raises(UnsupportedFormat, match="exact bytes"):
+            plan_copy(src, legacy, convert=Conversion(preserve_digests=True))
 
 
 @pytest.mark.damages_layouts
