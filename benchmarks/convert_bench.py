@@ -5,7 +5,7 @@ Not a test: a measuring harness. Builds (once, cached) under ``WORK`` (default `
 gitignored) an OCI layout ``src/`` tag ``bench`` of REAL files from this machine (``/usr/bin``, ``/usr/share``,
 ``/usr/lib/python3*``, up to ``--size-mb`` of file data), as deterministic tars (sorted, uid/gid 0, mtime 0),
 gzip-compressed (zlib level 6, as ``docker save | gzip`` would), split into layers of at most ~``--layer-mb``
-uncompressed; and ``half/``, the same with half the data in one layer each of twice... (see ``--flat``).
+uncompressed; with ``--flat`` also ``one-N/`` images whose single layer holds N MB of those files.
 
 Then, after a warm-up run of each tool, alternating them run by run with fresh destinations (``sync`` before
 every timed run; skopeo's blob-info cache deleted before each skopeo run), it times
