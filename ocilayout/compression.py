@@ -6,6 +6,10 @@ library's zlib when ``isal`` is missing.
 
 Writers are deterministic for a given codec backend: gzip headers carry mtime 0, no file name and no
 comment, and zstd frames carry the content size only when it is known up front (never here, streaming).
+With ``threads`` (layer conversion), gzip is isal's threaded writer fed exact 1 MiB blocks (each block is
+deflated with the previous one as dictionary, so the bytes do not depend on the thread count or on how the
+caller chunks its writes) and zstd uses libzstd's worker threads (whose output is the same for any worker
+count >= 1).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ __all__ = [
     "MAGIC_LEN",
     "READABLE",
     "WRITABLE",
+    "check_level",
     "detect",
     "gzip_backend",
     "open_compressor",
@@ -95,16 +100,44 @@ def open_decompressed(stream: BinaryIO, kind: str) -> BinaryIO:
     raise UnsupportedFormat(f"cannot decompress {kind!r} layers (supported: gzip, zstd, none)")
 
 
-def open_compressor(out: BinaryIO, kind: str, *, level: int | None = None) -> BinaryIO:
+#: Valid ``level`` ranges per kind and gzip backend.
+LEVELS: dict[str, tuple[int, int]] = {"gzip:isal": (0, 3), "gzip:zlib": (0, 9), "zstd": (1, 22)}
+#: Block size of the threaded gzip writer (pinned: it shapes the output bytes).
+GZIP_BLOCK = 1 << 20
+#: Job size of the threaded zstd writer (pinned too; each worker holds about two of these).
+ZSTD_JOB = 2 << 20
+
+
+def check_level(kind: str, level: int | None) -> None:
+    """Raise InvalidArgument when ``level`` is out of range for ``kind`` (None is always valid)."""
+    from .errors import InvalidArgument
+
+    if level is None or kind == "none":
+        return
+    key = f"gzip:{gzip_backend()}" if kind == "gzip" else kind
+    lo, hi = LEVELS.get(key, (level, level))
+    if not lo <= level <= hi:
+        raise InvalidArgument(f"compression level {level} is out of range for {key} ({lo}-{hi})")
+
+
+def open_compressor(out: BinaryIO, kind: str, *, level: int | None = None, threads: int = 0) -> BinaryIO:
     """A writer that compresses into ``out`` as ``kind``; close it to finish the stream (``out`` stays open).
 
     gzip: isal (levels 0-3, default 2) or zlib (levels 0-9, default 6), header mtime 0 and no file name.
     zstd: zstandard, level default 3, one frame, with a checksum. "none" writes through unchanged.
-    Raises UnsupportedFormat for other kinds.
+    ``threads`` > 0 compresses on that many worker threads (see the module docstring; the bytes differ
+    from ``threads=0`` but not between thread counts). Raises UnsupportedFormat for other kinds.
     """
     if kind == "none":
         return _Passthrough(out)  # type: ignore[return-value]
     if kind == "gzip":
+        if threads > 0 and gzip_backend() == "isal":
+            from isal import igzip_threaded
+
+            lvl = 2 if level is None else level
+            raw: BinaryIO = igzip_threaded._ThreadedGzipWriter(out, level=lvl, threads=threads,  # type: ignore[assignment]
+                                                               block_size=GZIP_BLOCK)
+            return _Reblock(raw, GZIP_BLOCK)  # type: ignore[return-value]
         if gzip_backend() == "isal":
             from isal import igzip
 
@@ -117,7 +150,12 @@ def open_compressor(out: BinaryIO, kind: str, *, level: int | None = None) -> Bi
     if kind == "zstd":
         import zstandard
 
-        cctx = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True)
+        lvl = 3 if level is None else level
+        if threads > 0:  # a pinned job size: it shapes the output and bounds the workers' buffers
+            params = zstandard.ZstdCompressionParameters.from_level(lvl, threads=threads, job_size=ZSTD_JOB,
+                                                                     write_checksum=True)
+            return zstandard.ZstdCompressor(compression_params=params).stream_writer(out, closefd=False)
+        cctx = zstandard.ZstdCompressor(level=lvl, write_checksum=True)
         return cctx.stream_writer(out, closefd=False)
     raise UnsupportedFormat(f"cannot compress to {kind!r} (supported: gzip, zstd, none)")
 
@@ -134,3 +172,40 @@ class _Passthrough(io.RawIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         self._out.write(data)
         return len(data)
+
+
+class _Reblock(io.RawIOBase):
+    """Feeds ``raw`` exact ``block``-byte writes (the last one shorter), whatever sizes the caller writes;
+    closing flushes the tail and closes ``raw``."""
+
+    def __init__(self, raw: BinaryIO, block: int) -> None:
+        self._raw = raw
+        self._block = block
+        self._buf = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        n = len(data)
+        buf = self._buf
+        view = memoryview(data).cast("B")
+        if not buf and n == self._block:
+            self._raw.write(bytes(view))
+            return n
+        buf += view
+        while len(buf) >= self._block:
+            self._raw.write(bytes(buf[:self._block]))
+            del buf[:self._block]
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._buf:
+                self._raw.write(bytes(self._buf))
+                self._buf.clear()
+            self._raw.close()
+        finally:
+            super().close()

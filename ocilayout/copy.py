@@ -18,11 +18,12 @@ from typing import Protocol
 
 from .descriptor import Descriptor
 from .digest import Digest
-from .plan import BlobStep, Plan, Selection, Signing, host_platform, plan_copy
+from .plan import BlobStep, Conversion, Plan, Selection, Signing, host_platform, plan_copy
 from .reference import ImageReference
 from .transports import Destination, Source, open_destination, open_source
 
-__all__ = ["CopyOptions", "CopyResult", "Progress", "Selection", "Signing", "copy", "copy_into", "host_platform",
+__all__ = ["Conversion", "CopyOptions", "CopyResult", "Progress", "Selection", "Signing", "copy", "copy_into",
+           "host_platform",
            "write_plan"]
 
 
@@ -40,11 +41,13 @@ class Progress(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class CopyOptions:
-    """How to copy: which images (``select``), what happens to signatures (``signing``), how many blobs
-    move at once (``jobs``) and who hears about progress."""
+    """How to copy: which images (``select``), what happens to signatures (``signing``), what is converted
+    (``convert``: manifest format, layer compression), how many blobs move at once (``jobs``) and who hears
+    about progress."""
 
     select: Selection = field(default_factory=Selection)
     signing: Signing = field(default_factory=Signing)
+    convert: Conversion = field(default_factory=Conversion)
     jobs: int = 4
     progress: Progress | None = field(default=None, compare=False)
 
@@ -113,7 +116,7 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
     tag = destination.ref.ref if name is _DEST_NAME else name
     assert tag is None or isinstance(tag, str)
     plan = plan_copy(source, destination.capabilities, select=options.select, signing=options.signing,
-                     name=tag, dest=str(destination.ref))
+                     name=tag, dest=str(destination.ref), convert=options.convert)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress)
 
 
@@ -171,8 +174,17 @@ def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progre
             failed.set()  # the other workers stop at their next chunk
             raise
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
-        futures = [pool.submit(one, s) for s in todo]
+    def serial(steps: list[BlobStep]) -> None:
+        for step in steps:
+            one(step)
+
+    # Converted blobs (no expected digest: a transcoder stage) go one after another on one worker: each
+    # already keeps both cores busy, and more at once would only add memory. Plain copies fill the rest.
+    converted = [s for s in todo if s.expected is None]
+    plain = [s for s in todo if s.expected is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(plain) + bool(converted)))) as pool:
+        futures = [pool.submit(serial, converted)] if converted else []
+        futures += [pool.submit(one, s) for s in plain]
         wait(futures, return_when=FIRST_EXCEPTION)
     errors = [e for f in futures if (e := f.exception()) is not None]
     if errors:

@@ -12,29 +12,39 @@
   UnsupportedFormat with the sentence before any byte moves;
 * the signatures carried along (only for manifests whose digest does not change) and the new one to make.
 
-Conversion (format, compression) will be more kinds of step here, not branches in the writer.
+Conversion (:class:`Conversion`: ``--format``, ``--dest-compress-format``, ``--dest-decompress``) is more
+kinds of step, not branches in the writer: a layer whose compression changes is a BlobStep whose opener is
+a :mod:`ocilayout.pipeline` transcoder (``expected=None``: the destination hashes what it writes), and a
+manifest that changes is a ManifestStep whose ``render`` builds the new document from what its children
+were written as (:mod:`ocilayout.convert`). Compression is detected from each layer's first bytes, never
+trusted from its media type; the target comes from the options and the destination's
+``layer_compressions`` (a destination that holds only "none" gets decompressed layers without a flag).
+Config bytes are never changed, so a format round trip keeps the config digest.
 """
 
 from __future__ import annotations
 
+import os
 import platform as _platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import InvalidArgument, InvalidReference, NotFound, UnsupportedFormat
-from .graph import LAYER, read_manifest, walk
+from .graph import read_manifest, walk
 from .manifest import ImageConfig, Manifest, canonical_json
 from .transports.base import BlobOpener, Capabilities, Source, read_blob_bytes
+
+Format = Literal["oci", "v2s2"]
 
 if TYPE_CHECKING:
     from .signature.model import Signature
 
-__all__ = ["BlobStep", "ManifestStep", "Plan", "Selection", "Signing", "cannot_modify_reason", "host_platform",
-           "plan_copy", "select_root"]
+__all__ = ["BlobStep", "Conversion", "Format", "ManifestStep", "Plan", "Selection", "Signing", "cannot_modify_reason",
+           "host_platform", "plan_copy", "select_root"]
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
          "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -53,10 +63,53 @@ class Selection:
 
     all: bool = False
     platforms: tuple[Platform, ...] = ()
+    #: skopeo's ``--multi-arch index-only``: the index without the images it lists (refused: see plan_copy).
+    index_only: bool = False
 
     def __post_init__(self) -> None:
         if self.all and self.platforms:
             raise InvalidArgument("--all and --platform exclude each other")
+        if self.index_only and (self.all or self.platforms):
+            raise InvalidArgument("--multi-arch index-only excludes --all and --platform")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conversion:
+    """What a copy converts: the manifest ``format`` ("oci", "v2s2"; None keeps each document's), the layer
+    compression (``compress``: "gzip", "zstd", "none"; ``decompress`` is "none"; None keeps each layer's
+    unless the destination cannot hold it) at ``level`` (used whenever a layer is compressed), and
+    ``preserve_digests`` (refuse any change of a digest). ``threads`` codec workers per layer (0: one per
+    CPU, 2 to 4, bounding memory; the output bytes do not depend on it).
+    Raises InvalidArgument for contradictory or out-of-range values."""
+
+    format: Format | None = None
+    compress: str | None = None
+    level: int | None = None
+    decompress: bool = False
+    preserve_digests: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.format not in (None, "oci", "v2s2"):
+            raise InvalidArgument(f"unknown manifest format {self.format!r} (oci, v2s2)")
+        if self.compress not in (None, "gzip", "zstd", "none"):
+            raise InvalidArgument(f"unknown compression {self.compress!r} (gzip, zstd, none)")
+        if self.decompress and self.compress not in (None, "none"):
+            raise InvalidArgument("--dest-decompress and --dest-compress-format exclude each other")
+        if self.level is not None:
+            from .compression import check_level  # (codec modules only when a level is given)
+
+            check_level(self.compress or "gzip", self.level)
+
+    @property
+    def layers(self) -> str | None:
+        """The compression asked for every layer, or None (keep)."""
+        return "none" if self.decompress else self.compress
+
+    @property
+    def identity(self) -> bool:
+        """True when nothing is asked for: layers and documents change only if the destination needs it."""
+        return self.format is None and self.layers is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,18 +197,24 @@ def select_root(src: Source, selection: Selection) -> tuple[Descriptor, Manifest
     return subset.descriptor, subset
 
 
-def cannot_modify_reason(src: Source, new_index: Manifest | None, signing: Signing) -> str | None:
+def cannot_modify_reason(src: Source, new_index: Manifest | None, signing: Signing,
+                         changed: Mapping[Digest, str] | None = None) -> str | None:
     """Why the copy may not produce a document the source does not have, or None when it may.
 
-    A new document (today: a platform subset of a signed index) has a digest no source signature covers;
+    A new document (a platform subset of a signed index, or a signed manifest that conversion rewrites:
+    ``changed`` maps each rewritten source manifest to why) has a digest no source signature covers;
     carrying the signatures would be a lie and dropping them silently a surprise, so it needs
     ``Signing(remove=True)``.
     """
-    if new_index is None or signing.remove:
+    if signing.remove:
         return None
-    if src.signatures(src.root.digest):
+    if new_index is not None and src.signatures(src.root.digest):
         return (f"{src.ref} is signed; a subset of its platforms is a new index the signatures do not cover: "
                 "pass --remove-signatures to copy it unsigned")
+    for digest, why in (changed or {}).items():
+        if src.signatures(digest):
+            return (f"{src.ref} is signed, and converting it changes {digest} ({why}), which the signatures "
+                    "do not cover: pass --remove-signatures to copy it unsigned")
     return None
 
 
@@ -189,14 +248,16 @@ def _opener(src: Source, desc: Descriptor) -> BlobOpener:
 
 
 def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(), signing: Signing = Signing(),
-              name: str | None = None, dest: str = "the destination") -> Plan:
-    """Plan copying ``src`` into a destination with ``caps``, named ``name``; raises UnsupportedFormat with
-    the reason when the destination cannot hold the result or the copy would change what is signed,
-    NotFound when no image matches the selection, InvalidReference for a signing identity."""
+              name: str | None = None, dest: str = "the destination", convert: Conversion = Conversion()) -> Plan:
+    """Plan copying ``src`` into a destination with ``caps``, named ``name``, converted as ``convert``;
+    raises UnsupportedFormat with the reason when the destination cannot hold the result, the conversion
+    is impossible or would change a digest under ``preserve_digests``, or the copy would change what is
+    signed; NotFound when no image matches the selection, InvalidReference for a signing identity."""
+    if select.index_only and read_manifest(src, src.root).is_index:
+        raise UnsupportedFormat(f"--multi-arch index-only would write an index without the images it lists, "
+                                f"which {dest} cannot hold (an OCI layout must contain every manifest it "
+                                "references): use --multi-arch all, or system / --platform for one image")
     root, new_index = select_root(src, select)
-    reason = cannot_modify_reason(src, new_index, signing)
-    if reason is not None:
-        raise UnsupportedFormat(reason)
     sign = None
     if signing.sign_by is not None:
         identity = _sign_identity(name, signing)  # refused before anything is copied
@@ -218,34 +279,221 @@ def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(
             continue  # a foreign layer that lives at its URLs, as skopeo leaves it
         elif node.first:
             blobs.setdefault(node.descriptor.digest, node.descriptor)
-        if node.role == LAYER and node.first:
-            kind = mt.layer_compression(node.descriptor.media_type)
-            if kind is not None and kind not in caps.layer_compressions:
-                raise UnsupportedFormat(f"{dest} cannot store {kind} layers ({node.descriptor.digest}); "
-                                        "layer conversion is not supported yet")
     if new_index is not None:
         manifests.insert(0, (new_index.descriptor, new_index))  # the walk order: parents first
-    documents = [m for _, m in manifests]
-    for m in documents:
-        if m.media_type not in caps.manifest_types:
-            raise UnsupportedFormat(f"{dest} cannot hold a {m.media_type} document" if caps.manifest_types
-                                    else f"{dest} cannot hold images (it takes signatures only)")
-        if m.is_index and not caps.indexes:
+    conv = _Converter(src, caps, convert, dest, blobs)
+    for desc, m in reversed(manifests):  # children first: an index changes when a child does
+        conv.add(desc, m, new=m is new_index)
+    if convert.preserve_digests:
+        reason = conv.digest_change()
+        if reason is not None:
+            raise UnsupportedFormat(f"--preserve-digests: {reason}")
+    reason = cannot_modify_reason(src, new_index, signing, conv.changed)
+    if reason is not None:
+        raise UnsupportedFormat(reason)
+    for _d, m in manifests:
+        target = conv.media_types[m.digest]
+        if m.is_index and not caps.indexes:  # the more useful sentence first
             raise UnsupportedFormat(f"{dest} cannot hold an index; pick one image with --platform")
+        if target not in caps.manifest_types:
+            raise UnsupportedFormat(f"{dest} cannot hold a {target} document" if caps.manifest_types
+                                    else f"{dest} cannot hold images (it takes signatures only)")
     carried: dict[Digest, Sequence[Signature]] = {}
     if not signing.remove:
-        for m in documents:
-            sigs = src.signatures(m.digest)
+        for _d, m in manifests:
+            sigs = src.signatures(m.digest) if m.digest not in conv.changed else ()
             if sigs:
                 carried[m.digest] = sigs
         kinds = {_kind(s) for sigs in carried.values() for s in sigs}
         if kinds - caps.signatures:
             raise UnsupportedFormat(f"{dest} cannot store {', '.join(sorted(kinds - caps.signatures))} "
                                     "signatures; pass --remove-signatures to copy the image without them")
-    steps = [BlobStep(source=d, open=_opener(src, d), expected=d, media_type=d.media_type)
-             for d in sorted(blobs.values(), key=lambda d: -d.size)]
+    steps = [conv.blob_step(d) for d in sorted(blobs.values(), key=lambda d: -d.size)]
     # Children before parents (the walk yields parents first), so a manifest is never stored before what
     # it points at; a new index goes last, after the images it lists. Each keeps the digest algorithm the
     # source addressed it by.
-    msteps = tuple(ManifestStep(source=d, render=_fixed(m), signing_digest=m.digest) for d, m in reversed(manifests))
+    msteps = tuple(conv.manifest_step(d, m) for d, m in reversed(manifests))
     return Plan(root=root, blobs=tuple(steps), manifests=msteps, name=name, carried=carried, sign=sign)
+
+
+@dataclass(slots=True)
+class _Layer:
+    """What happens to one layer blob: its detected compression and the one it is written as."""
+
+    actual: str
+    target: str
+    foreign: bool
+    diff_id: Digest | None = None
+
+    @property
+    def transformed(self) -> bool:
+        return self.actual != self.target
+
+
+class _Converter:
+    """Decides, document by document (children first), what each layer and manifest becomes."""
+
+    def __init__(self, src: Source, caps: Capabilities, conv: Conversion, dest: str,
+                 blobs: Mapping[Digest, Descriptor]) -> None:
+        self.src, self.caps, self.conv, self.dest, self.blobs = src, caps, conv, dest, blobs
+        self.layers: dict[Digest, _Layer] = {}
+        #: Source manifest digest -> why it is rewritten (new documents included).
+        self.changed: dict[Digest, str] = {}
+        #: Source manifest digest -> the media type it is written as.
+        self.media_types: dict[Digest, str] = {}
+        self.formats: dict[Digest, Format | None] = {}
+        self._nothing_to_do = conv.identity and caps.layer_compressions >= {"gzip", "zstd", "none"}
+
+    # -- planning ------------------------------------------------------------------------------------------
+    def _target_format(self, m: Manifest) -> Format | None:
+        from .convert import format_of
+
+        current = format_of(m.media_type)
+        if m.is_schema1:
+            if self.conv.format is not None:
+                raise UnsupportedFormat(f"{m.digest} is a Docker schema1 manifest; converting schema1 to "
+                                        f"{self.conv.format} is not supported")
+            return None
+        assert current is not None
+        if self.conv.format is not None:
+            return self.conv.format
+        if self._type_of(m, current) not in self.caps.manifest_types:
+            other: Format = "v2s2" if current == "oci" else "oci"
+            if self._type_of(m, other) in self.caps.manifest_types:
+                return other  # the destination holds only the other format (docker-archive: v2s2)
+        return current
+
+    @staticmethod
+    def _type_of(m: Manifest, fmt: Format) -> str:
+        if m.is_index:
+            return mt.OCI_INDEX if fmt == "oci" else mt.DOCKER_MANIFEST_LIST
+        return mt.OCI_MANIFEST if fmt == "oci" else mt.DOCKER_MANIFEST
+
+    def add(self, desc: Descriptor, m: Manifest, *, new: bool) -> None:
+        """Plan the document ``m`` (its children already planned)."""
+        from .convert import format_of, v2s2_refusal
+
+        target = self._target_format(m)
+        self.formats[m.digest] = target
+        self.media_types[m.digest] = self._type_of(m, target) if target is not None else m.media_type
+        current = format_of(m.media_type)
+        reasons = []
+        if new:
+            reasons.append("a new index of the platforms chosen")
+        if target is not None and target != current:
+            if target == "v2s2":
+                cfg_type = None if m.is_index or "config" not in m.doc else m.config.media_type
+                refusal = v2s2_refusal(m.doc, cfg_type)
+                if refusal is not None:
+                    raise UnsupportedFormat(f"cannot convert {m.digest} to Docker v2s2: {refusal}")
+            reasons.append(f"{m.media_type} -> {self.media_types[m.digest]}")
+        if m.is_index:
+            kids = [str(c.digest) for c in m.manifests if c.digest in self.changed]
+            if kids:
+                reasons.append(f"{len(kids)} of its images change")
+        elif not m.is_schema1:
+            reasons.extend(self._plan_layers(m, target))
+        if reasons:
+            self.changed[m.digest] = "; ".join(reasons)
+
+    def _detect(self, d: Descriptor) -> str:
+        from .compression import MAGIC_LEN, detect
+
+        with self.src.open_blob(d) as f:
+            return detect(f.read(MAGIC_LEN))
+
+    def _plan_layers(self, m: Manifest, target: Format | None) -> list[str]:
+        from .compression import READABLE
+        from .convert import format_of, layer_info, layer_media_type
+
+        if self._nothing_to_do and target == format_of(m.media_type):
+            return []  # no flag, a destination that holds every compression, the format kept: no reads
+        reasons: list[str] = []
+        refusal: str | None = None
+        diff_ids: list[str] | None = None
+        for i, d in enumerate(m.layers):
+            info = layer_info(d.media_type)
+            if info is None or d.digest not in self.blobs:
+                continue  # not a layer we convert (an artifact blob, encrypted), or foreign at its URLs
+            foreign, _declared = info
+            plan = self.layers.get(d.digest)
+            if plan is None:
+                actual = self._detect(d)
+                want = self.conv.layers or actual
+                if want not in self.caps.layer_compressions:
+                    if self.conv.layers is not None:
+                        raise UnsupportedFormat(f"{self.dest} cannot store {want} layers")
+                    want = "none" if "none" in self.caps.layer_compressions else "gzip"
+                if want != actual and actual not in READABLE:
+                    raise UnsupportedFormat(f"layer {d.digest} is {actual}-compressed, which cannot be converted "
+                                            f"(to {want}): only gzip, zstd and uncompressed layers can")
+                plan = self.layers[d.digest] = _Layer(actual=actual, target=want, foreign=foreign)
+            if target is not None and layer_media_type(target, plan.target, plan.foreign) is None:
+                refusal = refusal or (
+                    f"layer {d.digest} would be zstd in a Docker v2s2 manifest, which Docker cannot read: use "
+                    "--dest-compress-format gzip, or --format oci" if target == "v2s2" and plan.target == "zstd"
+                    else f"{target} has no media type for {plan.target} layers ({d.digest})")
+            if plan.transformed:
+                reasons.append(f"layer {d.digest} {plan.actual} -> {plan.target}")
+                if plan.diff_id is None:
+                    if diff_ids is None:
+                        diff_ids = ImageConfig.parse(read_blob_bytes(self.src, m.config)).diff_ids
+                    if i < len(diff_ids):
+                        plan.diff_id = Digest.parse(diff_ids[i])
+        if refusal is not None and (reasons or target != format_of(m.media_type)):
+            raise UnsupportedFormat(refusal)  # (a v2s2 manifest with zstd layers copied as it is is not refused)
+        return reasons[:1] + ([f"and {len(reasons) - 1} more layers"] if len(reasons) > 1 else [])
+
+    def digest_change(self) -> str | None:
+        """Why some digest would change, or None when every digest is kept."""
+        if not self.caps.verbatim:
+            return f"{self.dest} does not store manifests as their exact bytes"
+        for digest, why in self.changed.items():
+            return f"{digest} would change ({why})"
+        return None
+
+    # -- steps ---------------------------------------------------------------------------------------------
+    def blob_step(self, d: Descriptor) -> BlobStep:
+        plan = self.layers.get(d.digest)
+        if plan is None or not plan.transformed:
+            return BlobStep(source=d, open=_opener(self.src, d), expected=d, media_type=d.media_type)
+        from .convert import layer_media_type
+        from .pipeline import Transcode, transcoder
+
+        job = Transcode(digest=d.digest, size=d.size, source_kind=plan.actual, target_kind=plan.target,
+                        level=self.conv.level, diff_id=plan.diff_id,
+                        threads=self.conv.threads or max(2, min(4, os.cpu_count() or 2)))
+        fmt: Format = "v2s2" if d.media_type.startswith("application/vnd.docker.") else "oci"
+        media_type = layer_media_type(fmt, plan.target, plan.foreign) or d.media_type
+        return BlobStep(source=d, open=transcoder(_opener(self.src, d), job), expected=None, media_type=media_type)
+
+    def manifest_step(self, d: Descriptor, m: Manifest) -> ManifestStep:
+        if m.digest not in self.changed:
+            return ManifestStep(source=d, render=_fixed(m), signing_digest=m.digest)
+        return ManifestStep(source=d, render=self._render(m))
+
+    def _render(self, m: Manifest) -> Callable[[Mapping[Digest, Descriptor]], Manifest]:
+        from .convert import LayerOut, convert_index, convert_manifest, format_of, layer_media_type
+
+        target = self.formats[m.digest] or format_of(m.media_type)
+        assert target is not None
+
+        def render(written: Mapping[Digest, Descriptor]) -> Manifest:
+            if m.is_index:
+                kids = {str(c.digest): written[c.digest] for c in m.manifests if c.digest in written}
+                doc = convert_index(m.doc, target, kids)
+            else:
+                outs: list[LayerOut | None] = []
+                for layer in m.layers:
+                    plan = self.layers.get(layer.digest)
+                    if plan is None:
+                        outs.append(None)
+                        continue
+                    w = written.get(layer.digest, layer)
+                    media_type = layer_media_type(target, plan.target, plan.foreign)
+                    assert media_type is not None
+                    outs.append(LayerOut(media_type, str(w.digest), w.size))
+                doc = convert_manifest(m.doc, target, outs)
+            return Manifest.parse(canonical_json(doc))
+
+        return render

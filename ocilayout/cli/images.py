@@ -12,7 +12,8 @@ from ._app import app
 from ._display import echo, escape_json, write_bytes
 
 if TYPE_CHECKING:
-    from ..copy import CopyOptions, CopyResult
+    from ..copy import CopyOptions, CopyResult, Selection
+    from ..descriptor import Platform
 
 
 def _write(data: bytes | str) -> None:
@@ -103,11 +104,23 @@ def copy(
                                              help="Docker reference the signature vouches for."),
     additional_tag: list[str] = typer.Option([], "--additional-tag", metavar="NAME:TAG",
                                              help="Also name the image this (repeatable; docker-archive:, oci:)."),
+    format_: str | None = typer.Option(None, "--format", "-f", metavar="oci|v2s2",
+                                       help="Manifest format to write (layers are kept where it allows)."),
+    compress_format: str | None = typer.Option(None, "--dest-compress-format", metavar="gzip|zstd|none",
+                                               help="Recompress layers to this format."),
+    compress_level: int | None = typer.Option(None, "--dest-compress-level", metavar="N",
+                                              help="Compression level for layers that are compressed."),
+    decompress: bool = typer.Option(False, "--dest-decompress", help="Write layers uncompressed."),
+    preserve_digests: bool = typer.Option(False, "--preserve-digests",
+                                          help="Fail if any digest would change (instead of converting)."),
+    multi_arch: str | None = typer.Option(None, "--multi-arch", metavar="all|system|index-only",
+                                          help="Which images of an index to copy (as skopeo; default system)."),
 ) -> None:
     """Copy an image between oci: layouts, oci-archive: and docker-archive: files, verifying every blob.
 
-    Signatures (cosign .sig tags) travel with the image unless --remove-signatures."""
-    from ..copy import CopyOptions, Selection, Signing
+    Signatures (cosign .sig tags) travel with the image unless --remove-signatures. --format and the
+    --dest-compress-* flags convert on the way (docs/convert.md); config bytes and diff_ids never change."""
+    from ..copy import Conversion, CopyOptions, Signing
     from ..copy import copy as do_copy
     from ..descriptor import Platform
     from ..errors import InvalidReference
@@ -117,7 +130,10 @@ def copy(
         platforms = tuple(Platform.parse(p) for p in platform)
     except ValueError as err:
         raise InvalidReference(str(err)) from err
-    select = Selection(all=all_, platforms=platforms)
+    select = _selection(all_, platforms, multi_arch)
+    convert = Conversion(format=_choice("--format", format_, ("oci", "v2s2")),  # type: ignore[arg-type]
+                         compress=_choice("--dest-compress-format", compress_format, ("gzip", "zstd", "none")),
+                         level=compress_level, decompress=decompress, preserve_digests=preserve_digests)
     if digestfile is not None:
         _check_writable(digestfile)  # before anything is copied: a copy must not commit, then fail
     key = None
@@ -125,7 +141,7 @@ def copy(
         from .sign import _load_private_key
 
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
-    options = CopyOptions(select=select, jobs=jobs, progress=progress_for("Copying", quiet),
+    options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
     result = do_copy(source, destination, options) if not additional_tag else \
         _copy_tagged(source, destination, options, additional_tag)
@@ -136,6 +152,28 @@ def copy(
         extra += ", signed" if result.signed else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
                    f"{result.blobs_skipped} already present{extra})", err=True)
+
+
+def _choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """``value`` when it is one of ``allowed`` (or None); raises InvalidArgument otherwise."""
+    from ..errors import InvalidArgument
+
+    if value is not None and value not in allowed:
+        raise InvalidArgument(f"{flag} {value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def _selection(all_: bool, platforms: tuple[Platform, ...], multi_arch: str | None) -> Selection:
+    """--all / --platform / --multi-arch as one Selection; raises InvalidArgument when they conflict."""
+    from ..copy import Selection
+    from ..errors import InvalidArgument
+
+    mode = _choice("--multi-arch", multi_arch, ("all", "system", "index-only"))
+    if mode is not None and all_ and mode != "all":
+        raise InvalidArgument(f"--all and --multi-arch {mode} exclude each other")
+    if mode == "system" and platforms:
+        raise InvalidArgument("--multi-arch system and --platform exclude each other")
+    return Selection(all=all_ or mode == "all", platforms=platforms, index_only=mode == "index-only")
 
 
 @app.command()
