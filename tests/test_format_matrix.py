@@ -71,3 +71,23 @@ def test_every_format_into_every_format(tmp_path: Path, src: str, dst: str, comp
         name = name.rsplit(":", 1)[0]  # skopeo 1.9.3 finds a Docker-typed image in a layout only as its only one
     info = json.loads(skopeo("inspect", name).stdout)
     assert len(info["Layers"]) == 2
+
+
+@pytest.mark.parametrize("via", ["docker-archive", "dir", "oci-archive"])
+def test_round_trips_keep_the_config_digest(tmp_path: Path, via: str) -> None:
+    """oci -> X -> oci keeps the config digest (its bytes travel verbatim); where X cannot hold the manifest
+    as it is (docker-archive: stores uncompressed layers and makes its own manifest) the layers come back
+    as their diff_ids, and saying so is the docs' job (docs/docker-archive.md)."""
+    build_sample_layout(tmp_path / "sample")
+    (tmp_path / "x").mkdir()
+    mid = KINDS[via](tmp_path / "x")
+    copy(f"oci:{tmp_path}/sample:v1", mid)
+    copy(mid, f"oci:{tmp_path}/back:v1")
+    with open_source(f"oci:{tmp_path}/sample:v1") as a, open_source(f"oci:{tmp_path}/back:v1") as b:
+        ma, mb = a.get_manifest(), b.get_manifest()
+        assert ma.config.digest == mb.config.digest
+        if via != "docker-archive":
+            assert ma.raw == mb.raw  # nothing changed at all
+        else:
+            diff_ids = json.loads(read_blob_bytes(a, ma.config))["rootfs"]["diff_ids"]
+            assert [str(d.digest) for d in mb.layers] == diff_ids
