@@ -167,3 +167,128 @@ def _fsck_written_layouts(request: pytest.FixtureRequest):  # type: ignore[no-un
             report = fsck(reader)
         errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
         assert not errors, f"{tar} fails fsck after the test: {errors}"
+
+
+# -- a real registry on loopback (docker-registry, CNCF distribution 2.8) ----------------------------------
+
+class Registry:
+    """A running ``docker-registry``: ``host`` is ``127.0.0.1:PORT``; ``users`` the htpasswd accounts."""
+
+    def __init__(self, host: str, storage: Path, users: dict[str, str], proc: subprocess.Popen[bytes]) -> None:
+        self.host, self.storage, self.users, self.proc = host, storage, users, proc
+
+    def ref(self, repo: str, tag: str | None = None) -> str:
+        return f"docker://{self.host}/{repo}" + (f":{tag}" if tag else "")
+
+    def get(self, path: str, *, auth: tuple[str, str] | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """A plain request to the registry (the test's own view, not ocilayout's client)."""
+        import base64
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://{self.host}{path}", headers=headers or {})
+        if auth is not None:
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def tags(self, repo: str) -> list[str]:
+        status, _, body = self.get(f"/v2/{repo}/tags/list", auth=next(iter(self.users.items()), None))
+        if status == 404:
+            return []
+        import json
+
+        return sorted(json.loads(body).get("tags") or [])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_registry(root: Path, users: dict[str, str] | None = None) -> Registry:
+    """Start ``docker-registry`` on a free loopback port with storage (and htpasswd) under ``root``; waits
+    until ``/v2/`` answers. Stop it with :func:`stop_registry`."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    exe = require_tool("docker-registry")
+    users = users or {}
+    root.mkdir(parents=True, exist_ok=True)
+    storage = root / "storage"
+    auth = ""
+    if users:
+        htpasswd = require_tool("htpasswd")
+        lines = []
+        for user, password in users.items():
+            out = subprocess.run([htpasswd, "-Bbn", user, password], capture_output=True, text=True, check=True)
+            lines.append(out.stdout.strip())
+        (root / "htpasswd").write_text("\n".join(lines) + "\n")
+        auth = f"auth:\n  htpasswd: {{realm: basic-realm, path: {root / 'htpasswd'}}}\n"
+    for _ in range(5):
+        port = _free_port()
+        config = root / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog: {level: error}\n"
+            f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n{auth}")
+        log = open(root / "registry.log", "ab")  # noqa: SIM115 - the process writes it until stopped
+        proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
+                return Registry(f"127.0.0.1:{port}", storage, users, proc)
+            except urllib.error.HTTPError as err:
+                if err.code == 401:
+                    return Registry(f"127.0.0.1:{port}", storage, users, proc)
+            except OSError:
+                pass
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    raise AssertionError(f"docker-registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
+
+
+def stop_registry(reg: Registry) -> None:
+    reg.proc.terminate()
+    try:
+        reg.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        reg.proc.kill()
+        reg.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One anonymous registry for the session (tests use their own repository names)."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    stop_registry(reg)
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh registry with htpasswd Basic auth (user ``alice``, password ``s3cret-Pa55``)."""
+    reg = start_registry(tmp_path / "auth-registry", {"alice": "s3cret-Pa55"})
+    yield reg
+    stop_registry(reg)
+
+
+@pytest.fixture
+def insecure_registry_options():  # type: ignore[no-untyped-def]
+    """docker:// references opened in the test use --tls-verify=false (plain HTTP on loopback)."""
+    from ocilayout.registry.options import RegistryOptions, use_options
+
+    opts = RegistryOptions(tls_verify=False)
+    with use_options(opts, opts):
+        yield opts

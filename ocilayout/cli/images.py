@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ._app import app
 from ._display import echo, escape_json, write_bytes
+
+if TYPE_CHECKING:
+    from ..registry.options import RegistryOptions
+
+
+def _registry(tls_verify: str | None, creds: str | None, authfile: str | None, flag: str = "--tls-verify"
+              ) -> RegistryOptions | None:
+    """skopeo's registry flags as options for docker:// references (None when none is given)."""
+    if tls_verify is None and creds is None and authfile is None:
+        return None
+    from ..registry.options import RegistryOptions, parse_bool
+
+    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile)
+
+
+def _using(source: RegistryOptions | None = None, destination: RegistryOptions | None = None
+           ) -> contextlib.AbstractContextManager[None]:
+    if source is None and destination is None:
+        return contextlib.nullcontext()
+    from ..registry.options import use_options
+
+    return use_options(source, destination)
+
+
+_TLS_HELP = "Require HTTPS with verified certificates for docker:// (default true; false also allows plain HTTP)."
+_CREDS_HELP = "USER:PASSWORD for the docker:// registry (never printed)."
+_AUTHFILE_HELP = "auth.json to read registry credentials from (default: $REGISTRY_AUTH_FILE, then the usual files)."
 
 
 def _write(data: bytes | str) -> None:
@@ -57,7 +86,8 @@ def _check_writable(path: Path) -> None:
 
 @app.command()
 def copy(
-    source: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF] or oci-archive:FILE[:REF]"),
+    source: str = typer.Argument(..., metavar="SOURCE-IMAGE",
+                                 help="oci:PATH[:REF], oci-archive:FILE[:REF] or docker://HOST/REPO[:TAG|@DIGEST]"),
     destination: str = typer.Argument(..., metavar="DESTINATION-IMAGE"),
     all_: bool = typer.Option(False, "--all", "-a", help="Copy a whole index (every platform)."),
     platform: list[str] = typer.Option([], "--platform", help="os/arch[/variant] to copy from an index (repeatable)."),
@@ -72,8 +102,15 @@ def copy(
                                                     help="Passphrase for the signing key (first line)."),
     sign_identity: str | None = typer.Option(None, "--sign-identity", metavar="REF",
                                              help="Docker reference the signature vouches for."),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    src_authfile: str | None = typer.Option(None, "--src-authfile", help="--authfile for the source only."),
+    dest_authfile: str | None = typer.Option(None, "--dest-authfile", help="--authfile for the destination only."),
+    src_creds: str | None = typer.Option(None, "--src-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    dest_creds: str | None = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
+    dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
 ) -> None:
-    """Copy an image between oci: layouts and oci-archive: files, verifying every blob.
+    """Copy an image between oci: layouts, oci-archive: files and docker:// registries, verifying every blob.
 
     Signatures (cosign .sig tags) travel with the image unless --remove-signatures."""
     from ..copy import CopyOptions, Selection, Signing
@@ -96,7 +133,10 @@ def copy(
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
     options = CopyOptions(select=select, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
-    result = do_copy(source, destination, options)
+    src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify")
+    dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, "--dest-tls-verify")
+    with _using(src_reg, dst_reg):
+        result = do_copy(source, destination, options)
     if digestfile is not None:
         _write_digestfile(digestfile, str(result.descriptor.digest).encode())
     if not quiet:
@@ -111,12 +151,15 @@ def inspect(
     image: str = typer.Argument(..., metavar="IMAGE-NAME"),
     raw: bool = typer.Option(False, "--raw", help="Print the manifest (or config) bytes unchanged."),
     config: bool = typer.Option(False, "--config", help="Show the image config instead of the summary."),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
 ) -> None:
     """Show an image's summary (skopeo's fields), or its raw manifest or config."""
     from ..inspect import go_json, image_config, inspect_image, pretty_config
     from ..transports import open_source
 
-    with open_source(image) as src:
+    with _using(_registry(tls_verify, creds, authfile)), open_source(image) as src:
         if config:
             _manifest, cfg = image_config(src)
             if cfg is None:
@@ -146,14 +189,18 @@ def manifest_digest(
 
 @app.command("list-tags")
 def list_tags(
-    ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH or oci-archive:FILE"),
+    ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE or docker://HOST/REPO"),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
 ) -> None:
-    """List the tags (ref names) of a layout or archive, as JSON like skopeo list-tags."""
+    """List the tags (ref names) of a layout, archive or registry repository, as JSON like skopeo list-tags."""
     from ..reference import parse_reference
     from ..transports import transport
 
     r = parse_reference(ref)
-    tags = transport(r.transport).list_names(r)
+    with _using(_registry(tls_verify, creds, authfile)):
+        tags = transport(r.transport).list_names(r)
     _write(json.dumps({"Repository": str(Path(r.path)), "Tags": tags}, indent=4) + "\n")
 
 
@@ -170,9 +217,17 @@ def tag(
 
 @app.command()
 def delete(
-    image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF or oci:PATH@DIGEST"),
+    image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF, oci:PATH@DIGEST or docker://..."),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
 ) -> None:
-    """Remove an image's name from a layout; its blobs stay until gc."""
-    from ..tags import untag_image
+    """Remove an image's name from a layout (its blobs stay until gc), or delete a manifest from a registry
+    (by digest; a tag is resolved first, and every tag of that manifest goes)."""
+    from ..reference import parse_reference
+    from ..transports import transport
 
-    untag_image(image)
+    r = parse_reference(image)
+    reg = _registry(tls_verify, creds, authfile)
+    with _using(reg, reg):
+        transport(r.transport).delete_image(r)
