@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import SSLError
 
 from ..errors import NotFound, RegistryError
 from .auth import Challenge, Credentials, find_credentials, parse_challenges
@@ -190,7 +191,7 @@ class Client:
                                           preload_content=not stream, decode_content=False, redirect=False,
                                           retries=False)
             except Urllib3Error as err:
-                if attempt + 1 < attempts:
+                if attempt + 1 < attempts and not isinstance(err, SSLError):  # a TLS failure does not go away
                     time.sleep(_sleep_for(attempt, None))
                     continue
                 raise RegistryError(f"{method} {_safe(url)}: {type(err).__name__}: {_reason(err)}") from None

@@ -61,6 +61,8 @@ REGISTRY_CAPABILITIES = Capabilities(
     signatures=frozenset({"sigstore"}),
 )
 _TAG = r"[\w][\w.-]{0,127}"
+#: Tags asked for per page of ``tags/list`` (the registry may send fewer and a ``Link`` to the next page).
+TAGS_PAGE = 1000
 DOCKER_HUB = "docker.io"
 
 
@@ -425,7 +427,7 @@ class RegistryTransport(Transport):
             raise InvalidReference(f"{ref}: list-tags takes a repository, without a tag or digest")
         client = _client(ref, options_for("source"))
         try:
-            return [str(t) for t in client.paginate("tags/list?n=1000", "tags")]
+            return [str(t) for t in client.paginate(f"tags/list?n={TAGS_PAGE}", "tags")]
         finally:
             client.close()
 
