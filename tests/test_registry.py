@@ -498,3 +498,64 @@ def test_a_wrong_blob_fails_the_pull_with_nothing_committed(sample: Path, tmp_pa
     finally:
         stop_registry(reg)
     assert not (tmp_path / "out").exists() or LayoutStore.open(tmp_path / "out").refs() == []
+
+
+# -- uploads --------------------------------------------------------------------------------------------
+
+def _blob_at(reg: Registry, repo: str, digest: str) -> bytes | None:
+    status, _, body = reg.get(f"/v2/{repo}/blobs/{digest}")
+    return body if status == 200 else None
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_chunked_upload_of_a_large_blob(tmp_path: Path, registry: Registry, known: bool) -> None:
+    """Above chunk_size (and whenever the digest is unknown) a blob goes up in PATCHes of at most
+    chunk_size bytes, hashed while sent, then one PUT ?digest=."""
+    import io
+    import os
+
+    from ocilayout.descriptor import Descriptor
+    from ocilayout.digest import Digest
+    from ocilayout.reference import parse_reference
+    from ocilayout.transports.registry import RegistryDestination
+
+    data = os.urandom(10_000 + 7)
+    desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    repo = _repo(tmp_path)
+    dst = RegistryDestination(parse_reference(registry.ref(repo, "x")), RegistryOptions(tls_verify=False,
+                                                                                          chunk_size=4096))
+    seen: list[int] = []
+    try:
+        got = dst.put_blob(lambda: io.BytesIO(data), desc if known else None, media_type=desc.media_type,
+                           progress=seen.append)
+        assert got == desc
+        assert sum(seen) == len(data) and max(seen) <= 4096
+        assert _blob_at(registry, repo, str(desc.digest)) == data
+        liar = Descriptor("application/octet-stream", Digest.of(b"promised" * 1000), len(data))
+        with pytest.raises(IntegrityError):
+            dst.put_blob(lambda: io.BytesIO(data[::-1]), liar, media_type=liar.media_type)
+        assert _blob_at(registry, repo, str(liar.digest)) is None
+        assert _blob_at(registry, repo, str(Digest.of(data[::-1]))) is None
+    finally:
+        dst.close()
+
+
+def test_a_lying_monolithic_upload_is_never_completed(tmp_path: Path, registry: Registry) -> None:
+    import io
+
+    from ocilayout.descriptor import Descriptor
+    from ocilayout.digest import Digest
+    from ocilayout.reference import parse_reference
+    from ocilayout.transports.registry import RegistryDestination
+
+    repo = _repo(tmp_path)
+    promised = b"what the descriptor promises"
+    liar = Descriptor("application/octet-stream", Digest.of(promised), len(promised))
+    dst = RegistryDestination(parse_reference(registry.ref(repo, "x")), RegistryOptions(tls_verify=False))
+    try:
+        for lie in (b"something else entirely!!!!!", b"short", promised + b"and more"):
+            with pytest.raises(IntegrityError):
+                dst.put_blob(lambda lie=lie: io.BytesIO(lie), liar, media_type=liar.media_type)
+        assert _blob_at(registry, repo, str(liar.digest)) is None
+    finally:
+        dst.close()
