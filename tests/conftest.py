@@ -213,7 +213,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_registry(root: Path, users: dict[str, str] | None = None) -> Registry:
+def start_registry(root: Path, users: dict[str, str] | None = None, *, token: TokenServer | None = None) -> Registry:
     """Start ``docker-registry`` on a free loopback port with storage (and htpasswd) under ``root``; waits
     until ``/v2/`` answers. Stop it with :func:`stop_registry`."""
     import time
@@ -233,6 +233,10 @@ def start_registry(root: Path, users: dict[str, str] | None = None) -> Registry:
             lines.append(out.stdout.strip())
         (root / "htpasswd").write_text("\n".join(lines) + "\n")
         auth = f"auth:\n  htpasswd: {{realm: basic-realm, path: {root / 'htpasswd'}}}\n"
+    if token is not None:
+        auth = (f"auth:\n  token: {{realm: '{token.realm}', service: {token.service}, issuer: {token.issuer}, "
+                f"rootcertbundle: {token.cert_path}}}\n")
+        users = dict(token.users)
     for _ in range(5):
         port = _free_port()
         config = root / "config.yml"
@@ -266,6 +270,113 @@ def stop_registry(reg: Registry) -> None:
     except subprocess.TimeoutExpired:
         reg.proc.kill()
         reg.proc.wait()
+
+
+class TokenServer:
+    """A token server for distribution's ``auth: token``: ``GET /token?service=..&scope=repository:NAME:ACTIONS``
+    answers an ES256 JWT (``x5c``: its self-signed certificate, the registry's root bundle). Anonymous callers
+    get ``pull`` only; ``users`` (Basic) get what they ask for. ``requests`` records (user, scope) per call."""
+
+    service = "test-registry"
+    issuer = "test-issuer"
+
+    def __init__(self, root: Path, users: dict[str, str]) -> None:
+        import datetime
+        import http.server
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.users = users
+        self.requests: list[tuple[str | None, str]] = []
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self._key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self._key, hashes.SHA256()))
+        root.mkdir(parents=True, exist_ok=True)
+        self.cert_path = root / "token.crt"
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._der = cert.public_bytes(serialization.Encoding.DER)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server._answer(self)
+
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self._http.server_address[1]}/token"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def _answer(self, h: object) -> None:
+        import base64
+        import json
+        import time
+        import urllib.parse
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(h.path).query))  # type: ignore[attr-defined]
+        auth = h.headers.get("Authorization", "")  # type: ignore[attr-defined]
+        user = None
+        if auth.startswith("Basic "):
+            name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            if self.users.get(name) != password:
+                h.send_response(401)  # type: ignore[attr-defined]
+                h.send_header("Content-Length", "0")  # type: ignore[attr-defined]
+                h.end_headers()  # type: ignore[attr-defined]
+                return
+            user = name
+        scope = query.get("scope", "")
+        self.requests.append((user, scope))
+        access = []
+        if scope.startswith("repository:"):
+            _, repo, actions = scope.split(":", 2)
+            granted = [a for a in actions.split(",") if user is not None or a == "pull"]
+            access.append({"type": "repository", "name": repo, "actions": granted})
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        now = int(time.time())
+        header = {"alg": "ES256", "typ": "JWT", "x5c": [base64.b64encode(self._der).decode()]}
+        claims = {"iss": self.issuer, "sub": user or "", "aud": self.service, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": b64(os.urandom(12)), "access": access}
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        token = f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+        h.send_response(200)  # type: ignore[attr-defined]
+        h.send_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+        h.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
+        h.end_headers()  # type: ignore[attr-defined]
+        h.wfile.write(body)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh registry with Bearer token auth; its token server (``.token``) knows ``alice``/``s3cret-Pa55``."""
+    token = TokenServer(tmp_path / "token", {"alice": "s3cret-Pa55"})
+    reg = start_registry(tmp_path / "token-registry", token=token)
+    reg.token = token  # type: ignore[attr-defined]
+    yield reg
+    stop_registry(reg)
+    token.close()
 
 
 @pytest.fixture(scope="session")

@@ -559,3 +559,32 @@ def test_a_lying_monolithic_upload_is_never_completed(tmp_path: Path, registry: 
         assert _blob_at(registry, repo, str(liar.digest)) is None
     finally:
         dst.close()
+
+
+# -- Bearer tokens (a token server of our own; the registry validates its ES256 JWTs) ------------------------
+
+def test_bearer_token_flow(cli, sample: Path, tmp_path: Path, token_registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    token = token_registry.token  # type: ignore[attr-defined]
+    ref = token_registry.ref("tok/app", "v1")
+    res = cli("copy", "--dest-tls-verify=false", f"oci:{sample}:v1", ref)  # anonymous: pull only
+    assert res.exit_code == 7 and "authentication required" in res.stderr, res
+    token.requests.clear()
+    res = cli("copy", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}", f"oci:{sample}:multi", ref,
+              "--all")
+    assert res.exit_code == 0, res
+    assert token.requests == [(USER, "repository:tok/app:pull,push")]  # one token for every request
+    token.requests.clear()
+    res = cli("copy", "--src-tls-verify=false", ref, f"oci:{tmp_path}/out:v1", "--all")  # anonymous pull
+    assert res.exit_code == 0, res
+    assert _digest_of(tmp_path / "out", "v1") == _digest_of(sample, "multi")
+    assert token.requests == [(None, "repository:tok/app:pull")]
+    token.requests.clear()
+    other = token_registry.ref("tok/copy", "v1")
+    res = cli("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", f"{USER}:{PASSWORD}",
+              "--dest-creds", f"{USER}:{PASSWORD}", "--all", ref, other)
+    assert res.exit_code == 0, res
+    assert sorted(token.requests) == [(USER, "repository:tok/app:pull"), (USER, "repository:tok/copy:pull,push")]
+    res = cli("list-tags", NO_TLS, f"docker://{token_registry.host}/tok/copy")
+    assert res.exit_code == 0 and json.loads(res.stdout)["Tags"] == ["v1"], res
+    res = cli("inspect", NO_TLS, "--creds", f"{USER}:wrong", ref)
+    assert res.exit_code == 7 and "refused by the token server" in res.stderr and "wrong" not in res.stderr, res
