@@ -213,7 +213,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_registry(root: Path, users: dict[str, str] | None = None, *, token: TokenServer | None = None) -> Registry:
+def start_registry(root: Path, users: dict[str, str] | None = None, *, token: TokenServer | None = None,
+                   tls: tuple[Path, Path] | None = None) -> Registry:
     """Start ``docker-registry`` on a free loopback port with storage (and htpasswd) under ``root``; waits
     until ``/v2/`` answers. Stop it with :func:`stop_registry`."""
     import time
@@ -243,12 +244,22 @@ def start_registry(root: Path, users: dict[str, str] | None = None, *, token: To
         config.write_text(
             "version: 0.1\nlog: {level: error}\n"
             f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n{auth}")
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+            + (f"  tls: {{certificate: {tls[0]}, key: {tls[1]}}}\n" if tls else "") + auth)
         log = open(root / "registry.log", "ab")  # noqa: SIM115 - the process writes it until stopped
         proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
+            if tls:  # ready when the port accepts connections
+                import socket
+
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return Registry(f"127.0.0.1:{port}", storage, users, proc)
+                except OSError:
+                    time.sleep(0.05)
+                    continue
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
                 return Registry(f"127.0.0.1:{port}", storage, users, proc)
@@ -377,6 +388,40 @@ def token_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
     yield reg
     stop_registry(reg)
     token.close()
+
+
+def throwaway_ca(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocilayout test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    root.mkdir(parents=True, exist_ok=True)
+    paths = (root / "ca.pem", root / "server.pem", root / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
 
 
 @pytest.fixture(scope="session")

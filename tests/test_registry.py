@@ -588,3 +588,24 @@ def test_bearer_token_flow(cli, sample: Path, tmp_path: Path, token_registry: Re
     assert res.exit_code == 0 and json.loads(res.stdout)["Tags"] == ["v1"], res
     res = cli("inspect", NO_TLS, "--creds", f"{USER}:wrong", ref)
     assert res.exit_code == 7 and "refused by the token server" in res.stderr and "wrong" not in res.stderr, res
+
+
+# -- TLS with a throwaway CA --------------------------------------------------------------------------------
+
+def test_tls_verified_by_default_with_a_throwaway_ca(cli, sample: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import start_registry, stop_registry, throwaway_ca
+
+    ca, cert, key = throwaway_ca(tmp_path / "pki")
+    reg = start_registry(tmp_path / "tls-registry", tls=(cert, key))
+    try:
+        ref = reg.ref("tls/app", "v1")
+        res = cli("copy", f"oci:{sample}:v1", ref)  # verified by default: the CA is unknown
+        assert res.exit_code == 7 and "CERTIFICATE_VERIFY_FAILED" in res.stderr and res.stderr.count("\n") == 1, res
+        res = cli("copy", "--dest-tls-verify=false", f"oci:{sample}:v1", ref)  # HTTPS, unverified
+        assert res.exit_code == 0, res
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the CA trusted: verified HTTPS works
+        res = cli("copy", ref, f"oci:{tmp_path}/back:v1")
+        assert res.exit_code == 0 and _digest_of(tmp_path / "back", "v1") == _digest_of(sample, "v1"), res
+    finally:
+        stop_registry(reg)

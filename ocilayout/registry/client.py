@@ -124,7 +124,8 @@ class Client:
                     self._note_challenge(resp)
                 return self._base
             last = f"{url}: {_error_text(resp)}"
-        hint = "" if self.options.tls_verify is False else " (a plain-HTTP registry needs --tls-verify=false)"
+        hint = ("" if self.options.tls_verify is False
+                else " (plain HTTP or an untrusted certificate: --tls-verify=false)")
         raise RegistryError(f"cannot reach registry {self.registry}: {last}{hint}")
 
     def _note_challenge(self, resp: urllib3.BaseHTTPResponse) -> Challenge | None:
