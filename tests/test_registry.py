@@ -144,7 +144,9 @@ def test_delete_by_tag_resolves_the_digest(cli, sample: Path, tmp_path: Path, re
     assert cli("delete", NO_TLS, registry.ref(repo, "v1")).exit_code == 0
     assert registry.get(f"/v2/{repo}/manifests/{digest}", headers=accept)[0] == 404
     res = cli("delete", NO_TLS, registry.ref(repo, "v1"))
-    assert res.exit_code == 3 and res.stderr.count("\n") == 1, res
+    assert res.exit_code == 3 and res.stderr.count("\n") == 1 and "MANIFEST_UNKNOWN" in res.stderr, res
+    res = cli("delete", NO_TLS, f"docker://{registry.host}/{repo}@{digest}")  # the registry's own words
+    assert res.exit_code == 3 and "MANIFEST_UNKNOWN" in res.stderr, res
 
 
 def test_missing_tag_is_not_found(cli, tmp_path: Path, registry: Registry) -> None:  # type: ignore[no-untyped-def]

@@ -49,8 +49,9 @@ def _sleep_for(attempt: int, retry_after: str | None) -> float:
 
 def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
     """The registry's error codes and messages (bounded), or the status line."""
+    cached = getattr(resp, "_body", None)  # a preloaded response keeps its body there; read() gives b""
     try:
-        body = resp.read(MAX_ERROR_BODY, decode_content=True)
+        body = cached[:MAX_ERROR_BODY] if isinstance(cached, bytes) else resp.read(MAX_ERROR_BODY, decode_content=True)
     except Urllib3Error:
         body = b""
     try:
