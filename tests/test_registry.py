@@ -56,6 +56,14 @@ def test_push_pull_round_trip_keeps_every_digest(cli, sample: Path, tmp_path: Pa
     assert again.exit_code == 0 and "0 blobs copied" in again.stderr, again  # HEAD found every blob
 
 
+def test_no_tag_means_latest(cli, sample: Path, tmp_path: Path, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    repo = _repo(tmp_path)
+    assert cli("copy", "--dest-tls-verify=false", f"oci:{sample}:v1", f"docker://{registry.host}/{repo}").exit_code == 0
+    assert registry.tags(repo) == ["latest"]
+    res = cli("copy", "--src-tls-verify=false", f"docker://{registry.host}/{repo}", f"oci:{tmp_path}/back:x")
+    assert res.exit_code == 0 and _digest_of(tmp_path / "back", "x") == _digest_of(sample, "v1"), res
+
+
 def test_index_with_all(cli, sample: Path, tmp_path: Path, registry: Registry) -> None:  # type: ignore[no-untyped-def]
     ref = registry.ref(_repo(tmp_path), "multi")
     assert cli("copy", "--all", "--dest-tls-verify=false", f"oci:{sample}:multi", ref).exit_code == 0

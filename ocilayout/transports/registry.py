@@ -23,6 +23,7 @@ it already wrote; blobs and untagged manifests left by a failed copy are the reg
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import threading
 import urllib.parse
@@ -420,6 +421,8 @@ class RegistryTransport(Transport):
         return RegistrySource(ref)
 
     def open_destination(self, ref: ImageReference) -> RegistryDestination:
+        if ref.ref is None and ref.digest is None:  # docker://HOST/REPO means :latest, as skopeo reads it
+            ref = dataclasses.replace(ref, ref="latest")
         return RegistryDestination(ref)
 
     def list_names(self, ref: ImageReference) -> list[str]:
