@@ -619,3 +619,33 @@ def test_tls_verified_by_default_with_a_throwaway_ca(cli, sample: Path, tmp_path
         assert res.exit_code == 0 and _digest_of(tmp_path / "back", "v1") == _digest_of(sample, "v1"), res
     finally:
         stop_registry(reg)
+
+
+def test_sign_and_verify_a_registry_image(cli, sample: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """sign/verify on docker:// (verified TLS through a trusted throwaway CA): the signature is a cosign
+    .sig tag in the registry, the identity defaults to the image's docker reference, and it travels on."""
+    from conftest import start_registry, stop_registry, throwaway_ca
+
+    from ocilayout.signature import keys
+
+    ca, cert, key = throwaway_ca(tmp_path / "pki")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.setenv("OCILAYOUT_PASSPHRASE", "pw")
+    priv, pub = keys.write_key_pair(tmp_path / "k", b"pw")
+    reg = start_registry(tmp_path / "tls-registry", tls=(cert, key))
+    try:
+        ref = reg.ref("signed/app", "v1")
+        assert cli("copy", f"oci:{sample}:v1", ref).exit_code == 0
+        res = cli("sign", ref, "--key", priv)
+        ident = f"{reg.host}/signed/app:v1"
+        assert res.exit_code == 0 and ident in res.stdout, res
+        res = cli("verify", ref, "--public-key", pub)
+        assert res.exit_code == 0 and "Signature verified" in res.stdout, res
+        res = cli("verify", ref, "--public-key", pub, "--identity", "registry.example.com/other:1")
+        assert res.exit_code == 8, res
+        assert cli("copy", ref, f"oci:{tmp_path}/back:v1").exit_code == 0
+        res = cli("verify", f"oci:{tmp_path}/back:v1", "--public-key", pub, "--identity", ident)
+        assert res.exit_code == 0, res
+    finally:
+        stop_registry(reg)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import mediatypes as mt
-from ..descriptor import Descriptor
+from ..descriptor import REF_NAME, Descriptor
 from ..digest import Digest, VerifyingReader
 from ..errors import DigestMismatch, InvalidManifest, InvalidReference, NotFound, RegistryError, UnsupportedFormat
 from ..manifest import MAX_MANIFEST_SIZE, Manifest, manifest_digest
@@ -150,7 +150,12 @@ class RegistrySource:
             self._client.close()
             raise
         self._manifests[digest] = manifest
-        self.root = Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw))
+        # Named by tag, the image's identity is its full docker reference (what sign/verify default to, as a
+        # layout's ref name "docker.io/library/foo:1" is); copy drops source names at the destination.
+        registry, _, repo = split_name(ref.path)
+        names = {REF_NAME: f"{registry}/{repo}:{ref.ref or 'latest'}"} if ref.digest is None else {}
+        self.root = Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw),
+                               annotations=names)
 
     def get_manifest(self, desc: Descriptor | None = None) -> Manifest:
         desc = desc or self.root
