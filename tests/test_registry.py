@@ -649,3 +649,26 @@ def test_sign_and_verify_a_registry_image(cli, sample: Path, tmp_path: Path,  # 
         assert res.exit_code == 0, res
     finally:
         stop_registry(reg)
+
+
+@pytest.mark.parametrize("compression,docker", [("zstd", False), ("gzip", True), ("none", False)])
+def test_skopeo_interop_per_layer_kind(cli, skopeo, tmp_path: Path, registry: Registry,  # type: ignore[no-untyped-def]
+                                       compression: str, docker: bool) -> None:
+    """zstd, gzip (as a Docker v2s2 image) and uncompressed layers: skopeo pulls what we push, byte for
+    byte, and we pull back what skopeo pushes."""
+    from ocilayout.sample import make_image
+
+    store = LayoutStore.create(tmp_path / "src")
+    make_image(store, [{"a.txt": b"a\n" * 1000}, {"b.bin": bytes(range(256)) * 64}], compression=compression,
+               docker=docker, tag="t")
+    want = _digest_of(tmp_path / "src", "t")
+    repo = _repo(tmp_path)
+    assert cli("copy", "--dest-tls-verify=false", f"oci:{tmp_path}/src:t", registry.ref(repo, "ours")).exit_code == 0
+    skopeo("copy", "--src-tls-verify=false", "--preserve-digests", "--dest-oci-accept-uncompressed-layers",
+           f"docker://{registry.host}/{repo}@{want}", f"oci:{tmp_path}/sk:t")
+    assert _digest_of(tmp_path / "sk", "t") == want
+    # skopeo 1.9.3's oci: transport skips index entries of Docker media types: it pushes from the registry.
+    skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests",
+           f"docker://{registry.host}/{repo}:ours", f"docker://{registry.host}/{repo}2:theirs")
+    res = cli("copy", "--src-tls-verify=false", registry.ref(f"{repo}2", "theirs"), f"oci:{tmp_path}/back:t")
+    assert res.exit_code == 0 and _digest_of(tmp_path / "back", "t") == want, res
