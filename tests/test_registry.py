@@ -116,8 +116,11 @@ def test_inspect_raw_config_and_summary(cli, skopeo, sample: Path, tmp_path: Pat
     assert cfg.stdout == cli("inspect", "--raw", "--config", f"oci:{sample}:v1").stdout
     ours = json.loads(cli("inspect", NO_TLS, ref).stdout)
     theirs = json.loads(skopeo("inspect", "--tls-verify=false", ref).stdout)
-    for key in ("Digest", "Architecture", "Os", "Layers", "Env", "Labels"):
+    for key in ("Name", "Digest", "RepoTags", "Architecture", "Os", "Layers", "Env", "Labels"):
         assert ours[key] == theirs[key], key
+    assert list(ours)[:3] == ["Name", "Digest", "RepoTags"]
+    assert json.loads(cli("inspect", NO_TLS, "--no-tags", ref).stdout)["RepoTags"] == []
+    assert "Name" not in json.loads(cli("inspect", f"oci:{sample}:v1").stdout)  # layouts: as skopeo
 
 
 def test_list_tags_follows_pages(cli, sample: Path, tmp_path: Path, registry: Registry,  # type: ignore[no-untyped-def]

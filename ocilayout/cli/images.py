@@ -154,10 +154,12 @@ def inspect(
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    no_tags: bool = typer.Option(False, "--no-tags", "-n", help="Do not list the repository's tags (registries)."),
 ) -> None:
     """Show an image's summary (skopeo's fields), or its raw manifest or config."""
     from ..inspect import go_json, image_config, inspect_image, pretty_config
-    from ..transports import open_source
+    from ..reference import parse_reference
+    from ..transports import open_source, transport
 
     with _using(_registry(tls_verify, creds, authfile)), open_source(image) as src:
         if config:
@@ -170,7 +172,11 @@ def inspect(
         elif raw:
             _write(src.get_manifest().raw)
         else:
-            _write(go_json(inspect_image(src)) + "\n")
+            out = inspect_image(src)
+            names = transport(src.ref.transport).repository_names(parse_reference(image), tags=not no_tags)
+            if names is not None:  # a registry image: skopeo's Name, and RepoTags unless --no-tags
+                out = {"Name": names[0], **out, "RepoTags": names[1]}
+            _write(go_json(out) + "\n")
 
 
 @app.command("manifest-digest")

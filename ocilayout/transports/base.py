@@ -165,6 +165,11 @@ class Transport:
         """The names (tags) the location ``ref`` holds, in stored order."""
         raise self._unsupported("listing tags")
 
+    def repository_names(self, ref: ImageReference, *, tags: bool = True) -> tuple[str, list[str]] | None:
+        """For ``inspect``: the repository's docker name and (with ``tags``) its tags, as skopeo prints
+        ``Name`` and ``RepoTags`` for registry images; None where images have no docker repository."""
+        return None
+
     def delete_image(self, ref: ImageReference) -> int:
         """Delete the image ``ref`` names; returns how many names (or manifests) went. Layouts remove the
         name from ``index.json`` (blobs stay until gc); raises UnsupportedFormat where deleting is not

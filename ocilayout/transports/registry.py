@@ -439,6 +439,12 @@ class RegistryTransport(Transport):
         finally:
             client.close()
 
+    def repository_names(self, ref: ImageReference, *, tags: bool = True) -> tuple[str, list[str]]:
+        """``HOST/REPO`` (``docker.io/library/...`` normalised) and every tag of the repository."""
+        registry, _, repo = split_name(ref.path)
+        listed = self.list_names(dataclasses.replace(ref, ref=None, digest=None)) if tags else []
+        return f"{registry}/{repo}", listed
+
     def delete_image(self, ref: ImageReference) -> int:
         """DELETE the manifest ``ref`` names (a tag is resolved to its digest first: distribution deletes by
         digest only, and every tag of that manifest goes with it); returns 1. Raises NotFound, RegistryError
