@@ -675,3 +675,43 @@ def test_skopeo_interop_per_layer_kind(cli, skopeo, tmp_path: Path, registry: Re
            f"docker://{registry.host}/{repo}:ours", f"docker://{registry.host}/{repo}2:theirs")
     res = cli("copy", "--src-tls-verify=false", registry.ref(f"{repo}2", "theirs"), f"oci:{tmp_path}/back:t")
     assert res.exit_code == 0 and _digest_of(tmp_path / "back", "t") == want, res
+
+
+def test_cross_repository_mount_moves_no_bytes(sample: Path, tmp_path: Path, registry: Registry) -> None:
+    """docker -> docker on one registry: blobs are mounted from the source repository (POST ?mount=&from=),
+    so no blob byte is read or sent; on another registry they are copied."""
+    from conftest import start_registry, stop_registry
+
+    class Bytes:
+        def __init__(self) -> None:
+            self.moved = 0
+
+        def start(self, total_bytes: int, blobs: int) -> None:
+            pass
+
+        def advance(self, nbytes: int) -> None:
+            self.moved += nbytes
+
+        def finish(self) -> None:
+            pass
+
+    opts = RegistryOptions(tls_verify=False)
+    repo = _repo(tmp_path)
+    other = start_registry(tmp_path / "other")
+    try:
+        with use_options(opts, opts):
+            copy(f"oci:{sample}:multi", registry.ref(repo, "m"), CopyOptions(select=Selection(all=True)))
+            same, elsewhere = Bytes(), Bytes()
+            res = copy(registry.ref(repo, "m"), registry.ref(f"{repo}-mounted", "m"),
+                       CopyOptions(select=Selection(all=True), progress=same))
+            assert res.blobs_copied > 0 and same.moved == 0
+            res2 = copy(registry.ref(repo, "m"), other.ref("x/y", "m"),
+                        CopyOptions(select=Selection(all=True), progress=elsewhere))
+            assert elsewhere.moved == res2.bytes_copied > 0
+            with open_source(registry.ref(f"{repo}-mounted", "m")) as src:
+                assert str(src.root.digest) == _digest_of(sample, "multi")
+                for child in src.get_manifest().manifests:
+                    for d in src.get_manifest(child).layers:
+                        assert _blob_at(registry, f"{repo}-mounted", str(d.digest)) is not None
+    finally:
+        stop_registry(other)

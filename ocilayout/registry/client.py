@@ -320,6 +320,11 @@ class BlobReader:
         self._resp: urllib3.BaseHTTPResponse | None = None
         self._open(0)
 
+    def origin(self) -> tuple[str, str]:
+        """(``scheme://host`` of the registry, repository) this blob is read from: a destination on the
+        same registry mounts the blob from there instead of uploading it."""
+        return self._client.base(), self._client.repository
+
     def _open(self, offset: int) -> None:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = self._client.request("GET", self._path, headers=headers, stream=True, follow=True)

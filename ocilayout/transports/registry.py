@@ -268,12 +268,41 @@ class RegistryDestination:
         with contextlib.suppress(Exception):  # best effort: the registry expires abandoned uploads anyway
             self._client.request("DELETE", location, actions="pull,push").release_conn()
 
+    def _mount(self, stream: BinaryIO, expected: Descriptor) -> str | None:
+        """Cross-repository mount: when ``stream`` reads ``expected`` from another repository of this
+        registry, ask for ``POST ?mount=&from=``. Returns None when the registry mounted it (201), else the
+        upload it started instead (202: no access to the other repository, or it lacks the blob)."""
+        if not isinstance(stream, BlobReader):
+            return self._start_upload()
+        base, repo = stream.origin()
+        if base != self._client.base() or repo == self._client.repository:
+            return self._start_upload()
+        query = urllib.parse.urlencode({"mount": str(expected.digest), "from": repo})
+        resp = self._client.request("POST", f"blobs/uploads/?{query}", actions="pull,push", body=b"",
+                                    headers={"Content-Length": "0"})
+        if resp.status == 201:
+            resp.release_conn()
+            return None
+        if resp.status != 202 or not resp.headers.get("Location"):
+            raise self._client.fail(resp, f"{self.ref}: starting a blob upload")
+        resp.release_conn()
+        return urllib.parse.urljoin(self._client.base() + "/", resp.headers["Location"])
+
     def put_blob(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
                  progress: ProgressFn | None = None) -> Descriptor:
-        location = self._start_upload()
+        stream = open_()
+        try:
+            location = self._mount(stream, expected) if expected is not None else self._start_upload()
+        except BaseException:
+            stream.close()
+            raise
+        if location is None and expected is not None:  # mounted: no byte moved (digest-addressed in the registry)
+            stream.close()
+            return Descriptor(media_type=media_type, digest=expected.digest, size=expected.size)
+        assert location is not None
         done = False
         try:
-            with open_() as stream:
+            with stream:
                 reader = (VerifyingReader(stream, expected.digest, expected.size) if expected is not None
                           else VerifyingReader(stream, algorithm="sha256"))
                 if expected is not None and expected.size <= self._options.chunk_size:
