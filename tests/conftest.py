@@ -286,7 +286,8 @@ def stop_registry(reg: Registry) -> None:
 class TokenServer:
     """A token server for distribution's ``auth: token``: ``GET /token?service=..&scope=repository:NAME:ACTIONS``
     answers an ES256 JWT (``x5c``: its self-signed certificate, the registry's root bundle). Anonymous callers
-    get ``pull`` only; ``users`` (Basic) get what they ask for. ``requests`` records (user, scope) per call."""
+    get ``pull`` only; ``users`` (Basic) get what they ask for. ``requests`` records (user, scopes) per call
+    (several ``scope`` parameters joined by a space)."""
 
     service = "test-registry"
     issuer = "test-issuer"
@@ -338,7 +339,7 @@ class TokenServer:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(h.path).query))  # type: ignore[attr-defined]
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)  # type: ignore[attr-defined]
         auth = h.headers.get("Authorization", "")  # type: ignore[attr-defined]
         user = None
         if auth.startswith("Basic "):
@@ -349,13 +350,14 @@ class TokenServer:
                 h.end_headers()  # type: ignore[attr-defined]
                 return
             user = name
-        scope = query.get("scope", "")
-        self.requests.append((user, scope))
+        scopes = query.get("scope", [])
+        self.requests.append((user, " ".join(scopes)))
         access = []
-        if scope.startswith("repository:"):
-            _, repo, actions = scope.split(":", 2)
-            granted = [a for a in actions.split(",") if user is not None or a == "pull"]
-            access.append({"type": "repository", "name": repo, "actions": granted})
+        for scope in scopes:
+            if scope.startswith("repository:"):
+                _, repo, actions = scope.split(":", 2)
+                granted = [a for a in actions.split(",") if user is not None or a == "pull"]
+                access.append({"type": "repository", "name": repo, "actions": granted})
 
         def b64(data: bytes) -> str:
             return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -596,7 +596,8 @@ def test_bearer_token_flow(cli, sample: Path, tmp_path: Path, token_registry: Re
     res = cli("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", f"{USER}:{PASSWORD}",
               "--dest-creds", f"{USER}:{PASSWORD}", "--all", ref, other)
     assert res.exit_code == 0, res
-    assert sorted(token.requests) == [(USER, "repository:tok/app:pull"), (USER, "repository:tok/copy:pull,push")]
+    assert sorted(token.requests) == [(USER, "repository:tok/app:pull"), (USER, "repository:tok/copy:pull,push"),
+                                      (USER, "repository:tok/copy:pull,push repository:tok/app:pull")]  # mounts
     res = cli("list-tags", NO_TLS, f"docker://{token_registry.host}/tok/copy")
     assert res.exit_code == 0 and json.loads(res.stdout)["Tags"] == ["v1"], res
     res = cli("inspect", NO_TLS, "--creds", f"{USER}:wrong", ref)

@@ -138,17 +138,18 @@ class Client:
 
     # -- auth -----------------------------------------------------------------------------------------
 
-    def _scope(self, actions: str) -> str:
-        return f"repository:{self.repository}:{actions}"
+    def _scope(self, actions: str, also: str | None = None) -> str:
+        """The token scope(s), space-separated: this repository's ``actions``, plus ``also``."""
+        return f"repository:{self.repository}:{actions}" + (f" {also}" if also else "")
 
-    def _auth_header(self, actions: str) -> str | None:
+    def _auth_header(self, actions: str, also: str | None = None) -> str | None:
         ch = self._challenge
         if ch is None:
             return None
         creds = self._credentials()
         if ch.scheme == "basic":
             return creds.basic() if creds is not None else None
-        scope = self._scope(actions)
+        scope = self._scope(actions, also)
         tok = self._tokens.get(scope)
         if tok is None or tok[1] <= time.monotonic():
             tok = self._fetch_token(ch, scope, creds)
@@ -159,9 +160,9 @@ class Client:
         realm = ch.params.get("realm")
         if not realm or urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(f"{self.registry}: the token challenge has no usable realm")
-        query = {"scope": scope}
+        query = [("scope", one) for one in scope.split(" ")]
         if ch.params.get("service"):
-            query["service"] = ch.params["service"]
+            query.append(("service", ch.params["service"]))
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         headers = {"Authorization": creds.basic()} if creds is not None else {}
         resp = self._send("GET", url, headers, None, stream=False, repeatable=True)
@@ -210,16 +211,17 @@ class Client:
         """The absolute URL of ``/v2/<repository>/<path>``."""
         return f"{self.base()}/v2/{self.repository}/{path}"
 
-    def request(self, method: str, path_or_url: str, *, actions: str = "pull",
+    def request(self, method: str, path_or_url: str, *, actions: str = "pull", also: str | None = None,
                 headers: Mapping[str, str] | None = None, body: bytes | BinaryIO | None = None,
                 stream: bool = False, follow: bool = False) -> urllib3.BaseHTTPResponse:
-        """Send a request with authentication; a 401 is answered once (challenge, then retry). With
+        """Send a request with authentication (token scope: this repository's ``actions``, plus the full
+        scope ``also``, e.g. the repository a blob is mounted from); a 401 is answered once. With
         ``follow``, redirects are followed (no Authorization to another host). Raises RegistryError when
         authentication is refused or the registry cannot be reached; other statuses are the caller's."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         repeatable = body is None or isinstance(body, bytes)
         hdrs = dict(headers or {})
-        auth = self._auth_header(actions)
+        auth = self._auth_header(actions, also)
         if auth:
             hdrs["Authorization"] = auth
         resp = self._send(method, url, hdrs, body, stream=stream, repeatable=repeatable)
@@ -232,8 +234,8 @@ class Client:
                 resp.drain_conn()
                 resp.release_conn()
                 if ch.scheme == "bearer":
-                    self._tokens.pop(self._scope(actions), None)
-                auth = self._auth_header(actions)
+                    self._tokens.pop(self._scope(actions, also), None)
+                auth = self._auth_header(actions, also)
                 if auth:
                     hdrs["Authorization"] = auth
                 resp = self._send(method, url, hdrs, body, stream=stream, repeatable=repeatable)

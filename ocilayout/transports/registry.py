@@ -278,8 +278,11 @@ class RegistryDestination:
         if base != self._client.base() or repo == self._client.repository:
             return self._start_upload()
         query = urllib.parse.urlencode({"mount": str(expected.digest), "from": repo})
-        resp = self._client.request("POST", f"blobs/uploads/?{query}", actions="pull,push", body=b"",
-                                    headers={"Content-Length": "0"})
+        try:
+            resp = self._client.request("POST", f"blobs/uploads/?{query}", actions="pull,push",
+                                        also=f"repository:{repo}:pull", body=b"", headers={"Content-Length": "0"})
+        except RegistryError:  # no pull access to the other repository: upload the blob instead
+            return self._start_upload()
         if resp.status == 201:
             resp.release_conn()
             return None
