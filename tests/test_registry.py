@@ -716,3 +716,29 @@ def test_cross_repository_mount_moves_no_bytes(sample: Path, tmp_path: Path, reg
                         assert _blob_at(registry, f"{repo}-mounted", str(d.digest)) is not None
     finally:
         stop_registry(other)
+
+
+def test_catalog_follows_pages(cli, sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """distribution 2.8 paginates _catalog (?n=, Link rel="next"): every repository comes back once."""
+    from conftest import start_registry, stop_registry
+
+    import ocilayout.transports.registry as reg_mod
+
+    reg = start_registry(tmp_path / "cat", {USER: PASSWORD})
+    try:
+        names = ["a/one", "b/two", "c/three", "d/four", "e/five"]
+        for n in names:
+            res = cli("copy", "-q", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}", f"oci:{sample}:v1",
+                      reg.ref(n, "v1"))
+            assert res.exit_code == 0, res
+        monkeypatch.setattr(reg_mod, "CATALOG_PAGE", 2)
+        status, headers, _ = reg.get("/v2/_catalog?n=2", auth=(USER, PASSWORD))
+        assert status == 200 and 'rel="next"' in headers.get("Link", "")
+        res = cli("catalog", NO_TLS, "--creds", f"{USER}:{PASSWORD}", reg.host)
+        assert res.exit_code == 0, res
+        assert json.loads(res.stdout) == {"Registry": reg.host, "Repositories": sorted(names)}
+        res = cli("catalog", NO_TLS, f"docker://{reg.host}")
+        assert res.exit_code == 7 and "authentication required" in res.stderr, res
+        assert cli("catalog", "bad/host").exit_code == 2
+    finally:
+        stop_registry(reg)

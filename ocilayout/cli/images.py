@@ -211,6 +211,27 @@ def list_tags(
 
 
 @app.command()
+def catalog(
+    registry: str = typer.Argument(..., metavar="REGISTRY", help="HOST[:PORT], or docker://HOST[:PORT]"),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+) -> None:
+    """List a registry's repositories (the paginated _catalog API), as JSON."""
+    import re
+
+    from ..errors import InvalidReference
+    from ..transports.registry import catalog as list_catalog
+
+    host = registry.removeprefix("docker://").rstrip("/")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(?::[0-9]+)?", host):
+        raise InvalidReference(f"invalid registry {registry!r}: want HOST[:PORT]")
+    with _using(_registry(tls_verify, creds, authfile)):
+        repos = list_catalog(host)
+    _write(json.dumps({"Registry": host, "Repositories": repos}, indent=4) + "\n")
+
+
+@app.command()
 def tag(
     image: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF|@DIGEST]"),
     new_ref: str = typer.Argument(..., metavar="NEW-REF", help="A tag name, or oci:PATH:TAG in the same layout"),

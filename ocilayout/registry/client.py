@@ -97,6 +97,11 @@ class Client:
 
     # -- set-up ---------------------------------------------------------------------------------------
 
+    @property
+    def where(self) -> str:
+        """``registry/repository`` (the registry alone for registry-wide requests), for messages."""
+        return f"{self.registry}/{self.repository}" if self.repository else self.registry
+
     def close(self) -> None:
         self._pool.clear()
 
@@ -140,6 +145,8 @@ class Client:
 
     def _scope(self, actions: str, also: str | None = None) -> str:
         """The token scope(s), space-separated: this repository's ``actions``, plus ``also``."""
+        if not self.repository:  # registry-wide requests (the catalog) name their scope in ``also``
+            return also or ""
         return f"repository:{self.repository}:{actions}" + (f" {also}" if also else "")
 
     def _auth_header(self, actions: str, also: str | None = None) -> str | None:
@@ -208,8 +215,8 @@ class Client:
         raise AssertionError("unreachable")
 
     def url(self, path: str) -> str:
-        """The absolute URL of ``/v2/<repository>/<path>``."""
-        return f"{self.base()}/v2/{self.repository}/{path}"
+        """The absolute URL of ``/v2/<repository>/<path>`` (``/v2/<path>`` for a registry-wide client)."""
+        return f"{self.base()}/v2/{self.repository}/{path}" if self.repository else f"{self.base()}/v2/{path}"
 
     def request(self, method: str, path_or_url: str, *, actions: str = "pull", also: str | None = None,
                 headers: Mapping[str, str] | None = None, body: bytes | BinaryIO | None = None,
@@ -241,10 +248,10 @@ class Client:
                 resp = self._send(method, url, hdrs, body, stream=stream, repeatable=repeatable)
             if resp.status == 401:
                 what = "refused" if self._credentials() is not None else "required"
-                raise RegistryError(f"{self.registry}/{self.repository}: authentication {what} (HTTP 401; "
+                raise RegistryError(f"{self.where}: authentication {what} (HTTP 401; "
                                     "check --creds or the auth file)")
         if resp.status == 403:
-            raise RegistryError(f"{self.registry}/{self.repository}: access denied (HTTP 403): {_error_text(resp)}")
+            raise RegistryError(f"{self.where}: access denied (HTTP 403): {_error_text(resp)}")
         hops = 0
         origin = urllib.parse.urlsplit(url).netloc
         while follow and resp.status in (301, 302, 303, 307, 308) and hops < 5:
@@ -269,14 +276,14 @@ class Client:
             return NotFound(f"{what}: not found ({text})")
         return RegistryError(f"{what}: {text}")
 
-    def paginate(self, path: str, key: str) -> Iterator[Any]:
+    def paginate(self, path: str, key: str, *, also: str | None = None) -> Iterator[Any]:
         """Every item of ``key`` across the pages of a ``Link: <...>; rel="next"`` list (tags, catalog)."""
         url: str | None = path
         seen = 0
         while url is not None and seen < 10000:
-            resp = self.request("GET", url)
+            resp = self.request("GET", url, also=also)
             if resp.status != 200:
-                raise self.fail(resp, f"{self.registry}/{self.repository}: listing")
+                raise self.fail(resp, f"{self.where}: listing {key}")
             try:
                 doc = json.loads(resp.data[: 16 << 20])
             except ValueError:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..signature.model import Signature
 
 __all__ = ["ACCEPT", "REGISTRY_CAPABILITIES", "RegistryDestination", "RegistrySource", "RegistryTransport",
-           "split_name"]
+           "catalog", "split_name"]
 
 #: Every manifest and index type we read, most preferred first (distribution 2.8 hides OCI manifests from
 #: clients that do not list the OCI types).
@@ -446,6 +446,23 @@ class RegistryDestination:
         self._sigs.clear()
         self._tags.clear()
         self._client.close()
+
+
+#: Repositories asked for per page of ``_catalog``.
+CATALOG_PAGE = 1000
+
+
+def catalog(registry: str, options: RegistryOptions | None = None) -> list[str]:
+    """Every repository name ``GET /v2/_catalog`` lists (following ``Link`` pages), in the registry's
+    order; ``registry`` is ``HOST[:PORT]`` (``docker.io`` is reached at ``registry-1.docker.io``). Raises
+    RegistryError, NotFound (a registry without the catalog API)."""
+    name, api, _ = split_name(f"{registry}/x")
+    client = Client(name, api, "", options or options_for("source"))
+    try:
+        return [str(r) for r in client.paginate(f"_catalog?n={CATALOG_PAGE}", "repositories",
+                                                also="registry:catalog:*")]
+    finally:
+        client.close()
 
 
 class RegistryTransport(Transport):
