@@ -742,3 +742,22 @@ def test_catalog_follows_pages(cli, sample: Path, tmp_path: Path, monkeypatch: p
         assert cli("catalog", "bad/host").exit_code == 2
     finally:
         stop_registry(reg)
+
+
+def test_no_credentials_to_urls_on_other_hosts(auth_registry: Registry) -> None:
+    """A URL the registry hands out (upload Location, Link page) on another host gets no Authorization."""
+    from ocilayout.registry.client import Client
+
+    proxy = FaultProxy(auth_registry, lambda m, p, n: None)
+    try:
+        client = Client(auth_registry.host, auth_registry.host, "secure/app",
+                        RegistryOptions(tls_verify=False, creds=f"{USER}:{PASSWORD}"))
+        own = client.request("GET", "tags/list")
+        own.release_conn()
+        assert own.status in (200, 404)  # authenticated at the registry itself (else RegistryError)
+        elsewhere = client.request("GET", f"http://{proxy.host}/v2/secure/app/tags/list")
+        assert elsewhere.status == 401
+        client.close()
+    finally:
+        proxy.close()
+    assert proxy.seen and not any("Authorization" in h for _, _, h in proxy.seen)

@@ -18,6 +18,7 @@ Credentials and tokens live only in request headers; no message raised here cont
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -90,6 +91,7 @@ class Client:
         self._creds_loaded = False
         self._challenge: Challenge | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._token_lock = threading.Lock()
         if not verify:
             import warnings
 
@@ -157,10 +159,11 @@ class Client:
         if ch.scheme == "basic":
             return creds.basic() if creds is not None else None
         scope = self._scope(actions, also)
-        tok = self._tokens.get(scope)
-        if tok is None or tok[1] <= time.monotonic():
-            tok = self._fetch_token(ch, scope, creds)
-            self._tokens[scope] = tok
+        with self._token_lock:  # blob workers share the cache: one token request per scope, not one each
+            tok = self._tokens.get(scope)
+            if tok is None or tok[1] <= time.monotonic():
+                tok = self._fetch_token(ch, scope, creds)
+                self._tokens[scope] = tok
         return f"Bearer {tok[0]}"
 
     def _fetch_token(self, ch: Challenge, scope: str, creds: Credentials | None) -> tuple[str, float]:
@@ -228,11 +231,14 @@ class Client:
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         repeatable = body is None or isinstance(body, bytes)
         hdrs = dict(headers or {})
-        auth = self._auth_header(actions, also)
+        # Credentials go to the registry's own host only, never to a URL it points elsewhere (an upload
+        # Location, a Link page, a redirect).
+        ours = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base()).netloc
+        auth = self._auth_header(actions, also) if ours else None
         if auth:
             hdrs["Authorization"] = auth
         resp = self._send(method, url, hdrs, body, stream=stream, repeatable=repeatable)
-        if resp.status == 401:
+        if resp.status == 401 and ours:
             had = self._challenge
             ch = self._note_challenge(resp)
             creds = self._credentials()
