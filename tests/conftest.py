@@ -167,3 +167,286 @@ def _fsck_written_layouts(request: pytest.FixtureRequest):  # type: ignore[no-un
             report = fsck(reader)
         errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
         assert not errors, f"{tar} fails fsck after the test: {errors}"
+
+
+# -- a real registry on loopback (docker-registry, CNCF distribution 2.8) ----------------------------------
+
+class Registry:
+    """A running ``docker-registry``: ``host`` is ``127.0.0.1:PORT``; ``users`` the htpasswd accounts."""
+
+    def __init__(self, host: str, storage: Path, users: dict[str, str], proc: subprocess.Popen[bytes]) -> None:
+        self.host, self.storage, self.users, self.proc = host, storage, users, proc
+
+    def ref(self, repo: str, tag: str | None = None) -> str:
+        return f"docker://{self.host}/{repo}" + (f":{tag}" if tag else "")
+
+    def get(self, path: str, *, auth: tuple[str, str] | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """A plain request to the registry (the test's own view, not ocilayout's client)."""
+        import base64
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://{self.host}{path}", headers=headers or {})
+        if auth is not None:
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def tags(self, repo: str) -> list[str]:
+        status, _, body = self.get(f"/v2/{repo}/tags/list", auth=next(iter(self.users.items()), None))
+        if status == 404:
+            return []
+        import json
+
+        return sorted(json.loads(body).get("tags") or [])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_registry(root: Path, users: dict[str, str] | None = None, *, token: TokenServer | None = None,
+                   tls: tuple[Path, Path] | None = None) -> Registry:
+    """Start ``docker-registry`` on a free loopback port with storage (and htpasswd) under ``root``; waits
+    until ``/v2/`` answers. Stop it with :func:`stop_registry`."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    exe = require_tool("docker-registry")
+    users = users or {}
+    root.mkdir(parents=True, exist_ok=True)
+    storage = root / "storage"
+    auth = ""
+    if users:
+        htpasswd = require_tool("htpasswd")
+        lines = []
+        for user, password in users.items():
+            out = subprocess.run([htpasswd, "-Bbn", user, password], capture_output=True, text=True, check=True)
+            lines.append(out.stdout.strip())
+        (root / "htpasswd").write_text("\n".join(lines) + "\n")
+        auth = f"auth:\n  htpasswd: {{realm: basic-realm, path: {root / 'htpasswd'}}}\n"
+    if token is not None:
+        auth = (f"auth:\n  token: {{realm: '{token.realm}', service: {token.service}, issuer: {token.issuer}, "
+                f"rootcertbundle: {token.cert_path}}}\n")
+        users = dict(token.users)
+    for _ in range(5):
+        port = _free_port()
+        config = root / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog: {level: error}\n"
+            f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+            + (f"  tls: {{certificate: {tls[0]}, key: {tls[1]}}}\n" if tls else "") + auth)
+        log = open(root / "registry.log", "ab")  # noqa: SIM115 - the process writes it until stopped
+        proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            if tls:  # ready when the port accepts connections
+                import socket
+
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return Registry(f"127.0.0.1:{port}", storage, users, proc)
+                except OSError:
+                    time.sleep(0.05)
+                    continue
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
+                return Registry(f"127.0.0.1:{port}", storage, users, proc)
+            except urllib.error.HTTPError as err:
+                if err.code == 401:
+                    return Registry(f"127.0.0.1:{port}", storage, users, proc)
+            except OSError:
+                pass
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    raise AssertionError(f"docker-registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
+
+
+def stop_registry(reg: Registry) -> None:
+    reg.proc.terminate()
+    try:
+        reg.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        reg.proc.kill()
+        reg.proc.wait()
+
+
+class TokenServer:
+    """A token server for distribution's ``auth: token``: ``GET /token?service=..&scope=repository:NAME:ACTIONS``
+    answers an ES256 JWT (``x5c``: its self-signed certificate, the registry's root bundle). Anonymous callers
+    get ``pull`` only; ``users`` (Basic) get what they ask for. ``requests`` records (user, scopes) per call
+    (several ``scope`` parameters joined by a space)."""
+
+    service = "test-registry"
+    issuer = "test-issuer"
+
+    def __init__(self, root: Path, users: dict[str, str]) -> None:
+        import datetime
+        import http.server
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.users = users
+        self.requests: list[tuple[str | None, str]] = []
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self._key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self._key, hashes.SHA256()))
+        root.mkdir(parents=True, exist_ok=True)
+        self.cert_path = root / "token.crt"
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._der = cert.public_bytes(serialization.Encoding.DER)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server._answer(self)
+
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self._http.server_address[1]}/token"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def _answer(self, h: object) -> None:
+        import base64
+        import json
+        import time
+        import urllib.parse
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)  # type: ignore[attr-defined]
+        auth = h.headers.get("Authorization", "")  # type: ignore[attr-defined]
+        user = None
+        if auth.startswith("Basic "):
+            name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            if self.users.get(name) != password:
+                h.send_response(401)  # type: ignore[attr-defined]
+                h.send_header("Content-Length", "0")  # type: ignore[attr-defined]
+                h.end_headers()  # type: ignore[attr-defined]
+                return
+            user = name
+        scopes = query.get("scope", [])
+        self.requests.append((user, " ".join(scopes)))
+        access = []
+        for scope in scopes:
+            if scope.startswith("repository:"):
+                _, repo, actions = scope.split(":", 2)
+                granted = [a for a in actions.split(",") if user is not None or a == "pull"]
+                access.append({"type": "repository", "name": repo, "actions": granted})
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        now = int(time.time())
+        header = {"alg": "ES256", "typ": "JWT", "x5c": [base64.b64encode(self._der).decode()]}
+        claims = {"iss": self.issuer, "sub": user or "", "aud": self.service, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": b64(os.urandom(12)), "access": access}
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        token = f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+        h.send_response(200)  # type: ignore[attr-defined]
+        h.send_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+        h.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
+        h.end_headers()  # type: ignore[attr-defined]
+        h.wfile.write(body)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh registry with Bearer token auth; its token server (``.token``) knows ``alice``/``s3cret-Pa55``."""
+    token = TokenServer(tmp_path / "token", {"alice": "s3cret-Pa55"})
+    reg = start_registry(tmp_path / "token-registry", token=token)
+    reg.token = token  # type: ignore[attr-defined]
+    yield reg
+    stop_registry(reg)
+    token.close()
+
+
+def throwaway_ca(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocilayout test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    root.mkdir(parents=True, exist_ok=True)
+    paths = (root / "ca.pem", root / "server.pem", root / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One anonymous registry for the session (tests use their own repository names)."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    stop_registry(reg)
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh registry with htpasswd Basic auth (user ``alice``, password ``s3cret-Pa55``)."""
+    reg = start_registry(tmp_path / "auth-registry", {"alice": "s3cret-Pa55"})
+    yield reg
+    stop_registry(reg)
+
+
+@pytest.fixture
+def insecure_registry_options():  # type: ignore[no-untyped-def]
+    """docker:// references opened in the test use --tls-verify=false (plain HTTP on loopback)."""
+    from ocilayout.registry.options import RegistryOptions, use_options
+
+    opts = RegistryOptions(tls_verify=False)
+    with use_options(opts, opts):
+        yield opts

@@ -11,7 +11,7 @@ from conftest import assert_fsck
 
 from ocilayout.copy import CopyOptions, Selection, copy, host_platform
 from ocilayout.descriptor import Platform
-from ocilayout.errors import DigestMismatch, LayoutError, NotFound, SizeMismatch, UnsupportedFormat
+from ocilayout.errors import DigestMismatch, LayoutError, NotFound, RegistryError, SizeMismatch
 from ocilayout.sample import make_image, make_index
 from ocilayout.store import LayoutStore
 
@@ -97,7 +97,7 @@ def test_missing_tag_and_unsupported_transport(sample: Path, tmp_path: Path) -> 
         copy(f"oci:{sample}:nope", f"oci:{tmp_path}/d:x")
     assert not (tmp_path / "d" / "index.json").exists() or json.loads(
         (tmp_path / "d" / "index.json").read_bytes())["manifests"] == []
-    with pytest.raises(UnsupportedFormat):
+    with pytest.raises(RegistryError):  # docker:// is a transport now; nothing listens on port 1
         copy(f"oci:{sample}:v1", "docker://localhost:1/x:y")
 
 

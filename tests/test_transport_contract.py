@@ -10,9 +10,11 @@ stored verbatim (elsewhere the config and layers must be the same).
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,15 @@ from ocilayout.signature.model import SIMPLESIGNING_MEDIA_TYPE, SigstoreSignatur
 from ocilayout.transports import open_destination, open_source
 from ocilayout.transports.base import Capabilities, Source, read_blob_bytes
 
+#: The session's loopback registry, set by :func:`_docker_rows` before a "docker" row runs.
+_REGISTRY: list[Any] = []
+
+
+def _docker_ref(d: Path, name: str) -> str:
+    """A repository of its own per directory, in the session registry."""
+    return f"docker://{_REGISTRY[0].host}/contract/{hashlib.sha256(str(d).encode()).hexdigest()[:16]}:{name}"
+
+
 #: transport -> how to name an image called NAME at a fresh location under a directory.
 REFS: dict[str, Callable[[Path, str], str]] = {
     "oci": lambda d, name: f"oci:{d}/layout:{name}",
@@ -32,6 +43,7 @@ REFS: dict[str, Callable[[Path, str], str]] = {
     "docker-archive": lambda d, name: f"docker-archive:{d}/image.tar:{name}",
     # one image per directory, no names: every NAME is the same location (a new copy replaces the old)
     "dir": lambda d, name: f"dir:{d}/dir-image",
+    "docker": _docker_ref,
 }
 WRITABLE = sorted(REFS)
 SIG = SigstoreSignature(SIMPLESIGNING_MEDIA_TYPE, b'{"critical":{}}', {"dev.cosignproject.cosign/signature": "AA=="})
@@ -71,11 +83,25 @@ def same_image(a: Source, b: Source, verbatim: bool) -> None:
     assert ma.config.digest == mb.config.digest and [d.digest for d in ma.layers] == [d.digest for d in mb.layers]
 
 
+@pytest.fixture(autouse=True)
+def _docker_rows(request: pytest.FixtureRequest) -> None:
+    """A "docker" row gets the session registry (real docker-registry on loopback, plain HTTP)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "docker" in callspec.params.values():
+        _REGISTRY[:] = [request.getfixturevalue("registry")]
+        request.getfixturevalue("insecure_registry_options")
+
+
 def _location(ref: str) -> Path:
     return Path(ref.split(":", 1)[1].rsplit(":", 1)[0])
 
 
 def _state(ref: str) -> object:
+    if ref.startswith("docker://"):  # what a registry names: its tags (uploaded blobs name nothing)
+        reg = _REGISTRY[0]
+        repo = ref[len("docker://"):].split("/", 1)[1].rsplit(":", 1)[0]
+        accept = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"}
+        return {t: reg.get(f"/v2/{repo}/manifests/{t}", headers=accept)[2] for t in reg.tags(repo)}
     p = _location(ref)
     if not p.exists():
         return None

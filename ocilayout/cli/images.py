@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,31 @@ from ._display import echo, escape_json, write_bytes
 if TYPE_CHECKING:
     from ..copy import CopyOptions, CopyResult, Selection
     from ..descriptor import Platform
+    from ..registry.options import RegistryOptions
+
+
+def _registry(tls_verify: str | None, creds: str | None, authfile: str | None, flag: str = "--tls-verify"
+              ) -> RegistryOptions | None:
+    """skopeo's registry flags as options for docker:// references (None when none is given)."""
+    if tls_verify is None and creds is None and authfile is None:
+        return None
+    from ..registry.options import RegistryOptions, parse_bool
+
+    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile)
+
+
+def _using(source: RegistryOptions | None = None, destination: RegistryOptions | None = None
+           ) -> contextlib.AbstractContextManager[None]:
+    if source is None and destination is None:
+        return contextlib.nullcontext()
+    from ..registry.options import use_options
+
+    return use_options(source, destination)
+
+
+_TLS_HELP = "Require HTTPS with verified certificates for docker:// (default true; false also allows plain HTTP)."
+_CREDS_HELP = "USER:PASSWORD for the docker:// registry (never printed)."
+_AUTHFILE_HELP = "auth.json to read registry credentials from (default: $REGISTRY_AUTH_FILE, then the usual files)."
 
 
 def _write(data: bytes | str) -> None:
@@ -87,7 +113,8 @@ def _copy_tagged(source: str, destination: str, options: CopyOptions, tags: list
 
 @app.command()
 def copy(
-    source: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF] or oci-archive:FILE[:REF]"),
+    source: str = typer.Argument(..., metavar="SOURCE-IMAGE",
+                                 help="oci:PATH[:REF], oci-archive:FILE[:REF] or docker://HOST/REPO[:TAG|@DIGEST]"),
     destination: str = typer.Argument(..., metavar="DESTINATION-IMAGE"),
     all_: bool = typer.Option(False, "--all", "-a", help="Copy a whole index (every platform)."),
     platform: list[str] = typer.Option([], "--platform", help="os/arch[/variant] to copy from an index (repeatable)."),
@@ -115,8 +142,16 @@ def copy(
                                           help="Fail if any digest would change (instead of converting)."),
     multi_arch: str | None = typer.Option(None, "--multi-arch", metavar="all|system|index-only",
                                           help="Which images of an index to copy (as skopeo; default system)."),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    src_authfile: str | None = typer.Option(None, "--src-authfile", help="--authfile for the source only."),
+    dest_authfile: str | None = typer.Option(None, "--dest-authfile", help="--authfile for the destination only."),
+    src_creds: str | None = typer.Option(None, "--src-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    dest_creds: str | None = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
+    dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
 ) -> None:
-    """Copy an image between oci: layouts, oci-archive: and docker-archive: files, verifying every blob.
+    """Copy an image between oci: layouts, oci-archive:, docker-archive: and dir: files and docker://
+    registries, verifying every blob.
 
     Signatures (cosign .sig tags) travel with the image unless --remove-signatures. --format and the
     --dest-compress-* flags convert on the way (docs/convert.md); config bytes and diff_ids never change."""
@@ -143,8 +178,11 @@ def copy(
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
-    result = do_copy(source, destination, options) if not additional_tag else \
-        _copy_tagged(source, destination, options, additional_tag)
+    src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify")
+    dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, "--dest-tls-verify")
+    with _using(src_reg, dst_reg):
+        result = do_copy(source, destination, options) if not additional_tag else \
+            _copy_tagged(source, destination, options, additional_tag)
     if digestfile is not None:
         _write_digestfile(digestfile, str(result.descriptor.digest).encode())
     if not quiet:
@@ -181,12 +219,17 @@ def inspect(
     image: str = typer.Argument(..., metavar="IMAGE-NAME"),
     raw: bool = typer.Option(False, "--raw", help="Print the manifest (or config) bytes unchanged."),
     config: bool = typer.Option(False, "--config", help="Show the image config instead of the summary."),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    no_tags: bool = typer.Option(False, "--no-tags", "-n", help="Do not list the repository's tags (registries)."),
 ) -> None:
     """Show an image's summary (skopeo's fields), or its raw manifest or config."""
     from ..inspect import go_json, image_config, inspect_image, pretty_config
-    from ..transports import open_source
+    from ..reference import parse_reference
+    from ..transports import open_source, transport
 
-    with open_source(image) as src:
+    with _using(_registry(tls_verify, creds, authfile)), open_source(image) as src:
         if config:
             _manifest, cfg = image_config(src)
             if cfg is None:
@@ -197,7 +240,11 @@ def inspect(
         elif raw:
             _write(src.get_manifest().raw)
         else:
-            _write(go_json(inspect_image(src)) + "\n")
+            out = inspect_image(src)
+            names = transport(src.ref.transport).repository_names(parse_reference(image), tags=not no_tags)
+            if names is not None:  # a registry image: skopeo's Name, and RepoTags unless --no-tags
+                out = {"Name": names[0], **out, "RepoTags": names[1]}
+            _write(go_json(out) + "\n")
 
 
 @app.command("manifest-digest")
@@ -216,15 +263,40 @@ def manifest_digest(
 
 @app.command("list-tags")
 def list_tags(
-    ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH or oci-archive:FILE"),
+    ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE or docker://HOST/REPO"),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
 ) -> None:
-    """List the tags (ref names) of a layout or archive, as JSON like skopeo list-tags."""
+    """List the tags (ref names) of a layout, archive or registry repository, as JSON like skopeo list-tags."""
     from ..reference import parse_reference
     from ..transports import transport
 
     r = parse_reference(ref)
-    tags = transport(r.transport).list_names(r)
+    with _using(_registry(tls_verify, creds, authfile)):
+        tags = transport(r.transport).list_names(r)
     _write(json.dumps({"Repository": str(Path(r.path)), "Tags": tags}, indent=4) + "\n")
+
+
+@app.command()
+def catalog(
+    registry: str = typer.Argument(..., metavar="REGISTRY", help="HOST[:PORT], or docker://HOST[:PORT]"),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+) -> None:
+    """List a registry's repositories (the paginated _catalog API), as JSON."""
+    import re
+
+    from ..errors import InvalidReference
+    from ..transports.registry import catalog as list_catalog
+
+    host = registry.removeprefix("docker://").rstrip("/")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(?::[0-9]+)?", host):
+        raise InvalidReference(f"invalid registry {registry!r}: want HOST[:PORT]")
+    with _using(_registry(tls_verify, creds, authfile)):
+        repos = list_catalog(host)
+    _write(json.dumps({"Registry": host, "Repositories": repos}, indent=4) + "\n")
 
 
 @app.command()
@@ -240,9 +312,17 @@ def tag(
 
 @app.command()
 def delete(
-    image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF or oci:PATH@DIGEST"),
+    image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF, oci:PATH@DIGEST or docker://..."),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
 ) -> None:
-    """Remove an image's name from a layout; its blobs stay until gc."""
-    from ..tags import untag_image
+    """Remove an image's name from a layout (its blobs stay until gc), or delete a manifest from a registry
+    (by digest; a tag is resolved first, and every tag of that manifest goes)."""
+    from ..reference import parse_reference
+    from ..transports import transport
 
-    untag_image(image)
+    r = parse_reference(image)
+    reg = _registry(tls_verify, creds, authfile)
+    with _using(reg, reg):
+        transport(r.transport).delete_image(r)

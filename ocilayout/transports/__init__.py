@@ -26,7 +26,7 @@ TRANSPORTS: Mapping[str, str] = {
     "oci-archive": "ocilayout.transports.oci_archive:OciArchiveTransport",
     "dir": "ocilayout.transports.dir:DirTransport",
     "docker-archive": "ocilayout.transports.docker_archive:DockerArchiveTransport",
-    "docker": "ocilayout.transports.base:Transport",  # parsed; the registry issue implements it
+    "docker": "ocilayout.transports.registry:RegistryTransport",  # the only network code (urllib3)
 }
 assert tuple(TRANSPORTS) == NAMES, "reference.TRANSPORTS and the transport table must list the same names"
 

@@ -165,6 +165,19 @@ class Transport:
         """The names (tags) the location ``ref`` holds, in stored order."""
         raise self._unsupported("listing tags")
 
+    def repository_names(self, ref: ImageReference, *, tags: bool = True) -> tuple[str, list[str]] | None:
+        """For ``inspect``: the repository's docker name and (with ``tags``) its tags, as skopeo prints
+        ``Name`` and ``RepoTags`` for registry images; None where images have no docker repository."""
+        return None
+
+    def delete_image(self, ref: ImageReference) -> int:
+        """Delete the image ``ref`` names; returns how many names (or manifests) went. Layouts remove the
+        name from ``index.json`` (blobs stay until gc); raises UnsupportedFormat where deleting is not
+        supported."""
+        from ..tags import untag_image  # open_store raises UnsupportedFormat for a transport that is no layout
+
+        return untag_image(ref)
+
     def open_reader(self, ref: ImageReference) -> LayoutReader:
         """The whole layout ``ref`` points into, read-only (fsck, images); raises UnsupportedFormat when the
         transport is not a layout."""

@@ -1,0 +1,400 @@
+"""HTTP to one repository of a registry (distribution API v2), over urllib3.
+
+:class:`Client` promises:
+
+* the base URL is found once by pinging ``/v2/``: HTTPS verified by default; with ``tls_verify=False``,
+  HTTPS unverified and then plain HTTP (as containers/image does for an insecure registry);
+* authentication: anonymous, ``Basic``, or the ``Bearer`` token flow (a token per scope, fetched before a
+  request once the registry said it uses tokens, so a destination's ``pull,push`` scope is an upgrade of a
+  source's ``pull``; refreshed when it expires);
+* retries with exponential backoff on connection errors, 429 and 5xx, for requests whose body can be sent
+  again (none, or bytes); a streamed upload is sent once;
+* redirects (blob storage) are followed by hand, without the Authorization header when the host changes;
+* :class:`BlobReader` resumes a broken download with ``Range``.
+
+Credentials and tokens live only in request headers; no message raised here contains them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import SSLError
+
+from ..errors import NotFound, RegistryError
+from .auth import Challenge, Credentials, find_credentials, parse_challenges
+from .options import RegistryOptions
+
+__all__ = ["RETRY_STATUS", "BlobReader", "Client"]
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Attempts for a request that can be repeated (the first one included).
+ATTEMPTS = 5
+BACKOFF = 0.25
+MAX_ERROR_BODY = 64 << 10
+MAX_TOKEN_BODY = 1 << 20
+
+
+def _sleep_for(attempt: int, retry_after: str | None) -> float:
+    if retry_after and retry_after.isdigit():
+        return min(float(retry_after), 10.0)
+    return float(min(BACKOFF * (2 ** attempt), 8.0))
+
+
+def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
+    """The registry's error codes and messages (bounded), or the status line."""
+    cached = getattr(resp, "_body", None)  # a preloaded response keeps its body there; read() gives b""
+    try:
+        body = cached[:MAX_ERROR_BODY] if isinstance(cached, bytes) else resp.read(MAX_ERROR_BODY, decode_content=True)
+    except Urllib3Error:
+        body = b""
+    try:
+        doc = json.loads(body)
+        errs = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errs, list) and errs:
+            parts = []
+            for e in errs[:3]:
+                if isinstance(e, dict):
+                    code, msg = e.get("code", ""), e.get("message", "")
+                    parts.append(f"{code}: {msg}" if msg else str(code))
+            if parts:
+                return "; ".join(parts)
+    except ValueError:
+        pass
+    return f"HTTP {resp.status} {resp.reason or ''}".strip()
+
+
+class Client:
+    """Requests to ``/v2/<repository>/...`` of ``api_host``; ``registry`` is the name users write
+    (``docker.io``, ``host:port``) and keys credentials."""
+
+    def __init__(self, registry: str, api_host: str, repository: str, options: RegistryOptions,
+                 *, maxsize: int = 8) -> None:
+        self.registry = registry
+        self.api_host = api_host
+        self.repository = repository
+        self.options = options
+        verify = options.tls_verify is not False
+        self._pool = urllib3.PoolManager(
+            num_pools=4, maxsize=maxsize, block=False, retries=False,
+            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+            timeout=urllib3.Timeout(connect=30.0, read=300.0), blocksize=1 << 20)
+        self._base: str | None = None
+        self._creds: Credentials | None = None
+        self._creds_loaded = False
+        self._challenge: Challenge | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._token_lock = threading.Lock()
+        if not verify:
+            import warnings
+
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+
+    # -- set-up ---------------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        """``registry/repository`` (the registry alone for registry-wide requests), for messages."""
+        return f"{self.registry}/{self.repository}" if self.repository else self.registry
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def _credentials(self) -> Credentials | None:
+        if not self._creds_loaded:
+            self._creds = find_credentials(self.options, self.registry, self.repository)
+            self._creds_loaded = True
+        return self._creds
+
+    def base(self) -> str:
+        """``scheme://host``, found by pinging ``/v2/``; raises RegistryError when nothing answers."""
+        if self._base is not None:
+            return self._base
+        schemes = ["https"] if self.options.tls_verify is not False else ["https", "http"]
+        last: str = ""
+        for scheme in schemes:
+            url = f"{scheme}://{self.api_host}/v2/"
+            try:  # the HTTPS probe of an insecure registry is tried once: a TLS error does not go away
+                resp = self._send("GET", url, {}, None, stream=False, repeatable=scheme == schemes[-1])
+            except RegistryError as err:
+                last = str(err)
+                continue
+            if resp.status in (200, 401):
+                self._base = f"{scheme}://{self.api_host}"
+                if resp.status == 401:
+                    self._note_challenge(resp)
+                return self._base
+            last = f"{url}: {_error_text(resp)}"
+        hint = ("" if self.options.tls_verify is False
+                else " (plain HTTP or an untrusted certificate: --tls-verify=false)")
+        raise RegistryError(f"cannot reach registry {self.registry}: {last}{hint}")
+
+    def _note_challenge(self, resp: urllib3.BaseHTTPResponse) -> Challenge | None:
+        for ch in parse_challenges(resp.headers.get("WWW-Authenticate", "")):
+            if ch.scheme in ("bearer", "basic"):
+                self._challenge = ch
+                return ch
+        return None
+
+    # -- auth -----------------------------------------------------------------------------------------
+
+    def _scope(self, actions: str, also: str | None = None) -> str:
+        """The token scope(s), space-separated: this repository's ``actions``, plus ``also``."""
+        if not self.repository:  # registry-wide requests (the catalog) name their scope in ``also``
+            return also or ""
+        return f"repository:{self.repository}:{actions}" + (f" {also}" if also else "")
+
+    def _auth_header(self, actions: str, also: str | None = None) -> str | None:
+        ch = self._challenge
+        if ch is None:
+            return None
+        creds = self._credentials()
+        if ch.scheme == "basic":
+            return creds.basic() if creds is not None else None
+        scope = self._scope(actions, also)
+        with self._token_lock:  # blob workers share the cache: one token request per scope, not one each
+            tok = self._tokens.get(scope)
+            if tok is None or tok[1] <= time.monotonic():
+                tok = self._fetch_token(ch, scope, creds)
+                self._tokens[scope] = tok
+        return f"Bearer {tok[0]}"
+
+    def _fetch_token(self, ch: Challenge, scope: str, creds: Credentials | None) -> tuple[str, float]:
+        realm = ch.params.get("realm")
+        if not realm or urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
+            raise RegistryError(f"{self.registry}: the token challenge has no usable realm")
+        query = [("scope", one) for one in scope.split(" ")]
+        if ch.params.get("service"):
+            query.append(("service", ch.params["service"]))
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        headers = {"Authorization": creds.basic()} if creds is not None else {}
+        resp = self._send("GET", url, headers, None, stream=False, repeatable=True)
+        if resp.status in (401, 403):
+            raise RegistryError(f"{self.registry}: authentication refused by the token server (check --creds or "
+                                "the auth file)")
+        if resp.status != 200:
+            raise RegistryError(f"{self.registry}: token server answered {_error_text(resp)}")
+        try:
+            doc = json.loads(resp.data[:MAX_TOKEN_BODY])
+        except ValueError:
+            doc = None
+        token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"{self.registry}: the token server's answer holds no token")
+        expires = doc.get("expires_in") if isinstance(doc, dict) else None
+        life = float(expires) if isinstance(expires, int | float) and expires > 0 else 60.0
+        return token, time.monotonic() + max(life - 10.0, 1.0)
+
+    # -- requests -------------------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | BinaryIO | None, *,
+              stream: bool, repeatable: bool) -> urllib3.BaseHTTPResponse:
+        """One request with retries (when ``repeatable``) on connection errors, 429 and 5xx."""
+        attempts = ATTEMPTS if repeatable else 1
+        for attempt in range(attempts):
+            try:
+                resp = self._pool.request(method, url, headers=dict(headers), body=body,
+                                          preload_content=not stream, decode_content=False, redirect=False,
+                                          retries=False)
+            except Urllib3Error as err:
+                if attempt + 1 < attempts and not isinstance(err, SSLError):  # a TLS failure does not go away
+                    time.sleep(_sleep_for(attempt, None))
+                    continue
+                raise RegistryError(f"{method} {_safe(url)}: {type(err).__name__}: {_reason(err)}") from None
+            if resp.status in RETRY_STATUS and attempt + 1 < attempts:
+                retry_after = resp.headers.get("Retry-After")
+                resp.drain_conn()
+                resp.release_conn()
+                time.sleep(_sleep_for(attempt, retry_after))
+                continue
+            return resp
+        raise AssertionError("unreachable")
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``/v2/<repository>/<path>`` (``/v2/<path>`` for a registry-wide client)."""
+        return f"{self.base()}/v2/{self.repository}/{path}" if self.repository else f"{self.base()}/v2/{path}"
+
+    def request(self, method: str, path_or_url: str, *, actions: str = "pull", also: str | None = None,
+                headers: Mapping[str, str] | None = None, body: bytes | BinaryIO | None = None,
+                stream: bool = False, follow: bool = False) -> urllib3.BaseHTTPResponse:
+        """Send a request with authentication (token scope: this repository's ``actions``, plus the full
+        scope ``also``, e.g. the repository a blob is mounted from); a 401 is answered once. With
+        ``follow``, redirects are followed (no Authorization to another host). Raises RegistryError when
+        authentication is refused or the registry cannot be reached; other statuses are the caller's."""
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        repeatable = body is None or isinstance(body, bytes)
+        hdrs = dict(headers or {})
+        # Credentials go to the registry's own host only, never to a URL it points elsewhere (an upload
+        # Location, a Link page, a redirect).
+        ours = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base()).netloc
+        auth = self._auth_header(actions, also) if ours else None
+        if auth:
+            hdrs["Authorization"] = auth
+        resp = self._send(method, url, hdrs, body, stream=stream, repeatable=repeatable)
+        if resp.status == 401 and ours:
+            had = self._challenge
+            ch = self._note_challenge(resp)
+            creds = self._credentials()
+            if ch is not None and repeatable and (ch != had or (ch.scheme == "bearer" and "Authorization" in hdrs)
+                                                  or (ch.scheme == "basic" and creds is not None and not auth)):
+                resp.drain_conn()
+                resp.release_conn()
+                if ch.scheme == "bearer":
+                    self._tokens.pop(self._scope(actions, also), None)
+                auth = self._auth_header(actions, also)
+                if auth:
+                    hdrs["Authorization"] = auth
+                resp = self._send(method, url, hdrs, body, stream=stream, repeatable=repeatable)
+            if resp.status == 401:
+                what = "refused" if self._credentials() is not None else "required"
+                raise RegistryError(f"{self.where}: authentication {what} (HTTP 401; "
+                                    "check --creds or the auth file)")
+        if resp.status == 403:
+            raise RegistryError(f"{self.where}: access denied (HTTP 403): {_error_text(resp)}")
+        hops = 0
+        origin = urllib.parse.urlsplit(url).netloc
+        while follow and resp.status in (301, 302, 303, 307, 308) and hops < 5:
+            location = resp.headers.get("Location")
+            if not location:
+                break
+            resp.drain_conn()
+            resp.release_conn()
+            url = urllib.parse.urljoin(url, location)
+            if urllib.parse.urlsplit(url).netloc != origin:
+                hdrs.pop("Authorization", None)
+            resp = self._send("GET" if resp.status == 303 else method, url, hdrs, body, stream=stream,
+                              repeatable=repeatable)
+            hops += 1
+        return resp
+
+    def fail(self, resp: urllib3.BaseHTTPResponse, what: str) -> RegistryError | NotFound:
+        """The error for an unexpected answer (NotFound for 404), with the registry's own message."""
+        text = _error_text(resp)
+        resp.release_conn()
+        if resp.status == 404:
+            return NotFound(f"{what}: not found ({text})")
+        return RegistryError(f"{what}: {text}")
+
+    def paginate(self, path: str, key: str, *, also: str | None = None) -> Iterator[Any]:
+        """Every item of ``key`` across the pages of a ``Link: <...>; rel="next"`` list (tags, catalog)."""
+        url: str | None = path
+        seen = 0
+        while url is not None and seen < 10000:
+            resp = self.request("GET", url, also=also)
+            if resp.status != 200:
+                raise self.fail(resp, f"{self.where}: listing {key}")
+            try:
+                doc = json.loads(resp.data[: 16 << 20])
+            except ValueError:
+                raise RegistryError(f"{self.registry}: the {key} list is not JSON") from None
+            items = doc.get(key) if isinstance(doc, dict) else None
+            yield from (items or [])
+            url = _next_link(resp.headers.get("Link", ""), self.base())
+            seen += 1
+
+
+def _next_link(header: str, base: str) -> str | None:
+    for part in header.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if 0 <= start < end:
+                return urllib.parse.urljoin(base + "/", part[start + 1 : end])
+    return None
+
+
+def _safe(url: str) -> str:
+    """A URL without its query (pre-signed storage URLs carry secrets there)."""
+    s = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((s.scheme, s.netloc.rpartition("@")[2], s.path, "", ""))
+
+
+def _reason(err: BaseException) -> str:
+    reason = getattr(err, "reason", None) or err
+    text = str(reason)
+    return text.split(": ", 1)[-1] if "object at 0x" in text else text
+
+
+class BlobReader:
+    """A blob's bytes from ``GET /v2/<name>/blobs/<digest>``, resuming with ``Range`` after a broken
+    connection (up to :data:`ATTEMPTS` times); bytes are NOT verified here (the destination does)."""
+
+    def __init__(self, client: Client, path: str, size: int | None, what: str) -> None:
+        self._client = client
+        self._path = path
+        self._size = size
+        self._what = what
+        self._offset = 0
+        self._retries = 0
+        self._resp: urllib3.BaseHTTPResponse | None = None
+        self._open(0)
+
+    def origin(self) -> tuple[str, str]:
+        """(``scheme://host`` of the registry, repository) this blob is read from: a destination on the
+        same registry mounts the blob from there instead of uploading it."""
+        return self._client.base(), self._client.repository
+
+    def _open(self, offset: int) -> None:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = self._client.request("GET", self._path, headers=headers, stream=True, follow=True)
+        if resp.status == 206 and offset:
+            rng = resp.headers.get("Content-Range", "")
+            if not rng.startswith(f"bytes {offset}-"):
+                resp.release_conn()
+                raise RegistryError(f"{self._what}: the registry resumed at the wrong offset ({rng!r})")
+        elif resp.status == 200:
+            skip = offset  # the server ignored Range: read and drop what we already have
+            while skip:
+                chunk = resp.read(min(skip, 1 << 20), decode_content=False)
+                if not chunk:
+                    break
+                skip -= len(chunk)
+        else:
+            raise self._client.fail(resp, self._what)
+        self._resp = resp
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._resp is None:
+            return b""
+        amt = None if n is None or n < 0 else n
+        while True:
+            try:
+                data = self._resp.read(amt, decode_content=False)
+            except Urllib3Error as err:
+                self._resp.release_conn()
+                if self._retries + 1 >= ATTEMPTS:
+                    raise RegistryError(f"{self._what}: download broke off at byte {self._offset}: "
+                                        f"{_reason(err)}") from None
+                self._retries += 1
+                time.sleep(_sleep_for(self._retries - 1, None))
+                self._open(self._offset)
+                continue
+            self._offset += len(data)
+            return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        k = len(data)
+        memoryview(buf)[:k] = data
+        return k
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.release_conn()
+            self._resp = None
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
