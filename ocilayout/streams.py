@@ -8,12 +8,12 @@ import io
 import os
 import threading
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from .digest import CHUNK, Digest
-from .errors import SizeMismatch
+from .digest import CHUNK, Digest, VerifyingReader
+from .errors import DigestMismatch, SizeMismatch
 
-__all__ = ["PIPELINE_MIN", "Readable", "copy_region_hashed", "pump", "region_of"]
+__all__ = ["PIPELINE_MIN", "Readable", "copy_region_hashed", "pump", "region_of", "write_verified"]
 
 #: Streams longer than this are worth a writer thread: hashing (in the reader) and disk writes overlap.
 PIPELINE_MIN = 4 * CHUNK
@@ -159,3 +159,29 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
             return None
         raise err
     return Digest(algorithm, h.hexdigest())
+
+
+def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Callable[[int], None] | None = None,
+                   algorithm: str = "sha256") -> tuple[Digest, int]:
+    """Copy ``stream`` into ``f`` (an empty file opened read-write), hashing the bytes *written*; returns
+    their digest and size. With ``expected`` (a Descriptor) they must match it (DigestMismatch /
+    SizeMismatch); without it the digest uses ``algorithm``.
+
+    A large blob that is a plain file or an archive member is copied by the kernel (:func:`copy_region_hashed`)
+    while the copy is hashed; anything else is streamed through a :class:`VerifyingReader` with
+    :func:`pump`. Every destination that writes files uses this one loop.
+    """
+    if expected is not None and expected.size > PIPELINE_MIN:
+        region = region_of(stream)
+        if region is not None:
+            if region[2] != expected.size:
+                raise SizeMismatch(f"blob {expected.digest} is {region[2]} bytes, expected {expected.size}")
+            got = copy_region_hashed(region, f.fileno(), expected.digest.algorithm, progress)
+            if got is not None:
+                if got != expected.digest:
+                    raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
+                return got, expected.size
+    reader = VerifyingReader(stream, expected.digest if expected else None, expected.size if expected else None,
+                             algorithm=expected.digest.algorithm if expected else algorithm)
+    pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
+    return reader.digest, reader.size

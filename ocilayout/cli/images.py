@@ -189,7 +189,7 @@ def copy(
         extra = f", {result.signatures_copied} signatures carried" if result.signatures_copied else ""
         extra += ", signed" if result.signed else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
-                   f"{result.blobs_skipped} already present{extra})", err=True)
+             f"{result.blobs_skipped} already present{extra})", err=True)
 
 
 def _choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> str | None:

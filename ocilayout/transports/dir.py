@@ -39,15 +39,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
-from ..digest import Digest, VerifyingReader
+from ..digest import Digest
 from ..errors import (
     Conflict,
-    DigestMismatch,
     InvalidManifest,
     LayoutError,
     NotFound,
     OcilayoutError,
-    SizeMismatch,
     UnsafePath,
     UnsupportedFormat,
 )
@@ -55,7 +53,7 @@ from ..fsutil import TMP_PREFIX, fsync_dir, locked_temp_dir, stale_temp_files
 from ..manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, manifest_digest
 from ..reference import ImageReference
 from ..store import LayoutReader
-from ..streams import PIPELINE_MIN, copy_region_hashed, pump, region_of
+from ..streams import write_verified
 from ..tarfs import DirTree
 from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
@@ -241,26 +239,6 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fill(f: BinaryIO, stream: BinaryIO, expected: Descriptor | None, progress: ProgressFn | None
-          ) -> tuple[Digest, int]:
-    """Copy ``stream`` into ``f``, hashing the bytes written (in the kernel for a large plain file); raises
-    IntegrityError when they do not match ``expected``."""
-    if expected is not None and expected.size > PIPELINE_MIN:
-        region = region_of(stream)
-        if region is not None:
-            if region[2] != expected.size:
-                raise SizeMismatch(f"blob {expected.digest} is {region[2]} bytes, expected {expected.size}")
-            got = copy_region_hashed(region, f.fileno(), expected.digest.algorithm, progress)
-            if got is not None:
-                if got != expected.digest:
-                    raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
-                return got, expected.size
-    reader = VerifyingReader(stream, expected.digest if expected else None, expected.size if expected else None,
-                             algorithm=expected.digest.algorithm if expected else "sha256")
-    pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
-    return reader.digest, reader.size
-
-
 @contextlib.contextmanager
 def _dir_lock(path: Path) -> Iterator[None]:
     """flock() the directory itself for the block (every ocilayout writer of a dir: image takes it)."""
@@ -322,16 +300,26 @@ class DirDestination:
                            "(skopeo: not a containers image directory)")
         return True
 
+    def _check_target_between_commits(self) -> bool:
+        """:meth:`_check_target`, under the directory lock when the directory exists: another writer's commit
+        moves files in one by one (``version`` last but one), and a half-committed directory must not be
+        judged "not a dir: image"."""
+        if self.path.is_dir() and not self.path.is_symlink():
+            with _dir_lock(self.path):
+                return self._check_target()
+        return self._check_target()
+
     def _stage_dir(self) -> Path:
         """The staging directory inside the target, made on first use (after checking the target)."""
         with self._lock:
             if self._staging is None:
-                if not self._check_target():
+                if not self._check_target_between_commits():
                     try:
                         os.mkdir(self.path, 0o755)
                         self._created_root = True
                     except FileExistsError:
-                        self._check_target()  # another writer made it meanwhile: judge what is there now
+                        # another writer made it meanwhile: judge what is there now
+                        self._check_target_between_commits()
                     except OSError as err:
                         raise LayoutError(f"cannot create {self.path}: {err.strerror or err}") from err
                 try:
@@ -360,7 +348,7 @@ class DirDestination:
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             with open(fd, "r+b", buffering=0) as f, open_() as stream:
-                digest, size = _fill(f, stream, expected, progress)
+                digest, size = write_verified(f, stream, expected, progress)
                 os.fchmod(f.fileno(), 0o644)  # as directory_dest.go does, whatever the umask
                 os.fsync(f.fileno())
             name = _blob_name(digest)

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
-from ..digest import Digest, VerifyingReader
-from ..errors import DigestMismatch, LayoutError, NotFound, SizeMismatch, UnsupportedFormat
+from ..digest import Digest
+from ..errors import LayoutError, NotFound, UnsupportedFormat
 from ..fsutil import fsync_dir, locked_temp_dir
 from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
 from ..reference import ImageReference
 from ..store import LayoutReader, LayoutStore, os_error
-from ..streams import PIPELINE_MIN, copy_region_hashed, pump, region_of
+from ..streams import write_verified
 from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class StagingArea:
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with open(fd, "r+b", buffering=0) as f:
-                digest, size = self._fill(f, stream, expected, progress, algorithm)
+                digest, size = write_verified(f, stream, expected, progress, algorithm)
                 os.fsync(f.fileno())
             os.replace(tmp, self.path / f"{digest.algorithm}-{digest.hex}")
         except BaseException as err:
@@ -124,25 +124,6 @@ class StagingArea:
         with self._lock:
             self._staged[digest] = size
         return digest, size
-
-    @staticmethod
-    def _fill(f: BinaryIO, stream: BinaryIO, expected: Descriptor | None, progress: ProgressFn | None,
-              algorithm: str) -> tuple[Digest, int]:
-        if expected is not None and expected.size > PIPELINE_MIN:
-            region = region_of(stream)
-            if region is not None:
-                if region[2] != expected.size:
-                    raise SizeMismatch(f"blob {expected.digest} is {region[2]} bytes, expected {expected.size}")
-                got = copy_region_hashed(region, f.fileno(), expected.digest.algorithm, progress)
-                if got is not None:
-                    if got != expected.digest:
-                        raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
-                    return got, expected.size
-        reader = VerifyingReader(stream, expected.digest if expected else None,
-                                 expected.size if expected else None,
-                                 algorithm=expected.digest.algorithm if expected else algorithm)
-        pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)
-        return reader.digest, reader.size
 
     def put_bytes(self, data: bytes) -> Digest:
         digest, _ = self.put(io.BytesIO(data), None)
