@@ -15,7 +15,7 @@ they agree on what an image holds:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -28,8 +28,19 @@ from .manifest import MAX_MANIFEST_SIZE, Manifest
 if TYPE_CHECKING:
     from .store import LayoutReader
 
-__all__ = ["ARTIFACT_MANIFEST", "ContentReader", "Node", "WalkProblem", "is_manifest_like", "reachable",
-           "read_manifest", "sniff_manifest", "sniffable", "walk"]
+__all__ = [
+    "ARTIFACT_MANIFEST",
+    "ContentReader",
+    "Node",
+    "NodeReader",
+    "WalkProblem",
+    "is_manifest_like",
+    "reachable",
+    "read_manifest",
+    "sniff_manifest",
+    "sniffable",
+    "walk",
+]
 
 #: The OCI 1.1 release candidates' artifact manifest (its payload is under ``blobs``); never followed.
 ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"
@@ -126,23 +137,42 @@ def _sniff(reader: ContentReader, desc: Descriptor, size: int) -> Manifest | Non
     return sniff_manifest(raw)
 
 
+#: A caller's own reading of a node (fsck checks as it reads): the document to expand, or None for a leaf.
+NodeReader = Callable[[Descriptor, str], "Manifest | None"]
+
+
 def walk(reader: ContentReader, roots: Iterable[Descriptor], problems: list[WalkProblem] | None = None,
-         *, follow_subject: bool = True, role: str = ENTRY) -> Iterator[Node]:
+         *, follow_subject: bool = True, role: str = ENTRY, read: NodeReader | None = None) -> Iterator[Node]:
     """Yield every descriptor reachable from ``roots``, parents before children, each digest expanded once.
 
     Manifests and indexes are read and parsed (verified against their descriptors); untyped entries are
     sniffed (see the module docstring). With ``problems`` given, an unreadable manifest-like node or an
     absent blob is recorded there and the walk goes on; without it, an unreadable manifest raises (an
     absent leaf blob does not: the caller finds it when it reads it). ``role`` is the role of the roots.
+
+    ``read`` replaces how a first occurrence is read (fsck: it checks presence, sizes and digests as it
+    reads, and must follow what the default would: :func:`sniffable` says what to sniff); the order, the
+    children of each document and the once-per-digest rule stay the walk's. Nodes then carry no size.
     """
     seen: set[Digest] = set()
     stack: list[tuple[Descriptor, Digest | None, str]] = [(d, None, role) for d in reversed(list(roots))]
     while stack:
         desc, parent, node_role = stack.pop()
         if desc.digest in seen:
-            yield Node(desc, parent, node_role, None, reader.stat_blob(desc.digest), first=False)
+            size = None if read is not None else reader.stat_blob(desc.digest)
+            yield Node(desc, parent, node_role, None, size, first=False)
             continue
         seen.add(desc.digest)
+        manifest: Manifest | None
+        if read is not None:
+            manifest = read(desc, node_role)
+            if manifest is not None and not is_manifest_like(desc.media_type):
+                desc = desc.with_(media_type=manifest.media_type)  # sniffed
+            yield Node(desc, parent, node_role, manifest, None)
+            if manifest is not None:
+                for child, child_role in reversed(_children(reader, manifest, follow_subject)):
+                    stack.append((child, desc.digest, child_role))
+            continue
         try:
             size = reader.stat_blob(desc.digest)
         except (OSError, OcilayoutError) as err:
@@ -151,7 +181,7 @@ def walk(reader: ContentReader, roots: Iterable[Descriptor], problems: list[Walk
             problems.append(WalkProblem(desc.digest, parent, node_role, f"blob {desc.digest}: {err}", err))
             yield Node(desc, parent, node_role, None, None)
             continue
-        manifest: Manifest | None = None
+        manifest = None
         try:
             if is_manifest_like(desc.media_type):
                 manifest = read_manifest(reader, desc)
@@ -180,7 +210,11 @@ def _children(reader: ContentReader, m: Manifest, follow_subject: bool) -> list[
         out.extend((c, CHILD) for c in m.manifests)
     elif m.is_schema1:
         for d in m.schema1_layers:
-            out.append((Descriptor(mt.DOCKER_LAYER, d, reader.stat_blob(d) or 0), SCHEMA1_LAYER))
+            try:
+                size = reader.stat_blob(d) or 0
+            except (OSError, OcilayoutError):
+                size = 0  # the node itself reports it when it is read
+            out.append((Descriptor(mt.DOCKER_LAYER, d, size), SCHEMA1_LAYER))
     else:
         if "config" in m.doc:
             out.append((m.config, CONFIG))

@@ -27,6 +27,7 @@ from .digest import Digest, digest_stream
 from .errors import OcilayoutError
 from .fsutil import stale_temp_files
 from .graph import ARTIFACT_MANIFEST, sniff_manifest, sniffable
+from .graph import walk as graph_walk
 from .manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, check_unambiguous, load_json
 from .schema import check_manifest
 from .store import LayoutReader
@@ -211,53 +212,58 @@ class _Checker:
                             f"different images ({', '.join(dict.fromkeys(digests))}); name one by digest")
 
     def walk(self, roots: list[Descriptor]) -> None:
-        stack: list[tuple[Descriptor, str]] = [(d, "entry") for d in reversed(roots)]
-        while stack:
-            desc, role = stack.pop()
+        """Check everything reachable, in the order of :func:`ocilayout.graph.walk` (the walk copy, gc and the
+        listing use: the same children, the same sniffing rule), reading each first occurrence with
+        :meth:`read_node`; later occurrences get the per-descriptor checks only."""
+        for node in graph_walk(self.reader, roots, [], read=self.read_node):
+            if node.first:
+                continue
             self._pos += 1
-            for child, child_role in reversed(self.visit(desc, role)):
-                stack.append((child, child_role))
+            self.check_data_field(node.descriptor)
+            if self.check_present(node.descriptor, node.role) is not None and node.role == "layer":
+                self.check_compression(node.descriptor, self.seen.get(_key(node.descriptor.digest), ""))
 
     # -- one descriptor --------------------------------------------------------------------------------
-    def visit(self, desc: Descriptor, role: str) -> list[tuple[Descriptor, str]]:
-        """Check one descriptor occurrence; returns the children to visit next."""
+    def read_node(self, desc: Descriptor, role: str) -> Manifest | None:
+        """Check the first occurrence of a descriptor; returns the document to expand (None for a leaf)."""
+        self._pos += 1
         self.check_data_field(desc)
         size = self.check_present(desc, role)
         if size is None:
-            return []
+            return None
         key = _key(desc.digest)
-        if key in self.seen:
+        if key in self.seen:  # an image config already read for its manifest's diff_ids check
             if role == "layer":
                 self.check_compression(desc, self.seen[key])
-            return []
+            return None
         if desc.media_type == ARTIFACT_MANIFEST:
             self.seen[key] = ""
             self.report("manifest-invalid", desc.digest,
                         f"manifest {desc.digest} is an OCI 1.1-rc artifact manifest ({ARTIFACT_MANIFEST}), which "
                         "ocilayout does not follow (gc refuses this layout; copy fails)")
-            return []
+            return None
         manifest_like = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)
         small = size <= MAX_MANIFEST_SIZE
         sniff = sniffable(desc, role)  # the rule graph.walk applies for copy and gc
         if small and role == "config" and desc.media_type in mt.CONFIG_TYPES:
             self.image_config(desc)
-            return []
+            return None
         # Only what an index names (or a subject) may be a manifest of unknown type: configs and layers never.
         if small and (manifest_like or sniff):
             raw = self.read_small(desc)
             if raw is None:
-                return []
+                return None
             if manifest_like:
-                return self.expand(desc, raw, role)
+                return self.parse(desc, raw)
             sniffed = sniff_manifest(raw) if sniff else None
             if sniffed is not None:
-                return self.expand(desc.with_(media_type=sniffed.media_type), raw, role)
-            return []
+                return self.parse(desc.with_(media_type=sniffed.media_type), raw)
+            return None
         if manifest_like:
             self.report("manifest-invalid", desc.digest,
                         f"manifest {desc.digest} is {size} bytes, over the {MAX_MANIFEST_SIZE}-byte limit")
         self.queue_hash(desc, role)
-        return []
+        return None
 
     def check_data_field(self, desc: Descriptor) -> None:
         data = desc.raw.get("data") if isinstance(desc.raw, dict) else None
@@ -336,32 +342,20 @@ class _Checker:
         self._configs[key] = count
         return count
 
-    def expand(self, desc: Descriptor, raw: bytes, role: str) -> list[tuple[Descriptor, str]]:
-        """Parse a manifest or index, check it, and return its children."""
+    def parse(self, desc: Descriptor, raw: bytes) -> Manifest | None:
+        """Parse and check a manifest or index (its children are the walk's to visit); None when invalid."""
         try:
             m = Manifest.parse(raw, desc.media_type)
         except (OcilayoutError, ValueError, TypeError, KeyError, AttributeError) as err:
             self.report("manifest-invalid", desc.digest, f"manifest {desc.digest}: {_one_line(err)}")
-            return []
+            return None
         own = m.doc.get("mediaType")
         if isinstance(own, str) and own and desc.media_type and own != desc.media_type:
             self.report("media-type-mismatch", desc.digest,
                         f"manifest {desc.digest} is {own}, its descriptor says {desc.media_type}")
-        children: list[tuple[Descriptor, str]] = []
-        if m.is_index:
-            children.extend((c, "manifest") for c in m.manifests)
-        elif m.is_schema1:
-            for d in m.schema1_layers:
-                size = self.stored_size(Descriptor(mt.OCI_LAYER_GZIP, d, 0))
-                children.append((Descriptor("", d, max(size, 0)), "schema1-layer"))
-        else:
-            if "config" in m.doc:
-                children.append((m.config, "config"))
-            children.extend((layer, "layer") for layer in m.layers)
+        if not m.is_index and not m.is_schema1:
             self.check_diff_ids(m)
-        if m.subject is not None:
-            children.append((m.subject, "subject"))
-        return children
+        return m
 
     def check_diff_ids(self, m: Manifest) -> None:
         cfg = m.config if "config" in m.doc else None
