@@ -111,11 +111,6 @@ class Descriptor:
             raw=d,
         )
 
-    @classmethod
-    def for_bytes(cls, media_type: str, data: bytes, **extra: Any) -> Descriptor:
-        """A descriptor for in-memory content."""
-        return cls(media_type=media_type, digest=Digest.of(data), size=len(data), **extra)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON form; fields of ``raw`` that this class does not model are kept."""
         d: dict[str, Any] = dict(self.raw)
@@ -142,7 +137,3 @@ class Descriptor:
         new = replace(self, **changes)
         return replace(new, raw=new.to_dict())
 
-    @property
-    def ref_name(self) -> str | None:
-        """The ``org.opencontainers.image.ref.name`` annotation, if any."""
-        return self.annotations.get(REF_NAME)
