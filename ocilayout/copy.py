@@ -18,6 +18,7 @@ from typing import Protocol
 
 from .descriptor import Descriptor
 from .digest import Digest
+from .errors import InvalidArgument
 from .plan import BlobStep, Conversion, Plan, Selection, Signing, host_platform, plan_copy
 from .reference import ImageReference
 from .transports import Destination, Source, open_destination, open_source
@@ -114,7 +115,8 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
     ``commit()`` put several images into one write (sync)."""
     options = options or CopyOptions()
     tag = destination.ref.ref if name is _DEST_NAME else name
-    assert tag is None or isinstance(tag, str)
+    if tag is not None and not isinstance(tag, str):
+        raise InvalidArgument(f"an image name is a string or None, not {tag!r}")
     plan = plan_copy(source, destination.capabilities, select=options.select, signing=options.signing,
                      name=tag, dest=str(destination.ref), convert=options.convert)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress)
