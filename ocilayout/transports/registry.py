@@ -252,13 +252,21 @@ class RegistryDestination:
         length = resp.headers.get("Content-Length")
         return resp.status == 200 and length == str(desc.size)
 
+    def _location(self, resp: Any) -> str:
+        """The absolute upload URL a registry answered with; RegistryError when it sent none."""
+        location = resp.headers.get("Location")
+        if not isinstance(location, str) or not location:
+            raise RegistryError(f"{self.ref}: the registry answered an upload request without a Location header")
+        url: str = urllib.parse.urljoin(self._client.base() + "/", location)
+        return url
+
     def _start_upload(self) -> str:
         resp = self._client.request("POST", "blobs/uploads/", actions="pull,push", body=b"",
                                     headers={"Content-Length": "0"})
         if resp.status != 202 or not resp.headers.get("Location"):
             raise self._client.fail(resp, f"{self.ref}: starting a blob upload")
         resp.release_conn()
-        return urllib.parse.urljoin(self._client.base() + "/", resp.headers["Location"])
+        return self._location(resp)
 
     @staticmethod
     def _with_digest(location: str, digest: Digest) -> str:
@@ -289,7 +297,7 @@ class RegistryDestination:
         if resp.status != 202 or not resp.headers.get("Location"):
             raise self._client.fail(resp, f"{self.ref}: starting a blob upload")
         resp.release_conn()
-        return urllib.parse.urljoin(self._client.base() + "/", resp.headers["Location"])
+        return self._location(resp)
 
     def put_blob(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
                  progress: ProgressFn | None = None) -> Descriptor:
