@@ -31,7 +31,7 @@ from .digest import CHUNK, Digest, VerifyingReader
 from .errors import InvalidManifest, LayoutError, NotFound, OcilayoutError
 from .index import entry_name, merge_entries, parse_index_doc
 from .manifest import Manifest, canonical_json
-from .store import INDEX_FILE, LAYOUT_DOC, LAYOUT_FILE, LayoutReader, LayoutStore, blob_relpath
+from .store import INDEX_FILE, LAYOUT_DOC, LAYOUT_FILE, LayoutReader, LayoutStore, blob_digest, blob_relpath
 from .tarfs import Member, TarTree, TarWriter, source_date_epoch
 
 __all__ = ["ArchiveBlob", "ArchiveReader", "Member", "archive_lock", "commit_archive", "source_date_epoch"]
@@ -68,12 +68,8 @@ class ArchiveReader(LayoutReader):
     def all_blobs(self) -> Iterator[tuple[Digest, int]]:
         """Every well-named blob (``blobs/<alg>/<hex>``, links followed) with its size, in sorted order."""
         for name in self.tar.names():
-            parts = name.split("/")
-            if len(parts) != 3 or parts[0] != "blobs":
-                continue
-            try:
-                digest = Digest(parts[1], parts[2])
-            except OcilayoutError:
+            digest = blob_digest(name)
+            if digest is None:
                 continue
             m = self.tar.lookup(name)
             if m is not None and m.kind == "file":

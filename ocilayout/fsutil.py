@@ -14,8 +14,9 @@ from typing import BinaryIO
 
 from .errors import LayoutError, NotFound, OcilayoutError
 
-__all__ = ["TMP_PREFIX", "atomic_write", "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "open_regular",
-           "read_limited", "stale_temp_files", "temp_file"]
+__all__ = ["ARCHIVE_STAGING_SUFFIXES", "TMP_PREFIX", "atomic_write", "discard_temp_dir", "fsync_dir",
+           "is_stale_temp", "locked", "locked_temp_dir", "open_regular", "read_limited", "remove_stale_beside",
+           "stale_temp_files", "temp_file"]
 
 #: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
 TMP_PREFIX = ".ocilayout-tmp-"
@@ -75,6 +76,37 @@ def locked_temp_dir(parent: Path, suffix: str = ".d") -> tuple[Path, int]:
             making.rmdir()
         raise
     return path, fd
+
+
+def discard_temp_dir(path: Path, fd: int) -> int:
+    """Remove a :func:`locked_temp_dir` and release its lock (a no-op for ``fd`` < 0); returns -1, the fd
+    to store so a second call does nothing."""
+    if fd >= 0:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+    return -1
+
+
+#: Suffixes of the staging directories archive writers make beside their archives.
+ARCHIVE_STAGING_SUFFIXES = (".archive", ".darchive")
+
+
+def remove_stale_beside(parent: Path) -> None:
+    """Remove what killed archive writers left beside their archives in ``parent``: staging directories
+    (:data:`ARCHIVE_STAGING_SUFFIXES`) and temp files whose writer is gone (no live flock). Only names with
+    :data:`TMP_PREFIX` are touched; the flock is taken before a temp name is visible, so no age check is
+    needed (unlike inside a layout, where gc also judges blobs)."""
+    import shutil
+
+    for entry in parent.glob(TMP_PREFIX + "*"):
+        if entry.is_symlink() or not is_stale_temp(entry):
+            continue
+        if entry.is_dir() and entry.name.endswith(ARCHIVE_STAGING_SUFFIXES):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

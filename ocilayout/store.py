@@ -79,6 +79,17 @@ def blob_relpath(digest: Digest) -> str:
     return f"blobs/{digest.algorithm}/{digest.hex}"
 
 
+def blob_digest(relpath: str) -> Digest | None:
+    """The digest a ``blobs/<alg>/<hex>`` name stands for; None for any other name (or a malformed one)."""
+    parts = relpath.split("/")
+    if len(parts) != 3 or parts[0] != "blobs":
+        return None
+    try:
+        return Digest(parts[1], parts[2])
+    except OcilayoutError:
+        return None
+
+
 def _tag_of(name: str) -> str | None:
     """The tag of a full reference like ``docker.io/library/foo:1.0`` (None when it has no tag)."""
     last = name.rsplit("/", 1)[-1]

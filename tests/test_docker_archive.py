@@ -508,3 +508,13 @@ def test_append_to_a_docker_save_archive(tmp_path: Path, plain: Path, skopeo: Ca
     assert _config_digest(f"docker-archive:{out}:app:new") == _config_digest(f"oci:{plain}:v1")
     for i in range(3):
         skopeo("inspect", f"docker-archive:{out}:@{i}")
+
+
+def test_a_killed_writers_staging_beside_the_archive_is_removed(tmp_path: Path, plain: Path) -> None:
+    """A docker-archive writer killed mid-copy leaves its staging directory beside the archive; the next
+    archive writer there removes it (its flock is free), as oci-archive writers always did."""
+    dead = tmp_path / ".ocilayout-tmp-1-deadbeef.darchive"
+    (dead / "blobs").mkdir(parents=True)
+    (dead / "blobs" / "x").write_bytes(b"left behind")
+    copy(f"oci:{plain}:v1", f"docker-archive:{tmp_path}/a.tar:app:1")
+    assert not dead.exists()

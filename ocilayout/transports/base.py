@@ -147,8 +147,6 @@ class Transport:
     UnsupportedFormat, so callers never probe for methods."""
 
     name: str = ""
-    #: A sentence for messages: what a reference of this transport names.
-    describes: str = ""
 
     def _unsupported(self, what: str) -> UnsupportedFormat:
         return UnsupportedFormat(f"{what} is not supported for {self.name}: references")

@@ -524,7 +524,6 @@ class DirTransport(Transport):
     """``dir:PATH``: containers/image's directory format."""
 
     name = "dir"
-    describes = "a containers/image dir: directory"
 
     def open_source(self, ref: ImageReference) -> DirSource:
         return DirSource(ref)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from ..errors import (
 )
 from ..manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, canonical_json
 from ..reference import ImageReference
+from ..store import blob_digest
 from ..tarfs import TarTree
 from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
@@ -251,14 +251,8 @@ class DockerArchive:
                 if m.is_index:
                     todo.extend(m.manifests)
         for name in self.tree.names():
-            parts = name.split("/")
-            if len(parts) != 3 or parts[0] != "blobs":
-                continue
-            try:
-                digest = Digest(parts[1], parts[2])
-            except OcilayoutError:
-                continue
-            if digest not in seen and self.tree.size(name) <= 64 << 10:
+            digest = blob_digest(name)
+            if digest is not None and digest not in seen and self.tree.size(name) <= 64 << 10:
                 m = self._blob_manifest(name, digest)
                 if m is not None:
                     yield m
@@ -421,7 +415,7 @@ class DockerArchiveDestination:
     capabilities = DOCKER_ARCHIVE_CAPABILITIES
 
     def __init__(self, ref: ImageReference) -> None:
-        from ..fsutil import locked_temp_dir
+        from ..fsutil import locked_temp_dir, remove_stale_beside
 
         if ref.index is not None:
             raise InvalidReference(f"cannot write to {ref}: @N selects an image to read; name it :NAME:TAG")
@@ -440,6 +434,7 @@ class DockerArchiveDestination:
         self._progress: ProgressFn | None = None
         self._dir_fd = -1
         self.base: DockerArchive | None = DockerArchive.open(self.path) if self.path.exists() else None
+        remove_stale_beside(parent)  # what killed writers of archives here left behind
         try:
             self._dir, self._dir_fd = locked_temp_dir(parent, ".darchive")
         except BaseException:
@@ -647,10 +642,9 @@ class DockerArchiveDestination:
             tar.commit()
 
     def close(self) -> None:
-        if self._dir_fd >= 0:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            os.close(self._dir_fd)
-            self._dir_fd = -1
+        from ..fsutil import discard_temp_dir
+
+        self._dir_fd = discard_temp_dir(self._dir, self._dir_fd) if self._dir_fd >= 0 else -1
         if self.base is not None:
             self.base.close()
             self.base = None
@@ -664,7 +658,6 @@ class DockerArchiveTransport(Transport):
     """``docker-archive:FILE[:NAME:TAG|@N]``: a ``docker save`` tarball."""
 
     name = "docker-archive"
-    describes = "a docker save tarball (manifest.json, RepoTags, layer tars)"
 
     def open_source(self, ref: ImageReference) -> DockerArchiveSource:
         return DockerArchiveSource(ref)

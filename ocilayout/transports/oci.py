@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import LayoutError, NotFound, UnsupportedFormat
-from ..fsutil import fsync_dir, locked_temp_dir
+from ..fsutil import discard_temp_dir, fsync_dir, locked_temp_dir
 from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
 from ..reference import ImageReference
@@ -50,6 +49,7 @@ class LayoutSource:
     def __init__(self, ref: ImageReference, reader: LayoutReader) -> None:
         self.ref = ref
         self._reader = reader
+        self._names: frozenset[str] | None = None
         try:
             self.root = reader.resolve(ref.ref, ref.digest)
         except BaseException:
@@ -68,7 +68,9 @@ class LayoutSource:
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
         from ..signature.storage import LayoutSignatures, sig_tag
 
-        if sig_tag(manifest_digest) not in self._reader.refs():
+        if self._names is None:  # index.json is read once per source, not once per manifest asked about
+            self._names = frozenset(self._reader.refs())
+        if sig_tag(manifest_digest) not in self._names:
             return ()
         return LayoutSignatures(self._reader).list(manifest_digest)
 
@@ -157,10 +159,7 @@ class StagingArea:
 
     def discard(self) -> None:
         """Remove the staging directory and whatever is left in it."""
-        if self._fd >= 0:
-            shutil.rmtree(self.path, ignore_errors=True)
-            os.close(self._fd)
-            self._fd = -1
+        self._fd = discard_temp_dir(self.path, self._fd)
 
 
 def manifest_descriptor(manifest: Manifest, algorithm: str) -> Descriptor:
@@ -317,7 +316,6 @@ class OciTransport(Transport):
     """``oci:PATH[:REF|@DIGEST]``: an OCI image layout directory."""
 
     name = "oci"
-    describes = "an OCI image layout directory"
 
     def open_source(self, ref: ImageReference) -> LayoutSource:
         return LayoutSource(ref, self.open_store(ref))

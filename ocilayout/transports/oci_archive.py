@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import LayoutError, NotFound
-from ..fsutil import TMP_PREFIX, is_stale_temp, locked_temp_dir
+from ..fsutil import discard_temp_dir, locked_temp_dir, remove_stale_beside
 from ..index import merge_entries
 from ..manifest import Manifest
 from ..reference import ImageReference
@@ -25,19 +23,6 @@ if TYPE_CHECKING:
     from ..signature.model import Signature
 
 __all__ = ["ArchiveDestination", "OciArchiveTransport"]
-
-
-def _remove_stale_staging(parent: Path) -> None:
-    """Remove what killed archive writers left beside their archives: staging layouts and temp tars whose
-    writer is gone (no live flock inside). Only names with ocilayout's temp prefix are touched; the flock is
-    taken before a temp name is visible (see :mod:`ocilayout.fsutil`), so no age check is needed."""
-    for entry in parent.glob(TMP_PREFIX + "*"):
-        if entry.is_symlink() or not is_stale_temp(entry):
-            continue
-        if entry.is_dir() and entry.name.endswith(".archive"):
-            shutil.rmtree(entry, ignore_errors=True)
-        elif entry.is_file():
-            entry.unlink(missing_ok=True)
 
 
 class ArchiveDestination:
@@ -65,7 +50,7 @@ class ArchiveDestination:
         self.base: LayoutReader | None = ArchiveReader.open(self.path) if self.path.exists() else None
         self._deferred: dict[Digest, ArchiveBlob] = {}
         self._progress: ProgressFn | None = None
-        _remove_stale_staging(parent)
+        remove_stale_beside(parent)
         self._dir, self._dir_fd = locked_temp_dir(parent, ".archive")
         try:
             self._inner = LayoutDestination(ImageReference("oci", str(self._dir), ref.ref),
@@ -131,10 +116,7 @@ class ArchiveDestination:
         inner = getattr(self, "_inner", None)
         if inner is not None:
             inner.close()
-        if self._dir_fd >= 0:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            os.close(self._dir_fd)
-            self._dir_fd = -1
+        self._dir_fd = discard_temp_dir(self._dir, self._dir_fd)
         if self.base is not None:
             self.base.close()
             self.base = None
@@ -144,7 +126,6 @@ class OciArchiveTransport(Transport):
     """``oci-archive:FILE[:REF|@DIGEST]``: a tar of an OCI layout, read in place."""
 
     name = "oci-archive"
-    describes = "a tar file of an OCI image layout"
 
     def open_source(self, ref: ImageReference) -> LayoutSource:
         return LayoutSource(ref, self.open_reader(ref))

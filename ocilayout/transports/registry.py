@@ -477,7 +477,6 @@ class RegistryTransport(Transport):
     """``docker://``: images in a registry (distribution API v2)."""
 
     name = "docker"
-    describes = "an image in a container registry"
 
     def open_source(self, ref: ImageReference) -> RegistrySource:
         return RegistrySource(ref)
