@@ -1,0 +1,172 @@
+"""A Source that is another Source plus new content: what every edit (mutate, append, flatten, normalize,
+index, attach) hands to copy.
+
+An edit never writes anything itself. It reads the base image, makes new blobs (configs in memory, layers in
+unlinked temporary files) and new manifests, and registers them here; :func:`ocilayout.copy.copy` then
+writes the overlay like any other source, so the destination's atomic commit, locking, digest checks and
+gc safety apply unchanged. In-place editing is a copy onto the reference that was read: the old blobs stay
+(for gc), the name moves last.
+
+Digests are computed here for what is added (the bytes are hashed as they are registered); ``open_blob``
+returns the stored bytes, which the destination verifies as it writes them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from ..descriptor import Descriptor
+from ..digest import Digest
+from ..errors import NotFound
+from ..manifest import Manifest
+from ..transports.base import Source
+
+if TYPE_CHECKING:
+    from ..signature.model import Signature
+
+__all__ = ["OverlaySource", "SpooledBlob"]
+
+
+class SpooledBlob:
+    """A blob held in an (unlinked) temporary file, read by independent positioned readers.
+
+    The file is owned by the blob: :meth:`close` closes it. Readers use ``os.pread``, so several threads may
+    read the same blob at once."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._file = file
+        self._fd = file.fileno()
+        self.size = size
+
+    def open(self) -> BinaryIO:
+        """A new buffered reader over the whole blob."""
+        return cast(BinaryIO, io.BufferedReader(_PReader(self._fd, self.size), 1 << 20))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _PReader(io.RawIOBase):
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd, self._size, self._pos = fd, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buf), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._pos)
+        buf[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+class OverlaySource:
+    """``base`` with added blobs and manifests, rooted at :attr:`root` (the base's root until
+    :meth:`set_root`). Signatures are those of the base, for the manifests the overlay did not add.
+
+    Closing the overlay closes the spooled blobs; the base is closed only with ``own_base=True``.
+    """
+
+    def __init__(self, base: Source, *, own_base: bool = False) -> None:
+        self.base = base
+        self.ref = base.ref
+        self.root: Descriptor = base.root
+        self._own_base = own_base
+        self._bytes: dict[Digest, bytes] = {}
+        self._spooled: dict[Digest, SpooledBlob] = {}
+        self._manifests: dict[Digest, Manifest] = {}
+        self._lock = threading.Lock()
+
+    # -- adding content -------------------------------------------------------------------------------------
+    def add_bytes(self, data: bytes, media_type: str, *, algorithm: str = "sha256") -> Descriptor:
+        """Register a small blob (a config, an artifact file) held in memory; returns its descriptor."""
+        digest = Digest.of(data, algorithm)
+        with self._lock:
+            self._bytes.setdefault(digest, data)
+        return Descriptor(media_type=media_type, digest=digest, size=len(data))
+
+    def add_spooled(self, blob: SpooledBlob, digest: Digest, media_type: str) -> Descriptor:
+        """Register a blob already hashed while it was spooled (a new layer); the overlay owns ``blob``."""
+        with self._lock:
+            old = self._spooled.get(digest)
+            if old is not None:
+                blob.close()  # the same bytes made twice (two platforms, one new layer)
+            else:
+                self._spooled[digest] = blob
+        return Descriptor(media_type=media_type, digest=digest, size=blob.size)
+
+    def add_manifest(self, manifest: Manifest) -> Descriptor:
+        """Register a new manifest or index; returns its descriptor."""
+        with self._lock:
+            self._manifests.setdefault(manifest.digest, manifest)
+        return manifest.descriptor
+
+    def set_root(self, desc: Descriptor) -> None:
+        """Make ``desc`` (an added manifest, or one of the base) the image this source names."""
+        self.root = desc
+
+    def is_new(self, digest: Digest) -> bool:
+        """True for content this overlay added."""
+        return digest in self._manifests or digest in self._bytes or digest in self._spooled
+
+    # -- Source --------------------------------------------------------------------------------------------
+    def get_manifest(self, desc: Descriptor | None = None) -> Manifest:
+        desc = desc or self.root
+        m = self._manifests.get(desc.digest)
+        if m is not None:
+            return m
+        return self.base.get_manifest(desc)
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        if desc.digest in self._manifests:
+            return io.BytesIO(self._manifests[desc.digest].raw)
+        if desc.digest in self._bytes:
+            return io.BytesIO(self._bytes[desc.digest])
+        spooled = self._spooled.get(desc.digest)
+        if spooled is not None:
+            return spooled.open()
+        return self.base.open_blob(desc)
+
+    def stat_blob(self, digest: Digest) -> int | None:
+        if digest in self._manifests:
+            return len(self._manifests[digest].raw)
+        if digest in self._bytes:
+            return len(self._bytes[digest])
+        if digest in self._spooled:
+            return self._spooled[digest].size
+        return self.base.stat_blob(digest)
+
+    def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
+        if self.is_new(manifest_digest):
+            return ()
+        return self.base.signatures(manifest_digest)
+
+    def blob_bytes(self, desc: Descriptor) -> bytes:
+        """A small blob's verified bytes, from the overlay or the base; raises NotFound, IntegrityError."""
+        from ..transports.base import read_blob_bytes
+
+        if desc.digest in self._bytes:
+            return self._bytes[desc.digest]
+        if not self.is_new(desc.digest) and self.base.stat_blob(desc.digest) is None:
+            raise NotFound(f"blob {desc.digest} is not in {self.ref}")
+        return read_blob_bytes(self, desc)
+
+    def close(self) -> None:
+        for blob in self._spooled.values():
+            blob.close()
+        self._spooled.clear()
+        if self._own_base:
+            self.base.close()
+
+    def __enter__(self) -> OverlaySource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
