@@ -367,6 +367,41 @@ class LayoutStore(LayoutReader):
                 atomic_write(store.root / LAYOUT_FILE, LAYOUT_DOC)
         return store
 
+    def remove_if_unused(self, *, remove_root: bool) -> bool:
+        """Remove a layout that holds nothing: an empty ``index.json``, ``oci-layout``, empty ``blobs/``
+        directories and the lock file, and nothing else (no blob, no other writer's staging directory).
+        The root directory goes too with ``remove_root``. Returns True when removed; never raises for a
+        layout that is in use or changed meanwhile (it is then left as it is).
+
+        For a copy that created a layout and then failed: the destination is left as it was, absent."""
+        try:
+            with self.locked():
+                names = set(os.listdir(self.root))
+                if not names <= {LAYOUT_FILE, INDEX_FILE, LOCK_FILE, "blobs"}:
+                    return False
+                if self.entries():
+                    return False
+                blob_dirs = []
+                if "blobs" in names:
+                    for name in os.listdir(self.root / "blobs"):
+                        d = self.root / "blobs" / name
+                        if not d.is_dir() or d.is_symlink() or os.listdir(d):
+                            return False
+                        blob_dirs.append(d)
+                for d in blob_dirs:
+                    d.rmdir()
+                if "blobs" in names:
+                    (self.root / "blobs").rmdir()
+                for name in (INDEX_FILE, LAYOUT_FILE):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / name).unlink()
+                (self.root / LOCK_FILE).unlink(missing_ok=True)  # (held: a waiting writer then fails cleanly)
+            if remove_root:
+                self.root.rmdir()
+            return True
+        except (OSError, OcilayoutError):
+            return False
+
     # -- where blobs go ---------------------------------------------------------------------------------
     def blob_path(self, digest: Digest) -> Path:
         """Where a blob lives (the digest is validated, so the name cannot escape; see :meth:`blob_dir` for

@@ -92,6 +92,23 @@ def test_corrupt_source_blob_fails_and_destination_unchanged(sample: Path, tmp_p
     assert_fsck(tmp_path / "d")
 
 
+@pytest.mark.damages_layouts
+def test_failed_copy_into_a_new_path_leaves_nothing(sample: Path, tmp_path: Path) -> None:
+    """A copy that fails after the layout was created (a corrupt source blob) removes the layout it made,
+    and the directory it made: the destination is left as it was, absent. An existing empty directory stays."""
+    src = LayoutStore.open(sample)
+    layer = src.get_manifest(src.resolve("v1")).layers[-1]
+    path = src.blob_path(layer.digest)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(SizeMismatch):
+        copy(f"oci:{sample}:v1", f"oci:{tmp_path}/new/d:bad")
+    assert not (tmp_path / "new" / "d").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SizeMismatch):
+        copy(f"oci:{sample}:v1", f"oci:{tmp_path}/empty:bad")
+    assert (tmp_path / "empty").is_dir() and list((tmp_path / "empty").iterdir()) == []
+
+
 def test_missing_tag_and_unsupported_transport(sample: Path, tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="nope"):
         copy(f"oci:{sample}:nope", f"oci:{tmp_path}/d:x")

@@ -192,6 +192,9 @@ class LayoutDestination:
                 raise LayoutError(f"{path} exists and is not a directory")
             if (path / "oci-layout").exists():
                 LayoutStore(path).check_layout_file()  # refuse a foreign or broken layout before copying
+        #: (the directory, the layout) did not exist before this destination made them.
+        self._created = (False, False)
+        self._committed = False
         self._reused: set[Digest] = set()
         self._names: list[tuple[str | None, Descriptor]] = []
         self._signatures: dict[Digest, list[Signature]] = {}
@@ -201,6 +204,8 @@ class LayoutDestination:
         """The layout, created (with missing parents) on first use."""
         with self._opening:
             if self._store is None:
+                path = Path(self.ref.path)
+                self._created = (not path.exists(), not (path / "oci-layout").exists())
                 try:
                     self._store = LayoutStore.create(self.ref.path)
                 except OSError as err:
@@ -306,10 +311,17 @@ class LayoutDestination:
                 raise
         self._names.clear()
         self._signatures.clear()
+        self._committed = True
 
     def close(self) -> None:
+        """Drop what was staged; a layout this destination created and never committed to is removed again
+        (when it still holds nothing), so a failed copy into a new path leaves no empty layout behind."""
         if self._staging is not None:
             self._staging.discard()
+            self._staging = None
+        dir_created, layout_created = self._created
+        if layout_created and not self._committed and self._store is not None:
+            self._store.remove_if_unused(remove_root=dir_created)
 
 
 class OciTransport(Transport):
