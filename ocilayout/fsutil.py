@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 from .errors import LayoutError, NotFound, OcilayoutError
 
-__all__ = ["ARCHIVE_STAGING_SUFFIXES", "TMP_PREFIX", "atomic_write", "discard_temp_dir", "fsync_dir",
-           "is_stale_temp", "locked", "locked_temp_dir", "open_regular", "read_limited", "remove_stale_beside",
-           "stale_temp_files", "temp_file"]
+__all__ = ["ARCHIVE_STAGING_SUFFIXES", "TMP_PREFIX", "atomic_write", "create_exclusive", "discard_temp_dir",
+           "fsync_dir", "is_stale_temp", "locked", "locked_temp_dir", "open_regular", "read_limited",
+           "remove_stale_beside", "stale_temp_files", "temp_file"]
 
 #: Temp files of in-flight writes live beside their target, named with this prefix and flock()ed while alive.
 TMP_PREFIX = ".ocilayout-tmp-"
@@ -118,6 +118,21 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fsync(f.fileno())
         os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Create ``path`` (never replacing a name, a symlink included: raises FileExistsError) holding ``data``,
+    with permission bits ``mode`` before the first byte, fsync'ed; a failed write removes the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def is_stale_temp(path: Path) -> bool:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import Conflict, NotFound
+from ..fsutil import create_exclusive, fsync_dir, temp_file
 
 __all__ = ["write_new_file"]
 
@@ -20,19 +21,6 @@ def _exists(path: Path) -> Conflict:
     return Conflict(f"{str(path)!r} already exists; refusing to overwrite it")
 
 
-def _exclusive_create(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
 def write_new_file(path: str | os.PathLike[str], data: bytes, mode: int) -> Path:
     """Create ``path`` holding ``data`` with permission bits ``mode``, atomically: readers see no file or all of it.
 
@@ -40,7 +28,6 @@ def write_new_file(path: str | os.PathLike[str], data: bytes, mode: int) -> Path
     hard-linked into place; link(2) never replaces an existing name, a dangling symlink included. Raises Conflict
     when ``path`` exists (nothing is changed), NotFound when its directory does not; other OS errors propagate.
     Nothing is left behind on failure."""
-    from ..fsutil import fsync_dir, temp_file
 
     p = Path(path)
     if p.exists() or p.is_symlink():
@@ -57,7 +44,7 @@ def write_new_file(path: str | os.PathLike[str], data: bytes, mode: int) -> Path
             except OSError as err:
                 if err.errno not in _NO_LINK:
                     raise
-                _exclusive_create(p, data, mode)
+                create_exclusive(p, data, mode)
         with contextlib.suppress(OSError):
             fsync_dir(parent)
     except FileExistsError:

@@ -19,6 +19,7 @@ from .. import mediatypes as mt
 from ..descriptor import REF_NAME, Descriptor
 from ..digest import Digest
 from ..errors import Conflict, InvalidManifest, NotFound, UnsupportedFormat, VerificationError
+from ..fsutil import create_exclusive
 from ..manifest import MAX_MANIFEST_SIZE, guess_media_type, load_json, manifest_digest
 from ..store import LayoutReader, LayoutStore
 from ..tarfs import DirTree
@@ -149,17 +150,9 @@ class DirSignatures:
             n = len(self.names(prefix)) + 1
             p = self.path / f"{prefix}{n}"
             try:
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                create_exclusive(p, blob, 0o644)
             except FileExistsError:
                 continue  # a concurrent writer took this index; try the next one
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(blob)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except BaseException:
-                p.unlink(missing_ok=True)
-                raise
             return p
         raise Conflict(f"could not find a free signature-N name in {str(self.path)!r}")
 
