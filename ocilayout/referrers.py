@@ -12,15 +12,15 @@ transport shares; it does no I/O:
   every other entry exactly as it was (fields we do not model included);
 * :func:`select` -- the ``artifactType`` filter.
 
-A source that can list referrers implements :class:`ReferrersSource` (``docker://`` does; a layout may);
-:func:`list_referrers` is the library entry point.
+A transport that can list referrers overrides ``Transport.referrers`` (``docker://`` does; the base
+raises UnsupportedFormat); :func:`list_referrers` is the library entry point.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from . import mediatypes as mt
 from .descriptor import Descriptor
@@ -28,18 +28,11 @@ from .digest import Digest
 from .errors import InvalidManifest, UnsupportedFormat
 from .manifest import Manifest, load_json
 
-__all__ = ["ReferrersSource", "add_to_index", "empty_index", "fallback_tag", "index_bytes", "list_referrers",
+if TYPE_CHECKING:
+    from .reference import ImageReference
+
+__all__ = ["add_to_index", "empty_index", "fallback_tag", "index_bytes", "list_referrers",
            "parse_index", "referrer_descriptor", "select"]
-
-
-@runtime_checkable
-class ReferrersSource(Protocol):
-    """A source that lists the referrers of one of its manifests."""
-
-    def referrers(self, digest: Digest, artifact_type: str | None = None) -> list[Descriptor]:
-        """Descriptors of the manifests whose ``subject`` is ``digest`` (only ``artifact_type`` ones when
-        given), in the order the store lists them; empty when there are none."""
-        ...
 
 
 def fallback_tag(digest: Digest) -> str:
@@ -115,13 +108,12 @@ def select(descs: Sequence[Descriptor], artifact_type: str | None) -> list[Descr
     return [d for d in descs if artifact_type is None or d.artifact_type == artifact_type]
 
 
-def list_referrers(source: object, digest: Digest | None = None, artifact_type: str | None = None
-                   ) -> list[Descriptor]:
-    """The referrers of ``digest`` (default: the source's root) in ``source``; raises UnsupportedFormat
-    when the source's transport cannot list referrers."""
-    if not isinstance(source, ReferrersSource):
-        ref = getattr(source, "ref", source)
-        raise UnsupportedFormat(f"{ref}: this transport cannot list referrers")
-    if digest is None:
-        digest = source.root.digest  # type: ignore[attr-defined]  # every Source has a root
-    return source.referrers(digest, artifact_type)
+def list_referrers(ref: str | ImageReference, artifact_type: str | None = None) -> list[Descriptor]:
+    """The referrers of the image ``ref`` names (only ``artifact_type`` ones when given), through its
+    transport's :meth:`~ocilayout.transports.base.Transport.referrers`; raises UnsupportedFormat where the
+    transport cannot list referrers, and what opening ``ref`` raises."""
+    from .reference import parse_reference
+    from .transports import transport
+
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    return transport(r.transport).referrers(r, artifact_type)

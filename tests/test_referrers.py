@@ -24,6 +24,7 @@ from ocilayout.referrers import add_to_index, fallback_tag, list_referrers, pars
 from ocilayout.registry.options import RegistryOptions, use_options
 from ocilayout.store import LayoutStore
 from ocilayout.transports import open_source
+from ocilayout.transports.registry import RegistrySource
 
 NO_TLS = "--tls-verify=false"
 SBOM = "application/vnd.example.sbom.v1"
@@ -90,8 +91,8 @@ def test_add_to_index_keeps_entries_and_skips_known_ones() -> None:
 
 
 def test_a_transport_without_referrers_says_so(sample: Path) -> None:
-    with open_source(f"oci:{sample}:v1") as src, pytest.raises(UnsupportedFormat, match="cannot list referrers"):
-        list_referrers(src)
+    with pytest.raises(UnsupportedFormat, match="listing referrers is not supported"):
+        list_referrers(f"oci-archive:{sample}.tar:v1")
 
 
 # -- docker:// against the real registry ------------------------------------------------------------------
@@ -161,8 +162,8 @@ def test_no_referrers_is_an_empty_index(cli, sample: Path, tmp_path: Path, regis
     assert cli("copy", "--dest-tls-verify=false", f"oci:{sample}:v1", registry.ref(repo, "v1")).exit_code == 0
     out = cli("referrers", NO_TLS, registry.ref(repo, "v1"))
     assert out.exit_code == 0 and json.loads(out.stdout)["manifests"] == [], out
-    res = cli("referrers", f"oci:{sample}:v1")
-    assert res.exit_code == 5 and "cannot list referrers" in res.stderr, res
+    res = cli("referrers", f"oci-archive:{sample}.tar:v1")
+    assert res.exit_code == 5 and "listing referrers is not supported" in res.stderr, res
 
 
 class _ReferrersApi:
@@ -251,10 +252,13 @@ def test_a_registry_with_the_api_is_asked_and_paged(sample: Path, tmp_path: Path
         copy(f"oci:{sample}:v1", f"docker://{api.host}/{repo}:v1")
         _layout_with_artifacts(sample, tmp_path / "art", [("sbom", SBOM, b"sbom")])
         copy(f"oci:{tmp_path}/art:sbom", f"docker://{api.host}/{repo}:sbom")
-        with open_source(f"docker://{api.host}/{repo}:v1") as src:
-            assert [d.to_dict() for d in list_referrers(src)] == [a, b]
-            assert [d.to_dict() for d in list_referrers(src, artifact_type=SIG)] == [b]
+        ref = f"docker://{api.host}/{repo}:v1"
+        assert [d.to_dict() for d in list_referrers(ref)] == [a, b]
+        assert [d.to_dict() for d in list_referrers(ref, artifact_type=SIG)] == [b]
+        with open_source(ref) as src:
+            assert isinstance(src, RegistrySource)
+            assert [d.to_dict() for d in src.referrers(src.root.digest, SIG)] == [b]
     finally:
         api.close()
     assert not any("sha256-" in p for _, p in api.seen), api.seen  # OCI-Subject: no fallback tag read/written
-    assert sum(1 for m, p in api.seen if "/referrers/" in p) == 4  # two lists, two pages each
+    assert sum(1 for m, p in api.seen if "/referrers/" in p) == 6  # three lists, two pages each

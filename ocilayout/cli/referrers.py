@@ -24,10 +24,9 @@ def referrers(
     import json
 
     from ..referrers import empty_index, list_referrers
-    from ..transports import open_source
 
     reg = _registry(tls_verify, creds, authfile, cert_dir=cert_dir, registries_conf=registries_conf)
-    with _using(reg), open_source(image) as src:
-        found = list_referrers(src, None, artifact_type)
+    with _using(reg):
+        found = list_referrers(image, artifact_type)
     doc = empty_index() | {"manifests": [d.to_dict() for d in found]}
     _write(json.dumps(doc, indent=4) + "\n")

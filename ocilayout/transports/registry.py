@@ -653,6 +653,11 @@ class RegistryTransport(Transport):
         finally:
             client.close()
 
+    def referrers(self, ref: ImageReference, artifact_type: str | None = None) -> list[Descriptor]:
+        """The referrers of the image ``ref`` resolves to (read through registries.conf like any pull)."""
+        with RegistrySource(ref) as src:
+            return src.referrers(src.root.digest, artifact_type)
+
     def repository_names(self, ref: ImageReference, *, tags: bool = True) -> tuple[str, list[str]]:
         """``HOST/REPO`` (``docker.io/library/...`` normalised) and every tag of the repository."""
         registry, _, repo = split_name(ref.path)
