@@ -518,3 +518,52 @@ def test_client_certificate_from_the_cert_dir(cli, sample: Path, tmp_path: Path,
     assert res.exit_code == 0, res
     out = skopeo("inspect", "--raw", "--cert-dir", str(with_client), f"docker://{mtls_registry.host}/mtls/app:v1")
     assert out.stdout == cli("inspect", "--raw", f"oci:{sample}:v1").stdout
+
+
+def test_skopeo_reads_the_same_files_the_same_way(cli, skopeo, sample: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                  registry: Registry, pushed: str, down: _Down) -> None:
+    """One configuration (a rewrite with a down mirror and a working one, a digest-only mirror, a blocked
+    registry, v1 insecure in a drop-in is refused, so plain v2 here), read by ocilayout and by skopeo 1.9.3:
+    the same references succeed with the same bytes, and the same ones are refused."""
+    digest = _digest(sample, "v1")
+    conf = _conf(tmp_path, f"""
+[[registry]]
+prefix = "example.test/x"
+location = "primary.invalid/x"
+[[registry.mirror]]
+location = "{down.host}/m"
+insecure = true
+[[registry.mirror]]
+location = "{registry.host}/{pushed}/mirror"
+insecure = true
+pull-from-mirror = "tag-only"
+
+[[registry]]
+prefix = "example.test/d"
+location = "{registry.host}/{pushed}/y"
+insecure = true
+[[registry.mirror]]
+location = "{down.host}/d"
+insecure = true
+pull-from-mirror = "digest-only"
+
+[[registry]]
+location = "{registry.host}/{pushed}/y/app"
+blocked = true
+""")
+    want = cli("inspect", "--raw", f"oci:{sample}:v1").stdout
+    cases = {
+        "docker://example.test/x/app:v1": True,  # down mirror, then the tag-only mirror
+        f"docker://example.test/x/app@{digest}": False,  # tag-only mirror skipped, the primary does not resolve
+        "docker://example.test/d/app:v1": False,  # primary location rewritten onto a blocked repository
+        f"docker://example.test/d/other@{digest}": False,  # digest-only mirror down, primary lacks it
+        f"docker://{registry.host}/{pushed}/mirror/app:v1": False,  # not insecure: plain HTTP refused
+    }
+    for ref, ok in cases.items():
+        ours = cli("inspect", "--registries-conf", str(conf), "--raw", ref)
+        theirs = skopeo("--registries-conf", str(conf), "inspect", "--raw", ref, check=False)
+        assert (ours.exit_code == 0) == ok == (theirs.returncode == 0), (ref, ours, theirs.stderr)
+        if ok:
+            assert ours.stdout == theirs.stdout == want
+    blocked = cli("inspect", "--registries-conf", str(conf), "--raw", "docker://example.test/d/app:v1")
+    assert "is blocked" in blocked.stderr, blocked
