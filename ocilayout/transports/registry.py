@@ -10,14 +10,20 @@ Names are normalised as Docker Hub's are: ``docker://busybox`` is ``docker.io/li
 :class:`RegistrySource` reads manifests with every manifest/index type in ``Accept`` and verifies each
 (against the digest asked for, or ``Docker-Content-Digest``); blobs are streamed, unverified, as the seam
 says (the destination hashes them) and resumed with ``Range`` when a connection breaks. Signatures are read
-from cosign ``sha256-<hex>.sig`` tags.
+from cosign ``sha256-<hex>.sig`` tags. A pull goes through registries.conf (:mod:`ocilayout.registry.config`):
+mirrors in order, then the primary location, names rewritten; the first endpoint that serves the manifest
+serves the rest. Referrers (OCI 1.1) come from the referrers API or the ``sha256-<hex>`` fallback tag.
 
 :class:`RegistryDestination` skips blobs a HEAD finds, uploads a blob of known digest in one streamed PUT
 (chunked PATCHes above ``chunk_size``, or when the digest is unknown: hashed while sent), hashing what it
 sends (a lying opener fails the upload, which is never completed); manifests go up by digest, children
-first, which names nothing. At ``commit`` the ``.sig`` manifests (appended to what the registry holds then)
-and then the tags are PUT. A registry has no transactions: a commit that fails half-way may leave the tags
-it already wrote; blobs and untagged manifests left by a failed copy are the registry's garbage to collect.
+first, which names nothing. A blob upload failing with a connection error, 429 or 5xx starts again from a new
+session. At ``commit`` the ``.sig`` manifests (appended to what the registry holds then), the referrers
+fallback indexes (for manifests with a ``subject`` the registry did not index itself) and then the tags are
+PUT. Pushes, deletes and listings go to the registry the reference names (registries.conf rewrites pulls
+only; ``blocked`` and ``insecure`` apply to all). A registry has no transactions: a commit that fails
+half-way may leave the tags it already wrote; blobs and untagged manifests left by a failed copy are the
+registry's garbage to collect.
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ def _pull_attempts(ref: ImageReference, options: RegistryOptions) -> list[tuple[
     out: list[tuple[str, Callable[[], Client]]] = []
     for src in pull_sources(conf.find(name), name, digested=ref.digest is not None):
         preg, papi, prepo = split_name(src.name)
-        if not _REPO_PATH.fullmatch(prepo):
+        if src.name != name and not _REPO_PATH.fullmatch(prepo):
             raise InvalidReference(f"registries.conf rewrites {name} to {src.name!r}, not a valid repository")
         opts = options if preg == registry or options.creds is None else dataclasses.replace(options, creds=None)
 
