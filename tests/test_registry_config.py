@@ -209,6 +209,25 @@ def test_which_files_are_read(tmp_path: Path, _isolated: Path, monkeypatch: pyte
         load_registries_conf()
 
 
+def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
+    """Parsed configurations are cached by the files' identities (a pull opens several clients); an edit,
+    a new drop-in or a removed one is seen by the next load."""
+    import os
+
+    path = _conf(tmp_path, '[[registry]]\nlocation = "a.test"\n')
+    first = load_registries_conf(str(path))
+    assert load_registries_conf(str(path)) is first
+    path.write_text('[[registry]]\nlocation = "b.test"\n')
+    os.utime(path, ns=(1, 1))
+    assert [r.prefix for r in load_registries_conf(str(path)).registries] == ["b.test"]
+    config_mod.SYSTEM_CONF_DIR.mkdir(parents=True)
+    drop = config_mod.SYSTEM_CONF_DIR / "x.conf"
+    drop.write_text('[[registry]]\nlocation = "c.test"\n')
+    assert [r.prefix for r in load_registries_conf(str(path)).registries] == ["b.test", "c.test"]
+    drop.unlink()
+    assert [r.prefix for r in load_registries_conf(str(path)).registries] == ["b.test"]
+
+
 def test_an_explicit_file_must_exist(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NotFound):
         load_registries_conf(str(tmp_path / "nope.conf"))

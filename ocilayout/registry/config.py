@@ -27,6 +27,7 @@ system roots) and ``*.cert``/``*.key`` pairs (client certificates; one without t
 from __future__ import annotations
 
 import os
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +319,8 @@ def _drop_ins(dirs: list[Path]) -> list[Path]:
 def load_registries_conf(explicit: str | None = None) -> RegistriesConf:
     """The configuration in force: ``explicit`` (``--registries-conf``), else ``$CONTAINERS_REGISTRIES_CONF``,
     else the user or system file, plus drop-ins (see the module docstring). Raises NotFound (an explicit
-    file that does not exist), InvalidArgument (a malformed file)."""
+    file that does not exist), InvalidArgument (a malformed file). Parsed files are cached by path, inode,
+    size and mtime: an edited file is read again."""
     chosen = explicit or os.environ.get(ENV) or None
     home = _home()
     dirs: list[Path]
@@ -331,6 +333,34 @@ def load_registries_conf(explicit: str | None = None) -> RegistriesConf:
     else:
         main, must_exist = SYSTEM_CONF, False
         dirs = [SYSTEM_CONF_DIR, home / USER_CONF_DIR]
+    drop_ins = _drop_ins(dirs)
+    key = (str(main), must_exist, tuple(_stamp(p) for p in (main, *drop_ins)))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    conf = _load(main, must_exist, drop_ins)
+    with _CACHE_LOCK:
+        if len(_CACHE) > 16:
+            _CACHE.clear()
+        _CACHE[key] = conf
+    return conf
+
+
+#: Parsed configurations by the files' identities (path, inode, size, mtime): a pull opens several clients.
+_CACHE: dict[tuple[Any, ...], RegistriesConf] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _stamp(path: Path) -> tuple[str, int, int, int] | str:
+    try:
+        st = path.stat()
+    except OSError:
+        return str(path)
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _load(main: Path, must_exist: bool, drop_ins: list[Path]) -> RegistriesConf:
     merged: dict[str, RegistryEntry] = {}
     sources: list[str] = []
     try:
@@ -342,7 +372,7 @@ def load_registries_conf(explicit: str | None = None) -> RegistriesConf:
             raise NotFound(f"registries configuration {main} does not exist") from None
     except OSError as err:
         raise InvalidArgument(f"registries configuration {main}: {err.strerror or err}") from None
-    for path in _drop_ins(dirs):
+    for path in drop_ins:
         try:
             entries = _parse_file(path, v2_only=True)
         except FileNotFoundError:
