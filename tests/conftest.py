@@ -214,9 +214,10 @@ def _free_port() -> int:
 
 
 def start_registry(root: Path, users: dict[str, str] | None = None, *, token: TokenServer | None = None,
-                   tls: tuple[Path, Path] | None = None) -> Registry:
+                   tls: tuple[Path, Path] | None = None, client_cas: Path | None = None) -> Registry:
     """Start ``docker-registry`` on a free loopback port with storage (and htpasswd) under ``root``; waits
-    until ``/v2/`` answers. Stop it with :func:`stop_registry`."""
+    until ``/v2/`` answers. ``client_cas``: with ``tls``, require client certificates signed by that CA.
+    Stop it with :func:`stop_registry`."""
     import time
     import urllib.error
     import urllib.request
@@ -245,7 +246,8 @@ def start_registry(root: Path, users: dict[str, str] | None = None, *, token: To
             "version: 0.1\nlog: {level: error}\n"
             f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
             f"http:\n  addr: 127.0.0.1:{port}\n"
-            + (f"  tls: {{certificate: {tls[0]}, key: {tls[1]}}}\n" if tls else "") + auth)
+            + (f"  tls: {{certificate: {tls[0]}, key: {tls[1]}"
+               + (f", clientcas: [{client_cas}]" if client_cas else "") + "}\n" if tls else "") + auth)
         log = open(root / "registry.log", "ab")  # noqa: SIM115 - the process writes it until stopped
         proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()

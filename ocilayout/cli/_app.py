@@ -102,7 +102,7 @@ def _message(err: BaseException) -> str:
 #: commands the modules register, so a new command that is missing here fails a test.
 COMMAND_MODULES = {
     "copy": "images", "inspect": "images", "manifest-digest": "images", "list-tags": "images", "tag": "images",
-    "delete": "images", "catalog": "images",
+    "delete": "images", "catalog": "images", "referrers": "referrers",
     "fsck": "maintenance", "gc": "maintenance", "images": "maintenance",
     "generate-sigstore-key": "sign", "standalone-sign": "sign", "standalone-verify": "sign", "sign": "sign",
     "verify": "sign",

@@ -18,14 +18,15 @@ if TYPE_CHECKING:
     from ..registry.options import RegistryOptions
 
 
-def _registry(tls_verify: str | None, creds: str | None, authfile: str | None, flag: str = "--tls-verify"
-              ) -> RegistryOptions | None:
+def _registry(tls_verify: str | None, creds: str | None, authfile: str | None, flag: str = "--tls-verify", *,
+              cert_dir: str | None = None, registries_conf: str | None = None) -> RegistryOptions | None:
     """skopeo's registry flags as options for docker:// references (None when none is given)."""
-    if tls_verify is None and creds is None and authfile is None:
+    if tls_verify is None and creds is None and authfile is None and cert_dir is None and registries_conf is None:
         return None
     from ..registry.options import RegistryOptions, parse_bool
 
-    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile)
+    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile,
+                           cert_dir=cert_dir, registries_conf=registries_conf)
 
 
 def _using(source: RegistryOptions | None = None, destination: RegistryOptions | None = None
@@ -40,6 +41,8 @@ def _using(source: RegistryOptions | None = None, destination: RegistryOptions |
 _TLS_HELP = "Require HTTPS with verified certificates for docker:// (default true; false also allows plain HTTP)."
 _CREDS_HELP = "USER:PASSWORD for the docker:// registry (never printed)."
 _AUTHFILE_HELP = "auth.json to read registry credentials from (default: $REGISTRY_AUTH_FILE, then the usual files)."
+_CERT_DIR_HELP = "Directory of *.crt CAs and *.cert/*.key client certificates for docker:// (default: certs.d)."
+_CONF_HELP = "registries.conf to use (default: $CONTAINERS_REGISTRIES_CONF, then the user or system file)."
 
 
 def _write(data: bytes | str) -> None:
@@ -149,6 +152,9 @@ def copy(
     dest_creds: str | None = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
     dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
+    src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
 ) -> None:
     """Copy an image between oci: layouts, oci-archive:, docker-archive: and dir: files and docker://
     registries, verifying every blob.
@@ -178,8 +184,10 @@ def copy(
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
-    src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify")
-    dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, "--dest-tls-verify")
+    src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify",
+                        cert_dir=src_cert_dir, registries_conf=registries_conf)
+    dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, "--dest-tls-verify",
+                        cert_dir=dest_cert_dir, registries_conf=registries_conf)
     with _using(src_reg, dst_reg):
         result = do_copy(source, destination, options) if not additional_tag else \
             _copy_tagged(source, destination, options, additional_tag)
@@ -222,6 +230,8 @@ def inspect(
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
     no_tags: bool = typer.Option(False, "--no-tags", "-n", help="Do not list the repository's tags (registries)."),
 ) -> None:
     """Show an image's summary (skopeo's fields), or its raw manifest or config."""
@@ -229,7 +239,8 @@ def inspect(
     from ..reference import parse_reference
     from ..transports import open_source, transport
 
-    with _using(_registry(tls_verify, creds, authfile)), open_source(image) as src:
+    reg = _registry(tls_verify, creds, authfile, cert_dir=cert_dir, registries_conf=registries_conf)
+    with _using(reg), open_source(image) as src:
         if config:
             _manifest, cfg = image_config(src)
             if cfg is None:
@@ -267,13 +278,15 @@ def list_tags(
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
 ) -> None:
     """List the tags (ref names) of a layout, archive or registry repository, as JSON like skopeo list-tags."""
     from ..reference import parse_reference
     from ..transports import transport
 
     r = parse_reference(ref)
-    with _using(_registry(tls_verify, creds, authfile)):
+    with _using(_registry(tls_verify, creds, authfile, cert_dir=cert_dir, registries_conf=registries_conf)):
         tags = transport(r.transport).list_names(r)
     _write(json.dumps({"Repository": str(Path(r.path)), "Tags": tags}, indent=4) + "\n")
 
@@ -284,6 +297,8 @@ def catalog(
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
 ) -> None:
     """List a registry's repositories (the paginated _catalog API), as JSON."""
     import re
@@ -294,7 +309,7 @@ def catalog(
     host = registry.removeprefix("docker://").rstrip("/")
     if not re.fullmatch(r"[A-Za-z0-9.-]+(?::[0-9]+)?", host):
         raise InvalidReference(f"invalid registry {registry!r}: want HOST[:PORT]")
-    with _using(_registry(tls_verify, creds, authfile)):
+    with _using(_registry(tls_verify, creds, authfile, cert_dir=cert_dir, registries_conf=registries_conf)):
         repos = list_catalog(host)
     _write(json.dumps({"Registry": host, "Repositories": repos}, indent=4) + "\n")
 
@@ -316,6 +331,8 @@ def delete(
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
 ) -> None:
     """Remove an image's name from a layout (its blobs stay until gc), or delete a manifest from a registry
     (by digest; a tag is resolved first, and every tag of that manifest goes)."""
@@ -323,6 +340,6 @@ def delete(
     from ..transports import transport
 
     r = parse_reference(image)
-    reg = _registry(tls_verify, creds, authfile)
+    reg = _registry(tls_verify, creds, authfile, cert_dir=cert_dir, registries_conf=registries_conf)
     with _using(reg, reg):
         transport(r.transport).delete_image(r)

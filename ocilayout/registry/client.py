@@ -18,6 +18,7 @@ Credentials and tokens live only in request headers; no message raised here cont
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -28,11 +29,11 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError
 
-from ..errors import NotFound, RegistryError
+from ..errors import InvalidArgument, NotFound, RegistryError
 from .auth import Challenge, Credentials, find_credentials, parse_challenges
 from .options import RegistryOptions
 
-__all__ = ["RETRY_STATUS", "BlobReader", "Client"]
+__all__ = ["RETRY_STATUS", "BlobReader", "Client", "TransientError", "next_link", "sleep_for"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Attempts for a request that can be repeated (the first one included).
@@ -40,6 +41,21 @@ ATTEMPTS = 5
 BACKOFF = 0.25
 MAX_ERROR_BODY = 64 << 10
 MAX_TOKEN_BODY = 1 << 20
+
+
+class TransientError(RegistryError):
+    """A failure worth trying again from the start: a connection error, 429 or 5xx (``retry_after``: the
+    registry's Retry-After header, if any). Raised for requests that were not retried here (streamed
+    bodies), so that the caller can start over (a new upload session)."""
+
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def sleep_for(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: Retry-After (at most 10 s) or exponential backoff."""
+    return _sleep_for(attempt, retry_after)
 
 
 def _sleep_for(attempt: int, retry_after: str | None) -> float:
@@ -76,15 +92,17 @@ class Client:
     (``docker.io``, ``host:port``) and keys credentials."""
 
     def __init__(self, registry: str, api_host: str, repository: str, options: RegistryOptions,
-                 *, maxsize: int = 8) -> None:
+                 *, maxsize: int = 8, insecure: bool = False) -> None:
         self.registry = registry
         self.api_host = api_host
         self.repository = repository
         self.options = options
-        verify = options.tls_verify is not False
+        # --tls-verify decides when given; else registries.conf's ``insecure`` (as containers/image does)
+        verify = options.tls_verify if options.tls_verify is not None else not insecure
+        self.verify = verify
         self._pool = urllib3.PoolManager(
             num_pools=4, maxsize=maxsize, block=False, retries=False,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE", ssl_context=_ssl_context(registry, options, verify),
             timeout=urllib3.Timeout(connect=30.0, read=300.0), blocksize=1 << 20)
         self._base: str | None = None
         self._creds: Credentials | None = None
@@ -117,7 +135,7 @@ class Client:
         """``scheme://host``, found by pinging ``/v2/``; raises RegistryError when nothing answers."""
         if self._base is not None:
             return self._base
-        schemes = ["https"] if self.options.tls_verify is not False else ["https", "http"]
+        schemes = ["https"] if self.verify else ["https", "http"]
         last: str = ""
         for scheme in schemes:
             url = f"{scheme}://{self.api_host}/v2/"
@@ -132,8 +150,8 @@ class Client:
                     self._note_challenge(resp)
                 return self._base
             last = f"{url}: {_error_text(resp)}"
-        hint = ("" if self.options.tls_verify is False
-                else " (plain HTTP or an untrusted certificate: --tls-verify=false)")
+        hint = ("" if not self.verify
+                else " (plain HTTP or an untrusted certificate: --tls-verify=false, or its CA in --cert-dir)")
         raise RegistryError(f"cannot reach registry {self.registry}: {last}{hint}")
 
     def _note_challenge(self, resp: urllib3.BaseHTTPResponse) -> Challenge | None:
@@ -207,7 +225,8 @@ class Client:
                 if attempt + 1 < attempts and not isinstance(err, SSLError):  # a TLS failure does not go away
                     time.sleep(_sleep_for(attempt, None))
                     continue
-                raise RegistryError(f"{method} {_safe(url)}: {type(err).__name__}: {_reason(err)}") from None
+                cls = RegistryError if isinstance(err, SSLError) else TransientError
+                raise cls(f"{method} {_safe(url)}: {type(err).__name__}: {_reason(err)}") from None
             if resp.status in RETRY_STATUS and attempt + 1 < attempts:
                 retry_after = resp.headers.get("Retry-After")
                 resp.drain_conn()
@@ -275,11 +294,14 @@ class Client:
         return resp
 
     def fail(self, resp: urllib3.BaseHTTPResponse, what: str) -> RegistryError | NotFound:
-        """The error for an unexpected answer (NotFound for 404), with the registry's own message."""
+        """The error for an unexpected answer (NotFound for 404, TransientError for 429 and 5xx), with the
+        registry's own message."""
         text = _error_text(resp)
         resp.release_conn()
         if resp.status == 404:
             return NotFound(f"{what}: not found ({text})")
+        if resp.status in RETRY_STATUS:
+            return TransientError(f"{what}: {text}", resp.headers.get("Retry-After"))
         return RegistryError(f"{what}: {text}")
 
     def paginate(self, path: str, key: str, *, also: str | None = None) -> Iterator[Any]:
@@ -296,11 +318,35 @@ class Client:
                 raise RegistryError(f"{self.registry}: the {key} list is not JSON") from None
             items = doc.get(key) if isinstance(doc, dict) else None
             yield from (items or [])
-            url = _next_link(resp.headers.get("Link", ""), self.base())
+            url = next_link(resp.headers.get("Link", ""), self.base())
             seen += 1
 
 
-def _next_link(header: str, base: str) -> str | None:
+def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.SSLContext | None:
+    """A TLS context with the certs.d CAs added to the system roots and the client certificate loaded;
+    None (urllib3's default) when the directory holds neither. Raises InvalidArgument for unreadable files."""
+    from .config import cert_dir_for, tls_files
+
+    files = tls_files(cert_dir_for(registry, options.cert_dir))
+    if not files.cas and not files.client_pairs:
+        return None
+    ctx = ssl.create_default_context()  # the system roots (SSL_CERT_FILE / SSL_CERT_DIR honoured)
+    try:
+        for ca in files.cas:
+            ctx.load_verify_locations(cafile=str(ca))
+        if files.client_pairs:  # an SSLContext holds one client chain: the first pair, in name order
+            cert, key = files.client_pairs[0]
+            ctx.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as err:
+        raise InvalidArgument(f"certificates for {registry}: {getattr(err, 'reason', None) or err}") from None
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def next_link(header: str, base: str) -> str | None:
+    """The absolute URL of a ``Link: <...>; rel="next"`` header, None when there is no next page."""
     for part in header.split(","):
         if 'rel="next"' in part or "rel=next" in part:
             start, end = part.find("<"), part.find(">")

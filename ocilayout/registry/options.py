@@ -23,17 +23,22 @@ __all__ = ["RegistryOptions", "options_for", "parse_bool", "use_options"]
 class RegistryOptions:
     """``tls_verify``: None (default: verified HTTPS only), True, or False (HTTPS unverified, then plain
     HTTP, as skopeo's ``--tls-verify=false``). ``creds``: ``USER[:PASSWORD]`` (never printed).
-    ``authfile``: an auth.json to read instead of the default search path."""
+    ``authfile``: an auth.json to read instead of the default search path. ``cert_dir``: a certs.d-style
+    directory (``*.crt`` CAs, ``*.cert``/``*.key`` client pairs) used instead of the per-host search path.
+    ``registries_conf``: a registries.conf read instead of ``$CONTAINERS_REGISTRIES_CONF`` / the system and
+    user files (:mod:`ocilayout.registry.config`)."""
 
     tls_verify: bool | None = None
     creds: str | None = None
     authfile: str | None = None
     #: Bytes per PATCH when a blob is uploaded in chunks.
     chunk_size: int = 64 << 20
+    cert_dir: str | None = None
+    registries_conf: str | None = None
 
     def __repr__(self) -> str:  # credentials never appear in a repr, a log or a traceback
         return (f"RegistryOptions(tls_verify={self.tls_verify!r}, creds={'<set>' if self.creds else None}, "
-                f"authfile={self.authfile!r})")
+                f"authfile={self.authfile!r}, cert_dir={self.cert_dir!r}, registries_conf={self.registries_conf!r})")
 
 
 _DEFAULT = RegistryOptions()

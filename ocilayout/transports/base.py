@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BlobOpener", "Capabilities", "Destination", "ProgressFn", "Source", "Transport", "read_blob_bytes"]
 
-#: Opens a blob's bytes. A destination may call it later (at commit), once, from another thread.
+#: Opens a blob's bytes. A destination may call it later (at commit), from another thread, and again to
+#: retry a failed upload from the start (each call is a fresh stream of the same bytes).
 BlobOpener = Callable[[], BinaryIO]
 #: Receives the byte count of each chunk written.
 ProgressFn = Callable[[int], None]
@@ -175,6 +176,11 @@ class Transport:
         from ..tags import untag_image  # open_store raises UnsupportedFormat for a transport that is no layout
 
         return untag_image(ref)
+
+    def referrers(self, ref: ImageReference, artifact_type: str | None = None) -> list[Descriptor]:
+        """OCI 1.1: descriptors of the manifests whose ``subject`` is the image ``ref`` names (only those of
+        ``artifact_type`` when given), as a referrers index lists them (``ocilayout.referrers``)."""
+        raise self._unsupported("listing referrers")
 
     def open_reader(self, ref: ImageReference) -> LayoutReader:
         """The whole layout ``ref`` points into, read-only (fsck, images); raises UnsupportedFormat when the

@@ -10,14 +10,20 @@ Names are normalised as Docker Hub's are: ``docker://busybox`` is ``docker.io/li
 :class:`RegistrySource` reads manifests with every manifest/index type in ``Accept`` and verifies each
 (against the digest asked for, or ``Docker-Content-Digest``); blobs are streamed, unverified, as the seam
 says (the destination hashes them) and resumed with ``Range`` when a connection breaks. Signatures are read
-from cosign ``sha256-<hex>.sig`` tags.
+from cosign ``sha256-<hex>.sig`` tags. A pull goes through registries.conf (:mod:`ocilayout.registry.config`):
+mirrors in order, then the primary location, names rewritten; the first endpoint that serves the manifest
+serves the rest. Referrers (OCI 1.1) come from the referrers API or the ``sha256-<hex>`` fallback tag.
 
 :class:`RegistryDestination` skips blobs a HEAD finds, uploads a blob of known digest in one streamed PUT
 (chunked PATCHes above ``chunk_size``, or when the digest is unknown: hashed while sent), hashing what it
 sends (a lying opener fails the upload, which is never completed); manifests go up by digest, children
-first, which names nothing. At ``commit`` the ``.sig`` manifests (appended to what the registry holds then)
-and then the tags are PUT. A registry has no transactions: a commit that fails half-way may leave the tags
-it already wrote; blobs and untagged manifests left by a failed copy are the registry's garbage to collect.
+first, which names nothing. A blob upload failing with a connection error, 429 or 5xx starts again from a new
+session. At ``commit`` the ``.sig`` manifests (appended to what the registry holds then), the referrers
+fallback indexes (for manifests with a ``subject`` the registry did not index itself) and then the tags are
+PUT. Pushes, deletes and listings go to the registry the reference names (registries.conf rewrites pulls
+only; ``blocked`` and ``insecure`` apply to all). A registry has no transactions: a commit that fails
+half-way may leave the tags it already wrote; blobs and untagged manifests left by a failed copy are the
+registry's garbage to collect.
 """
 
 from __future__ import annotations
@@ -27,13 +33,21 @@ import dataclasses
 import re
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import mediatypes as mt
 from ..descriptor import REF_NAME, Descriptor
 from ..digest import Digest, VerifyingReader
-from ..errors import DigestMismatch, InvalidManifest, InvalidReference, NotFound, RegistryError, UnsupportedFormat
+from ..errors import (
+    DigestMismatch,
+    InvalidManifest,
+    InvalidReference,
+    NotFound,
+    OcilayoutError,
+    RegistryError,
+    UnsupportedFormat,
+)
 from ..manifest import MAX_MANIFEST_SIZE, Manifest, manifest_digest
 from ..reference import ImageReference
 from ..registry.client import BlobReader, Client
@@ -41,6 +55,7 @@ from ..registry.options import RegistryOptions, options_for
 from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
 if TYPE_CHECKING:
+    from ..registry.config import RegistriesConf
     from ..signature.model import Signature
 
 __all__ = ["ACCEPT", "REGISTRY_CAPABILITIES", "RegistryDestination", "RegistrySource", "RegistryTransport",
@@ -62,6 +77,8 @@ REGISTRY_CAPABILITIES = Capabilities(
     signatures=frozenset({"sigstore"}),
 )
 _TAG = r"[\w][\w.-]{0,127}"
+#: Times a blob upload is tried from the start (the first included) after connection errors, 429 or 5xx.
+UPLOAD_ATTEMPTS = 5
 #: Tags asked for per page of ``tags/list`` (the registry may send fewer and a ``Link`` to the next page).
 TAGS_PAGE = 1000
 DOCKER_HUB = "docker.io"
@@ -82,9 +99,49 @@ def split_name(path: str) -> tuple[str, str, str]:
     return registry, api, repo
 
 
+def _conf(options: RegistryOptions) -> RegistriesConf:
+    from ..registry.config import load_registries_conf
+
+    return load_registries_conf(options.registries_conf)
+
+
 def _client(ref: ImageReference, options: RegistryOptions, maxsize: int = 8) -> Client:
+    """A client for the registry ``ref`` names, as written (pushes, deletes and listings are not rewritten
+    by registries.conf, as upstream): a blocked registry is refused before any request; ``insecure`` of
+    its entry applies unless ``--tls-verify`` is given."""
     registry, api, repo = split_name(ref.path)
-    return Client(registry, api, repo, options, maxsize=maxsize)
+    entry = _conf(options).check_blocked(f"{registry}/{repo}")
+    return Client(registry, api, repo, options, maxsize=maxsize,
+                  insecure=entry is not None and entry.endpoint.insecure)
+
+
+_REPO_PATH = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+
+
+def _pull_attempts(ref: ImageReference, options: RegistryOptions) -> list[tuple[str, Callable[[], Client]]]:
+    """What a pull of ``ref`` tries, in order (registries.conf mirrors, then the primary location, each
+    with the name rewritten): (``host/repository`` for messages, a client maker). A maker raises
+    BlockedRegistry when that endpoint's own entry is blocked. ``--creds`` go to endpoints on the
+    reference's own registry only."""
+    from ..registry.config import pull_sources
+
+    conf = _conf(options)
+    registry, _, repo = split_name(ref.path)
+    name = f"{registry}/{repo}"
+    out: list[tuple[str, Callable[[], Client]]] = []
+    for src in pull_sources(conf.find(name), name, digested=ref.digest is not None):
+        preg, papi, prepo = split_name(src.name)
+        if src.name != name and not _REPO_PATH.fullmatch(prepo):
+            raise InvalidReference(f"registries.conf rewrites {name} to {src.name!r}, not a valid repository")
+        opts = options if preg == registry or options.creds is None else dataclasses.replace(options, creds=None)
+
+        def make(preg: str = preg, papi: str = papi, prepo: str = prepo, opts: RegistryOptions = opts,
+                 insecure: bool = src.endpoint.insecure, physical: str = src.name) -> Client:
+            conf.check_blocked(physical)
+            return Client(preg, papi, prepo, opts, insecure=insecure)
+
+        out.append((f"{preg}/{prepo}", make))
+    return out
 
 
 def _content_type(value: str | None) -> str | None:
@@ -141,14 +198,33 @@ class RegistrySource:
 
     def __init__(self, ref: ImageReference, options: RegistryOptions | None = None) -> None:
         self.ref = ref
-        self._client = _client(ref, options or options_for("source"))
         self._manifests: dict[Digest, Manifest] = {}
         reference = str(ref.digest) if ref.digest is not None else (ref.ref or "latest")
-        try:
-            manifest, digest = fetch_manifest(self._client, reference, str(ref))
-        except BaseException:
-            self._client.close()
-            raise
+        attempts = _pull_attempts(ref, options or options_for("source"))
+        failed: list[tuple[str, OcilayoutError]] = []
+        for where, make in attempts:  # the first endpoint that serves the manifest serves the whole pull
+            client: Client | None = None
+            try:
+                client = make()
+                manifest, digest = fetch_manifest(client, reference, str(ref))
+            except OcilayoutError as err:
+                if client is not None:
+                    client.close()
+                failed.append((where, err))
+                continue
+            except BaseException:
+                if client is not None:
+                    client.close()
+                raise
+            self._client = client
+            #: ``host/repository`` the image is read from (a mirror, or a rewritten location).
+            self.physical = where
+            break
+        else:
+            primary = failed[-1][1]
+            if len(failed) > 1:  # the primary's error (its type and exit code), the mirrors' on the side
+                primary.add_note("mirrors also failed: " + "; ".join(f"[{w}: {e}]" for w, e in failed[:-1]))
+            raise primary
         self._manifests[digest] = manifest
         # Named by tag, the image's identity is its full docker reference (what sign/verify default to, as a
         # layout's ref name "docker.io/library/foo:1" is); copy drops source names at the destination.
@@ -198,6 +274,47 @@ class RegistrySource:
             out.append(SigstoreSignature(layer.media_type, payload, dict(layer.annotations)))
         return out
 
+    def referrers(self, digest: Digest, artifact_type: str | None = None) -> list[Descriptor]:
+        """The manifests whose ``subject`` is ``digest``: the referrers API (every page), else -- 404 or an
+        answer that is not an OCI index, as distribution 2.8 gives -- the ``sha256-<hex>`` fallback tag's
+        index (none: empty). Filtered by ``artifact_type`` here unless the registry says it did
+        (``OCI-Filters-Applied``). Raises RegistryError, InvalidManifest, UnsupportedFormat."""
+        from ..referrers import parse_index, select
+        from ..registry.client import next_link
+
+        what = f"{self.ref}: referrers of {digest}"
+        query = "?" + urllib.parse.urlencode({"artifactType": artifact_type}) if artifact_type else ""
+        url: str | None = f"referrers/{digest}{query}"
+        found: list[Descriptor] = []
+        filtered = False
+        pages = 0
+        while url is not None and pages < 1000:
+            resp = self._client.request("GET", url, headers={"Accept": mt.OCI_INDEX}, stream=True)
+            api = resp.status == 200 and _content_type(resp.headers.get("Content-Type")) == mt.OCI_INDEX
+            if not api:
+                if pages == 0 and resp.status in (200, 404):
+                    resp.drain_conn()
+                    resp.release_conn()
+                    return self._fallback_referrers(digest, artifact_type, what)
+                raise self._client.fail(resp, what)
+            filtered = filtered or "artifactType" in (resp.headers.get("OCI-Filters-Applied") or "")
+            link = resp.headers.get("Link", "")
+            _, descs = parse_index(_read_small(resp, what), what)
+            found.extend(descs)
+            url = next_link(link, self._client.base())
+            pages += 1
+        return found if filtered else select(found, artifact_type)
+
+    def _fallback_referrers(self, digest: Digest, artifact_type: str | None, what: str) -> list[Descriptor]:
+        from ..referrers import fallback_tag, parse_index, select
+
+        try:
+            index, _ = fetch_manifest(self._client, fallback_tag(digest), what)
+        except NotFound:
+            return []
+        _, descs = parse_index(index.raw, f"{what} ({fallback_tag(digest)})")
+        return select(descs, artifact_type)
+
     def close(self) -> None:
         self._client.close()
 
@@ -244,6 +361,8 @@ class RegistryDestination:
         self._pushed: dict[Digest, Manifest] = {}
         self._tags: list[tuple[Descriptor, str]] = []
         self._sigs: dict[Digest, list[Signature]] = {}
+        #: subject digest -> referrers pushed to a registry that did not answer ``OCI-Subject``
+        self._referrers: dict[Digest, list[Descriptor]] = {}
         self._lock = threading.Lock()
 
     def has_blob(self, desc: Descriptor) -> bool:
@@ -301,6 +420,24 @@ class RegistryDestination:
 
     def put_blob(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
                  progress: ProgressFn | None = None) -> Descriptor:
+        """Upload (or mount) a blob. An upload that fails with a connection error, 429 or 5xx is started
+        again from the beginning (a new upload session, ``open_`` called again) after a backoff, up to
+        :data:`UPLOAD_ATTEMPTS` times; a digest or size mismatch is never retried."""
+        import time
+
+        from ..registry.client import TransientError, sleep_for
+
+        for attempt in range(UPLOAD_ATTEMPTS):
+            try:
+                return self._put_blob_once(open_, expected, media_type=media_type, progress=progress)
+            except TransientError as err:
+                if attempt + 1 >= UPLOAD_ATTEMPTS:
+                    raise
+                time.sleep(sleep_for(attempt, err.retry_after))
+        raise AssertionError("unreachable")
+
+    def _put_blob_once(self, open_: BlobOpener, expected: Descriptor | None, *, media_type: str,
+                       progress: ProgressFn | None) -> Descriptor:
         stream = open_()
         try:
             location = self._mount(stream, expected) if expected is not None else self._start_upload()
@@ -364,11 +501,17 @@ class RegistryDestination:
         if resp.status != 201:
             raise self._client.fail(resp, f"{self.ref}: pushing manifest {digest}")
         got = resp.headers.get("Docker-Content-Digest")
+        handled = bool(resp.headers.get("OCI-Subject"))  # a registry with the referrers API indexed it itself
         resp.release_conn()
         if got and got != str(digest):
             raise DigestMismatch(f"{self.ref}: the registry stored manifest {digest} as {got}")
+        subject = manifest.subject if not manifest.is_schema1 else None
         with self._lock:
             self._pushed[digest] = manifest
+            if subject is not None and not handled:
+                from ..referrers import referrer_descriptor
+
+                self._referrers.setdefault(subject.digest, []).append(referrer_descriptor(manifest))
         return Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw))
 
     def tag(self, desc: Descriptor, name: str | None) -> None:
@@ -434,6 +577,7 @@ class RegistryDestination:
                 self._put_bytes(data, media_type)
             raw, media_type = blobs[-1]
             self._put_manifest_at(sig_tag(digest), raw, media_type)
+        self._update_referrers()
         for desc, name in self._tags:
             pushed = self._pushed.get(desc.digest)
             if pushed is None:
@@ -442,6 +586,23 @@ class RegistryDestination:
             self._put_manifest_at(name, pushed.raw, pushed.media_type)
         self._sigs.clear()
         self._tags.clear()
+
+    def _update_referrers(self) -> None:
+        """The referrers tag fallback: for each subject, read the ``sha256-<hex>`` index, add the manifests
+        pushed with that subject (other entries kept as they are) and PUT it back when it changed. Two
+        writers racing may lose an entry: the registry offers no compare-and-swap (the spec says as much)."""
+        from ..referrers import add_to_index, fallback_tag
+
+        for subject, descs in self._referrers.items():
+            tag = fallback_tag(subject)
+            try:
+                current: bytes | None = fetch_manifest(self._client, tag, f"{self.ref}: referrers tag {tag}")[0].raw
+            except NotFound:
+                current = None
+            new = add_to_index(current, descs)
+            if new is not None:
+                self._put_manifest_at(tag, new, mt.OCI_INDEX)
+        self._referrers.clear()
 
     def _put_manifest_at(self, reference: str, raw: bytes, media_type: str) -> None:
         resp = self._client.request("PUT", f"manifests/{reference}", actions="pull,push", body=raw,
@@ -453,6 +614,7 @@ class RegistryDestination:
     def close(self) -> None:
         self._sigs.clear()
         self._tags.clear()
+        self._referrers.clear()
         self._client.close()
 
 
@@ -465,7 +627,9 @@ def catalog(registry: str, options: RegistryOptions | None = None) -> list[str]:
     order; ``registry`` is ``HOST[:PORT]`` (``docker.io`` is reached at ``registry-1.docker.io``). Raises
     RegistryError, NotFound (a registry without the catalog API)."""
     name, api, _ = split_name(f"{registry}/x")
-    client = Client(name, api, "", options or options_for("source"))
+    opts = options or options_for("source")
+    entry = _conf(opts).check_blocked(name)
+    client = Client(name, api, "", opts, insecure=entry is not None and entry.endpoint.insecure)
     try:
         return [str(r) for r in client.paginate(f"_catalog?n={CATALOG_PAGE}", "repositories",
                                                 also="registry:catalog:*")]
@@ -494,6 +658,11 @@ class RegistryTransport(Transport):
             return [str(t) for t in client.paginate(f"tags/list?n={TAGS_PAGE}", "tags")]
         finally:
             client.close()
+
+    def referrers(self, ref: ImageReference, artifact_type: str | None = None) -> list[Descriptor]:
+        """The referrers of the image ``ref`` resolves to (read through registries.conf like any pull)."""
+        with RegistrySource(ref) as src:
+            return src.referrers(src.root.digest, artifact_type)
 
     def repository_names(self, ref: ImageReference, *, tags: bool = True) -> tuple[str, list[str]]:
         """``HOST/REPO`` (``docker.io/library/...`` normalised) and every tag of the repository."""
