@@ -30,6 +30,8 @@ class RegistryOptions:
     authfile: str | None = None
     #: Bytes per PATCH when a blob is uploaded in chunks.
     chunk_size: int = 64 << 20
+    #: ``--cert-dir``: a certs.d-style directory of CA (``*.crt``) and client (``*.cert``/``*.key``) files.
+    cert_dir: str | None = None
 
     def __repr__(self) -> str:  # credentials never appear in a repr, a log or a traceback
         return (f"RegistryOptions(tls_verify={self.tls_verify!r}, creds={'<set>' if self.creds else None}, "

@@ -1,0 +1,41 @@
+"""skopeo's registry flags (``--tls-verify``, ``--creds``, ``--authfile``, ``--cert-dir``) as
+:class:`~ocilayout.registry.options.RegistryOptions`, shared by every command that may open ``docker://``.
+
+Light: nothing of the registry code is imported unless a flag is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..registry.options import RegistryOptions
+
+__all__ = ["AUTHFILE_HELP", "CERT_DIR_HELP", "CREDS_HELP", "TLS_HELP", "registry_options", "using"]
+
+TLS_HELP = "Require HTTPS with verified certificates for docker:// (default true; false also allows plain HTTP)."
+CREDS_HELP = "USER:PASSWORD for the docker:// registry (never printed)."
+AUTHFILE_HELP = "auth.json to read registry credentials from (default: $REGISTRY_AUTH_FILE, then the usual files)."
+CERT_DIR_HELP = "Directory of CA (*.crt) and client (*.cert, *.key) certificates for the docker:// registry."
+
+
+def registry_options(tls_verify: str | None, creds: str | None, authfile: str | None, cert_dir: str | None = None,
+                     flag: str = "--tls-verify") -> RegistryOptions | None:
+    """The flags as options for docker:// references (None when none is given). Raises InvalidArgument for a
+    ``--tls-verify`` value that is not a boolean."""
+    if tls_verify is None and creds is None and authfile is None and cert_dir is None:
+        return None
+    from ..registry.options import RegistryOptions, parse_bool
+
+    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile, cert_dir=cert_dir)
+
+
+def using(source: RegistryOptions | None = None, destination: RegistryOptions | None = None
+          ) -> contextlib.AbstractContextManager[None]:
+    """Install the options for the references a command opens (a no-op when both are None)."""
+    if source is None and destination is None:
+        return contextlib.nullcontext()
+    from ..registry.options import use_options
+
+    return use_options(source, destination)
