@@ -103,13 +103,18 @@ def test_skopeo_login_and_ours_write_the_same_bytes(cli, skopeo, sample: Path, h
     skopeo("login", NO_TLS, "--authfile", str(theirs), "-u", USER, "-p", PASSWORD, auth_registry.host)
     assert cli("login", NO_TLS, "--authfile", ours, "-u", USER, "-p", PASSWORD, auth_registry.host).exit_code == 0
     assert ours.read_bytes() == theirs.read_bytes()
+    ns = f"{auth_registry.host}/secure"  # a namespaced key, after the registry's
+    skopeo("login", NO_TLS, "--authfile", str(theirs), "-u", USER, "-p", PASSWORD, ns)
+    assert cli("login", NO_TLS, "--authfile", ours, "-u", USER, "-p", PASSWORD, ns).exit_code == 0
+    assert ours.read_bytes() == theirs.read_bytes() == _go_auth_json({auth_registry.host: B64, ns: B64})
     # each reads the other's file
     assert cli("inspect", NO_TLS, "--authfile", theirs, ref).exit_code == 0
     assert cli("login", "--get-login", "--authfile", theirs, auth_registry.host).stdout == f"{USER}\n"
     skopeo("inspect", "--raw", NO_TLS, "--authfile", str(ours), ref)
     # skopeo's logout of our file, our logout of theirs
-    skopeo("logout", "--authfile", str(ours), auth_registry.host)
-    assert cli("logout", "--authfile", theirs, auth_registry.host).exit_code == 0
+    for key in (auth_registry.host, ns):
+        skopeo("logout", "--authfile", str(ours), key)
+        assert cli("logout", "--authfile", theirs, key).exit_code == 0
     assert json.loads(ours.read_text()) == json.loads(theirs.read_text()) == {"auths": {}}
     assert cli("inspect", NO_TLS, "--authfile", ours, ref).exit_code == 7
 
