@@ -2,8 +2,9 @@
 
 Run as ``docker-credential-<name> ACTION`` (a wrapper in a temp bin directory execs this file). It keeps its
 store in ``$TEST_CRED_STORE`` (one JSON file per server URL) and appends ``ACTION SERVER`` to
-``$TEST_CRED_STORE/calls.log``. ``$TEST_CRED_FAIL`` (actions, comma-separated) makes those actions fail with a message that repeats
-what it was given (so a caller that shows helper output unredacted leaks the secret).
+``$TEST_CRED_STORE/calls.log``. ``$TEST_CRED_FAIL`` (actions, comma-separated) makes those actions fail
+with a message that repeats what it was given (so a caller that shows helper output unredacted leaks the
+secret).
 """
 
 from __future__ import annotations
