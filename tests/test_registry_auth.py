@@ -223,6 +223,7 @@ def test_login_through_the_token_server(cli, home: Path, tmp_path: Path, token_r
     res = cli("login", NO_TLS, "--authfile", path, "-u", USER, "-p", PASSWORD, token_registry.host)
     assert res.exit_code == 0, res
     assert (USER, "") in token_registry.token.requests  # type: ignore[attr-defined]  # a token for no scope
+    assert not [p for p in token_registry.token.paths if "scope=" in p]  # type: ignore[attr-defined]
     assert json.loads(path.read_text()) == {"auths": {token_registry.host: {"auth": B64}}}
 
 
@@ -403,3 +404,31 @@ def test_sign_and_verify_in_the_htpasswd_registry(cli, skopeo, sample: Path, hom
     sig_tag = next(t for t in auth_registry.tags("secure/app") if t.endswith(".sig"))
     out = skopeo("inspect", "--raw", NO_TLS, "--creds", f"{USER}:{PASSWORD}", auth_registry.ref("secure/app", sig_tag))
     assert "dev.cosignproject.cosign/signature" in out.stdout
+
+
+def test_docker_hub_keys_for_helpers_and_legacy_dockercfg(home: Path, tmp_path: Path, helper: Path) -> None:
+    """credHelpers get ``docker.io`` (containers/image), credsStore Docker's ``https://index.docker.io/v1/``;
+    ``~/.dockercfg`` (a bare map keyed by URL) is read last."""
+    (home / ".dockercfg").write_text(json.dumps({"https://index.docker.io/v1/": {"auth": B64, "email": "e"}}))
+    found = credentials.find(RegistryOptions(), "docker.io/library/busybox")
+    assert found is not None and found[0] == Credentials(USER, PASSWORD) and found[1] == home / ".dockercfg"
+    (home / ".docker").mkdir()
+    config = home / ".docker" / "config.json"
+    config.write_text(json.dumps({"credsStore": "testhelper"}))
+    credentials.helper_store("testhelper", "https://index.docker.io/v1/", Credentials("hub", "h"))
+    found = credentials.find(RegistryOptions(), "docker.io/library/busybox")
+    assert found is not None and found[0] == Credentials("hub", "h") and found[1] == config
+    config.write_text(json.dumps({"credHelpers": {"docker.io": "testhelper"}}))
+    credentials.helper_store("testhelper", "docker.io", Credentials("helper", "x"))
+    found = credentials.find(RegistryOptions(), "docker.io/library/busybox")
+    assert found is not None and found[0].username == "helper"
+    assert "get docker.io" in (helper / "calls.log").read_text()
+
+
+def test_logout_names_the_file_that_holds_other_credentials(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (home / ".docker").mkdir()
+    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {"reg.example": {"auth": B64}}}))
+    res = cli("logout", "reg.example")
+    assert res.exit_code == 3 and "not logged into reg.example" in res.stderr and "config.json" in res.stderr, res
+    assert json.loads((home / ".docker" / "config.json").read_text()) == {"auths": {"reg.example": {"auth": B64}}}
+    assert not (tmp_path / "run" / "containers").exists()
