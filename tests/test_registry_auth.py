@@ -259,7 +259,7 @@ def test_default_file_and_xdg_runtime_dir(home: Path, tmp_path: Path, monkeypatc
     assert credentials.write_target(str(tmp_path / "flag.json")).path == tmp_path / "flag.json"
 
 
-def test_docker_compatible_file(home: Path, tmp_path: Path) -> None:
+def test_docker_compatible_file(home: Path, tmp_path: Path, helper: Path) -> None:
     """Docker's config.json (DOCKER_CONFIG, --compat-auth-file): Hub's key is https://index.docker.io/v1/,
     namespaced keys are refused, every other key is kept."""
     path = tmp_path / "config.json"
@@ -273,6 +273,10 @@ def test_docker_compatible_file(home: Path, tmp_path: Path) -> None:
     found = credentials.find(RegistryOptions(authfile=str(path)), "docker.io/library/busybox")
     assert found is not None and found[0] == Credentials(USER, PASSWORD)
     assert credentials.remove(f, "docker.io") and json.loads(path.read_text())["auths"] == {}
+    path.write_text(json.dumps({"auths": {"a.example": {"auth": B64}}, "credHelpers": {"b.example": "testhelper"}}))
+    credentials.remove_all(f)  # Docker's credHelpers stay (containers/image rewrites only "auths" there)
+    assert json.loads(path.read_text()) == {"auths": {}, "credHelpers": {"b.example": "testhelper"}}
+    assert "erase b.example" in (helper / "calls.log").read_text()
 
 
 def test_key_normalisation_as_containers_image(tmp_path: Path) -> None:

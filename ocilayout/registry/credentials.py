@@ -376,11 +376,9 @@ def _edit(f: AuthFile, editor: Editor) -> None:
     if not editor(auths, helpers, store_name if isinstance(store_name, str) and store_name else None):
         return
     out: dict[str, object]
-    if f.compat:  # Docker's form: every key kept, top-level keys in order (Go marshals its raw map sorted)
-        out = dict(doc)
+    if f.compat:  # Docker's form: only auths changes (credHelpers are Docker's, kept even by logout --all),
+        out = dict(doc)  # every other key kept, top-level keys sorted (Go marshals its raw map sorted)
         out["auths"] = dict(sorted(auths.items()))
-        if "credHelpers" in doc or helpers:
-            out["credHelpers"] = dict(sorted(helpers.items()))
         out = dict(sorted(out.items()))
     else:  # containers' form: auths, credHelpers (when any), then whatever else the file held
         out = {"auths": dict(sorted(auths.items()))}
