@@ -8,6 +8,7 @@ through the docker-credential protocol.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import stat
@@ -178,24 +179,23 @@ def test_password_stdin_and_no_terminal(home: Path, tmp_path: Path, auth_registr
     assert json.loads(path.read_text()) == {"auths": {auth_registry.host: {"auth": B64}}}
 
 
-def test_login_prompts_on_a_terminal_without_echoing_the_password(home: Path, tmp_path: Path,
-                                                                  auth_registry: Registry) -> None:
+def _on_a_terminal(args: list[str], answers: list[tuple[bytes, bytes]], done: bytes) -> tuple[int, bytes]:
+    """Run ``ocilayout ARGS`` on a pseudo-terminal, typing each answer after its prompt appears; returns the
+    exit code and everything the terminal showed."""
     import pty
     import select
     import time
 
-    path = tmp_path / "auth.json"
     main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "ocilayout", "login", NO_TLS, "--authfile", str(path),
-                             auth_registry.host], stdin=secondary, stdout=secondary, stderr=secondary,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ocilayout", *args], stdin=secondary, stdout=secondary,
+                            stderr=secondary, start_new_session=True)
     os.close(secondary)
     seen = b""
 
     def read_until(marker: bytes) -> None:
         nonlocal seen
         deadline = time.monotonic() + 60
-        while marker not in seen and time.monotonic() < deadline:
+        while marker not in seen and time.monotonic() < deadline and proc.poll() is None:
             ready, _, _ = select.select([main], [], [], 1)
             if ready:
                 try:
@@ -203,16 +203,36 @@ def test_login_prompts_on_a_terminal_without_echoing_the_password(home: Path, tm
                 except OSError:
                     break
 
-    read_until(b"Username: ")
-    os.write(main, f"{USER}\n".encode())
-    read_until(b"Password: ")
-    os.write(main, f"{PASSWORD}\n".encode())
-    read_until(b"Login Succeeded!")
+    for prompt, answer in answers:
+        read_until(prompt)
+        os.write(main, answer)
+    read_until(done)
     proc.wait(timeout=60)
+    with contextlib.suppress(OSError):
+        while select.select([main], [], [], 0.2)[0]:
+            chunk = os.read(main, 4096)
+            if not chunk:
+                break
+            seen += chunk
     os.close(main)
-    assert proc.returncode == 0 and b"Login Succeeded!" in seen, seen
+    return proc.returncode, seen
+
+
+def test_login_prompts_on_a_terminal_without_echoing_the_password(cli, sample: Path, home: Path,  # type: ignore[no-untyped-def]
+                                                                  tmp_path: Path, auth_registry: Registry) -> None:
+    path = tmp_path / "auth.json"
+    code, seen = _on_a_terminal(["login", NO_TLS, "--authfile", str(path), auth_registry.host],
+                                [(b"Username: ", f"{USER}\n".encode()), (b"Password: ", f"{PASSWORD}\n".encode())],
+                                b"Login Succeeded!")
+    assert code == 0 and b"Login Succeeded!" in seen, seen
     assert PASSWORD.encode() not in seen and USER.encode() in seen  # the user name echoes, the password never
     assert json.loads(path.read_text()) == {"auths": {auth_registry.host: {"auth": B64}}}
+    ref = _push(cli, sample, auth_registry)  # --creds USER: skopeo's prompt for the password
+    code, seen = _on_a_terminal(["inspect", NO_TLS, "--creds", USER, ref],
+                                [(b"Password for alice: ", f"{PASSWORD}\n".encode())], b"}")
+    assert code == 0 and b'"Digest"' in seen and PASSWORD.encode() not in seen, seen
+    res = cli("inspect", NO_TLS, "--creds", USER, ref)  # no terminal: refused, never read from stdin
+    assert res.exit_code == 2 and "no password given" in res.stderr, res
 
 
 def test_login_through_the_token_server(cli, home: Path, tmp_path: Path, token_registry: Registry) -> None:  # type: ignore[no-untyped-def]

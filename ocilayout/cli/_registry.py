@@ -28,7 +28,20 @@ def registry_options(tls_verify: str | None, creds: str | None, authfile: str | 
         return None
     from ..registry.options import RegistryOptions, parse_bool
 
-    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile, cert_dir=cert_dir)
+    verify = parse_bool(tls_verify, flag)
+    return RegistryOptions(tls_verify=verify, creds=_with_password(creds), authfile=authfile, cert_dir=cert_dir)
+
+
+def _with_password(creds: str | None) -> str | None:
+    """``--creds USER`` without ``:PASSWORD`` asks for the password on a terminal (no echo), as skopeo does;
+    without a terminal it is left as given (the registry code then refuses it, exit 2)."""
+    import sys
+
+    if creds is None or ":" in creds or not creds or sys.stdin is None or not sys.stdin.isatty():
+        return creds
+    import getpass
+
+    return f"{creds}:{getpass.getpass(f'Password for {creds}: ')}"
 
 
 def using(source: RegistryOptions | None = None, destination: RegistryOptions | None = None

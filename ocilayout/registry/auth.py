@@ -28,7 +28,7 @@ def parse_creds(text: str) -> Credentials:
     if not user:
         raise InvalidArgument("--creds: the user name is empty (want USER[:PASSWORD])")
     if not sep:
-        raise InvalidArgument("--creds: no password given (want USER:PASSWORD; prompting is not supported)")
+        raise InvalidArgument("--creds: no password given (want USER:PASSWORD; it is asked for only on a terminal)")
     return Credentials(user, password)
 
 

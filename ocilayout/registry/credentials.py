@@ -46,9 +46,11 @@ __all__ = [
     "helper_store",
     "login_key",
     "normalize_key",
+    "normalize_registry",
     "remove",
     "remove_all",
     "store",
+    "validate_key",
     "write_target",
 ]
 
