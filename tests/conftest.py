@@ -306,6 +306,7 @@ class TokenServer:
 
         self.users = users
         self.requests: list[tuple[str | None, str]] = []
+        self.paths: list[str] = []  # every request's path and query, as sent
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token signer")])
         now = datetime.datetime.now(datetime.UTC)
@@ -341,6 +342,7 @@ class TokenServer:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+        self.paths.append(h.path)  # type: ignore[attr-defined]
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)  # type: ignore[attr-defined]
         auth = h.headers.get("Authorization", "")  # type: ignore[attr-defined]
         user = None

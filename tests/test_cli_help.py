@@ -99,7 +99,8 @@ def test_a_command_loads_only_its_module() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('ocilayout.cli.')), file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip() == "['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli.images']"
+    assert proc.stderr.strip() == ("['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli._registry', "
+                                   "'ocilayout.cli.images']")  # _registry: the shared, light flag helpers
 
 
 def test_bare_ocilayout_prints_the_help_as_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]

@@ -369,12 +369,17 @@ insecure = true
 
 def test_blocked_is_refused_before_any_request(cli, sample: Path, tmp_path: Path, down: _Down) -> None:  # type: ignore[no-untyped-def]
     conf = _conf(tmp_path, f'[[registry]]\nlocation = "{down.host}"\nblocked = true\ninsecure = true\n')
+    key, pw = tmp_path / "key", tmp_path / "pw"
+    pw.write_text("secret\n")
+    assert cli("generate-sigstore-key", "--output-prefix", str(key), "--passphrase-file", str(pw)).exit_code == 0
     for args in (["copy", f"docker://{down.host}/app:v1", f"oci:{tmp_path}/out:v1"],
                  ["copy", f"oci:{sample}:v1", f"docker://{down.host}/app:v1"],
                  ["inspect", f"docker://{down.host}/app:v1"],
                  ["list-tags", f"docker://{down.host}/app"],
                  ["delete", f"docker://{down.host}/app:v1"],
-                 ["catalog", down.host]):
+                 ["catalog", down.host],
+                 ["sign", "--key", str(key) + ".private", "--passphrase-file", str(pw), f"docker://{down.host}/app:v1"],
+                 ["verify", "--public-key", str(key) + ".pub", f"docker://{down.host}/app:v1"]):
         res = cli(*args[:1], "--registries-conf", str(conf), *args[1:])
         assert res.exit_code == 7 and f"registry {down.host} is blocked in {conf}" in res.stderr, (args, res)
         assert len(res.stderr.strip().splitlines()) == 1

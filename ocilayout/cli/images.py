@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,38 +10,17 @@ import typer
 
 from ._app import app
 from ._display import echo, escape_json, write_bytes
+from ._registry import AUTHFILE_HELP as _AUTHFILE_HELP
+from ._registry import CERT_DIR_HELP as _CERT_DIR_HELP
+from ._registry import CONF_HELP as _CONF_HELP
+from ._registry import CREDS_HELP as _CREDS_HELP
+from ._registry import TLS_HELP as _TLS_HELP
+from ._registry import registry_options as _registry
+from ._registry import using as _using
 
 if TYPE_CHECKING:
     from ..copy import CopyOptions, CopyResult, Selection
     from ..descriptor import Platform
-    from ..registry.options import RegistryOptions
-
-
-def _registry(tls_verify: str | None, creds: str | None, authfile: str | None, flag: str = "--tls-verify", *,
-              cert_dir: str | None = None, registries_conf: str | None = None) -> RegistryOptions | None:
-    """skopeo's registry flags as options for docker:// references (None when none is given)."""
-    if tls_verify is None and creds is None and authfile is None and cert_dir is None and registries_conf is None:
-        return None
-    from ..registry.options import RegistryOptions, parse_bool
-
-    return RegistryOptions(tls_verify=parse_bool(tls_verify, flag), creds=creds, authfile=authfile,
-                           cert_dir=cert_dir, registries_conf=registries_conf)
-
-
-def _using(source: RegistryOptions | None = None, destination: RegistryOptions | None = None
-           ) -> contextlib.AbstractContextManager[None]:
-    if source is None and destination is None:
-        return contextlib.nullcontext()
-    from ..registry.options import use_options
-
-    return use_options(source, destination)
-
-
-_TLS_HELP = "Require HTTPS with verified certificates for docker:// (default true; false also allows plain HTTP)."
-_CREDS_HELP = "USER:PASSWORD for the docker:// registry (never printed)."
-_AUTHFILE_HELP = "auth.json to read registry credentials from (default: $REGISTRY_AUTH_FILE, then the usual files)."
-_CERT_DIR_HELP = "Directory of *.crt CAs and *.cert/*.key client certificates for docker:// (default: certs.d)."
-_CONF_HELP = "registries.conf to use (default: $CONTAINERS_REGISTRIES_CONF, then the user or system file)."
 
 
 def _write(data: bytes | str) -> None:
@@ -184,9 +162,9 @@ def copy(
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
-    src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify",
+    src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, flag="--src-tls-verify",
                         cert_dir=src_cert_dir, registries_conf=registries_conf)
-    dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, "--dest-tls-verify",
+    dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, flag="--dest-tls-verify",
                         cert_dir=dest_cert_dir, registries_conf=registries_conf)
     with _using(src_reg, dst_reg):
         result = do_copy(source, destination, options) if not additional_tag else \

@@ -18,6 +18,7 @@ import typer
 from ..errors import Conflict, InvalidKey, InvalidManifest
 from ._app import app, fail
 from ._display import echo
+from ._registry import AUTHFILE_HELP, CERT_DIR_HELP, CONF_HELP, CREDS_HELP, TLS_HELP, registry_options, using
 
 PASSPHRASE_ENV = "OCILAYOUT_PASSPHRASE"
 _MAX_SMALL_FILE = 4 * 1024 * 1024
@@ -166,17 +167,27 @@ def standalone_verify(
 
 @app.command("sign")
 def sign(
-    image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF] or dir:PATH"),
+    image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF], dir:PATH or "
+                               "docker://HOST/REPO:TAG"),
     key: str = typer.Option(..., "--key", help="Sigstore private key."),
     identity: str | None = typer.Option(None, "--identity", help="Docker reference to claim (default: the "
                                         "image's ref name when it is a full docker reference)."),
     passphrase_file: str | None = typer.Option(None, "--passphrase-file"),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", help=CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
 ) -> None:
-    """Sign an image with a sigstore key and store the signature with it (cosign's .sig tag in layouts)."""
+    """Sign an image with a sigstore key and store the signature with it (cosign's .sig tag in layouts and
+    registries)."""
     from ..signature.image import sign_image
 
+    # bad flags fail before a passphrase is asked
+    reg = registry_options(tls_verify, creds, authfile, cert_dir, registries_conf=registries_conf)
     private_key = _load_private_key(key, passphrase_file)
-    resolved, sig = sign_image(image, private_key, identity)
+    with using(reg, reg):
+        resolved, sig = sign_image(image, private_key, identity)
     from ..signature.payload import SIGSTORE_TYPE, parse_payload
 
     claimed = parse_payload(sig.payload, SIGSTORE_TYPE).docker_reference
@@ -185,13 +196,25 @@ def sign(
 
 @app.command("verify")
 def verify(
-    image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF] or dir:PATH"),
+    image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF], dir:PATH or "
+                               "docker://HOST/REPO:TAG"),
     public_key: list[str] = typer.Option([], "--public-key", help="Sigstore public key (repeatable)."),
     identity: str | None = typer.Option(None, "--identity", help="Docker reference the signature must claim "
                                         "(with a policy: the reference the image is meant to be)."),
     policy: str | None = typer.Option(None, "--policy", help="containers-policy.json to evaluate instead."),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", help=CERT_DIR_HELP),
+    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
 ) -> None:
     """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""
+    reg = registry_options(tls_verify, creds, authfile, cert_dir, registries_conf=registries_conf)
+    with using(reg, reg):
+        _verify(image, public_key, identity, policy)
+
+
+def _verify(image: str, public_key: list[str], identity: str | None, policy: str | None) -> None:
     if policy is not None:
         if public_key:
             raise fail("give either --policy or --public-key, not both")

@@ -188,7 +188,7 @@ class Client:
         realm = ch.params.get("realm")
         if not realm or urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(f"{self.registry}: the token challenge has no usable realm")
-        query = [("scope", one) for one in scope.split(" ")]
+        query = [("scope", one) for one in scope.split(" ") if one]  # none: a login check
         if ch.params.get("service"):
             query.append(("service", ch.params["service"]))
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)

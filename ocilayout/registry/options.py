@@ -33,6 +33,7 @@ class RegistryOptions:
     authfile: str | None = None
     #: Bytes per PATCH when a blob is uploaded in chunks.
     chunk_size: int = 64 << 20
+    #: ``--cert-dir``: a certs.d-style directory of CA (``*.crt``) and client (``*.cert``/``*.key``) files.
     cert_dir: str | None = None
     registries_conf: str | None = None
 
