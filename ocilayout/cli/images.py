@@ -149,6 +149,10 @@ def copy(
     dest_creds: str | None = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
     src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
     dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
+    ref_name: str | None = typer.Option(None, "--ref-name", metavar="tag|full|none",
+                                        help="How an oci:/oci-archive: index.json names the image (docs/references.md)."),
+    image_name: str | None = typer.Option(None, "--image-name", metavar="NAME",
+                                          help="The full reference --ref-name tag or full records."),
 ) -> None:
     """Copy an image between oci: layouts, oci-archive:, docker-archive: and dir: files and docker://
     registries, verifying every blob.
@@ -176,8 +180,12 @@ def copy(
         from .sign import _load_private_key
 
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
+    from .edit import check_destination, naming, print_warnings
+
+    names = naming(ref_name, image_name)
+    check_destination(source, destination, names)
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
-                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
+                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity), naming=names)
     src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify")
     dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, "--dest-tls-verify")
     with _using(src_reg, dst_reg):
@@ -190,6 +198,8 @@ def copy(
         extra += ", signed" if result.signed else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
              f"{result.blobs_skipped} already present{extra})", err=True)
+    if not destination.startswith("docker://"):
+        print_warnings(destination)
 
 
 def _choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> str | None:

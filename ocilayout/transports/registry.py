@@ -371,7 +371,7 @@ class RegistryDestination:
             self._pushed[digest] = manifest
         return Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw))
 
-    def tag(self, desc: Descriptor, name: str | None) -> None:
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
         if name is None:
             return  # pushed by digest already: an untagged image
         if not re.fullmatch(_TAG, name):

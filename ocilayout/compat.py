@@ -1,0 +1,108 @@
+"""Consumer warnings: outputs that ocilayout writes correctly but that a known consumer rejects.
+
+:func:`facts_of` reads what a command wrote (the written reference, as every reader sees it) into
+:class:`Facts`; :func:`warnings` is a pure function of the facts and returns one sentence per problem, each
+naming the flag or reference form that avoids it. The CLI prints them on stderr after ``copy`` and the edit
+commands (``-q`` keeps them: they are about the result, not progress). Nothing here changes what is written.
+
+- zstd layers: Docker before 23.0 (``docker load``, pulls) cannot decompress them.
+- a single-file output (oci-archive:, docker-archive:) that holds several images: readers that load the
+  file without naming an image (``podman load``, ``skopeo copy oci-archive:FILE``, ``docker-archive:FILE``)
+  refuse it, because they cannot choose.
+- an index inside an index: containers/image before 5.x-era tools, Docker before 25 and other importers
+  follow one level of index only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .reference import ImageReference
+    from .transports.base import Source
+
+__all__ = ["Facts", "facts_of", "warnings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facts:
+    """What consumers care about in a written image: its reference text, the number of zstd layers it
+    reaches, whether it nests an index in an index, and, for a single-file output, how many images the
+    file holds when read without a name (1 when an unnamed read resolves; 0 for directories and registries)."""
+
+    ref: str
+    zstd_layers: int = 0
+    nested_index: bool = False
+    single_file_images: int = 0
+
+
+def warnings(facts: Facts) -> list[str]:
+    """One line per known consumer problem of ``facts`` (empty when there is none)."""
+    out: list[str] = []
+    if facts.zstd_layers:
+        out.append(f"{facts.ref}: {facts.zstd_layers} zstd-compressed layer(s): Docker before 23.0 cannot load "
+                   "them (copy with --dest-compress-format gzip for it)")
+    if facts.single_file_images > 1:
+        out.append(f"{facts.ref}: the file holds {facts.single_file_images} images: readers that load it without "
+                   "a name (podman load, skopeo's unnamed archive references) refuse it (write each image to its "
+                   "own file, or name one: FILE:NAME)")
+    if facts.nested_index:
+        out.append(f"{facts.ref}: an index inside an index: Docker before 25 and other importers follow one level "
+                   "only (copy a single platform with --platform OS/ARCH to write a plain image)")
+    return out
+
+
+def facts_of(ref: ImageReference | str) -> Facts:
+    """Read the written image ``ref`` (its tree, and for a single file how many images it holds)."""
+    from pathlib import Path
+
+    from .errors import OcilayoutError
+    from .reference import parse_reference
+    from .transports import open_source
+
+    r = parse_reference(str(ref)) if isinstance(ref, str) else ref
+    with open_source(r) as src:
+        zstd, nested = _tree(src)
+    images = 0
+    if r.transport != "docker" and Path(r.path).is_file():
+        images = 1
+        unnamed = parse_reference(f"{r.transport}:{_quoted(r.path)}")
+        try:
+            with open_source(unnamed):
+                pass
+        except OcilayoutError as err:
+            images = _count(str(err))
+    return Facts(ref=str(r), zstd_layers=zstd, nested_index=nested, single_file_images=images)
+
+
+def _quoted(path: str) -> str:
+    return f"[{path}]" if ":" in path else path
+
+
+def _count(message: str) -> int:
+    """The image count an unnamed read's refusal states ("holds 3 images"), else 2 (more than one)."""
+    import re
+
+    m = re.search(r"holds (\d+) images", message)
+    return int(m.group(1)) if m else 2
+
+
+def _tree(src: Source) -> tuple[int, bool]:
+    from . import mediatypes as mt
+    from .graph import LAYER, walk
+
+    zstd = 0
+    nested = False
+    index_digests: set[object] = set()
+    for node in walk(src, [src.root], follow_subject=False):
+        if not node.first:
+            continue
+        media = node.descriptor.media_type
+        if node.manifest is not None and node.manifest.is_index:
+            if node.parent in index_digests:
+                nested = True
+            index_digests.add(node.descriptor.digest)
+        elif node.role == LAYER and mt.layer_compression(media) == "zstd":
+            zstd += 1
+    return zstd, nested
