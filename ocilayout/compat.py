@@ -15,10 +15,12 @@ commands (``-q`` keeps them: they are about the result, not progress). Nothing h
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .digest import Digest
     from .reference import ImageReference
     from .transports.base import Source
 
@@ -53,8 +55,11 @@ def warnings(facts: Facts) -> list[str]:
     return out
 
 
-def facts_of(ref: ImageReference | str) -> Facts:
-    """Read the written image ``ref`` (its tree, and for a single file how many images it holds)."""
+def facts_of(ref: ImageReference | str, digest: Digest | None = None) -> Facts:
+    """Read the written image ``ref`` (its tree, and for a single file how many images it holds). With
+    ``digest`` (what was written) the image is read by digest where the transport can, so a name that has
+    become ambiguous still reads. Raises the errors of reading ``ref``."""
+    import dataclasses
     from pathlib import Path
 
     from .errors import OcilayoutError
@@ -62,7 +67,13 @@ def facts_of(ref: ImageReference | str) -> Facts:
     from .transports import open_source
 
     r = parse_reference(str(ref)) if isinstance(ref, str) else ref
-    with open_source(r) as src:
+    src = None
+    if digest is not None:
+        with contextlib.suppress(OcilayoutError):
+            src = open_source(dataclasses.replace(r, ref=None, digest=digest))
+    if src is None:
+        src = open_source(r)
+    with src:
         zstd, nested = _tree(src)
     images = 0
     if r.transport != "docker" and Path(r.path).is_file():

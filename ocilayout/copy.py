@@ -135,7 +135,7 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
 
 
 def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress: Progress | None = None,
-               name: str | None | object = _DEST_NAME, image_name: str | None = None) -> CopyResult:
+               name: str | object | None = _DEST_NAME, image_name: str | None = None) -> CopyResult:
     """Write a plan: blobs in a thread pool (largest first; the first failure stops the others at their next
     chunk), then manifests children first, the name (``name``, default the plan's, and ``image_name``, see
     :meth:`Destination.tag`), the signatures. Does not commit."""

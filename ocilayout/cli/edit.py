@@ -18,6 +18,7 @@ from ._display import echo
 
 if TYPE_CHECKING:
     from ..copy import CopyResult
+    from ..digest import Digest
     from ..edit.overlay import OverlaySource
     from ..refname import RefNaming
     from ..transports.base import Source
@@ -37,7 +38,7 @@ def naming(ref_name: str | None, image_name: str | None) -> RefNaming | None:
         return None
     if ref_name is not None and ref_name not in MODES:
         raise InvalidArgument(f"--ref-name {ref_name!r}: expected one of {', '.join(MODES)}")
-    return RefNaming(ref_name, image_name)  # type: ignore[arg-type]
+    return RefNaming(ref_name, image_name)
 
 
 def check_destination(source: str, destination: str | None, names: RefNaming | None) -> str:
@@ -102,21 +103,29 @@ def write_edited(make: Callable[[Source], OverlaySource], source: str, destinati
     if digestfile is not None:
         _write_digestfile(digestfile, digest.encode())
     echo(digest)
-    print_warnings(target)
+    print_warnings(target, result.descriptor.digest)
     return result
 
 
-def print_warnings(ref: str) -> None:
-    """The consumer warnings for what ``ref`` now holds, one ``ocilayout: warning:`` line each on stderr."""
+def print_warnings(ref: str, digest: Digest | None = None) -> None:
+    """The consumer warnings for what ``ref`` now holds (the image ``digest`` when given), one
+    ``ocilayout: warning:`` line each on stderr. Advisory: the write is done, so a result that cannot be
+    read back here (a name another writer made ambiguous) gives no warning rather than an error."""
     from ..compat import facts_of, warnings
+    from ..errors import OcilayoutError
 
-    for line in warnings(facts_of(ref)):
+    try:
+        lines = warnings(facts_of(ref, digest))
+    except OcilayoutError:
+        return
+    for line in lines:
         echo(f"ocilayout: warning: {line}", err=True)
 
 
 @app.command()
 def mutate(
-    source: str = typer.Argument(..., metavar="SOURCE-IMAGE", help="oci:PATH[:REF], oci-archive:, dir:, docker-archive:"),
+    source: str = typer.Argument(..., metavar="SOURCE-IMAGE",
+                                 help="oci:PATH[:REF], oci-archive:FILE[:REF], dir:PATH, docker-archive:FILE"),
     destination: str | None = typer.Argument(None, metavar="[DESTINATION-IMAGE]",
                                              help="Where to write (default: in place, for oci: and oci-archive:)."),
     env: list[str] = typer.Option([], "--env", metavar="K=V", help="Set an environment variable (repeatable)."),
@@ -127,7 +136,8 @@ def mutate(
                                           help="A JSON array, or TEXT run as /bin/sh -c TEXT (as buildah config); "
                                                "'' removes it."),
     cmd: str | None = typer.Option(None, "--cmd", metavar="JSON|TEXT",
-                                   help="A JSON array, or TEXT split into shell words (as buildah config); '' removes it."),
+                                   help="A JSON array, or TEXT split into shell words (as buildah config); "
+                                        "'' removes it."),
     user: str | None = typer.Option(None, "--user", help="Config User."),
     workdir: str | None = typer.Option(None, "--workdir", help="Config WorkingDir."),
     expose: list[str] = typer.Option([], "--expose", metavar="PORT[/PROTO]", help="Add an exposed port (tcp default)."),

@@ -150,7 +150,8 @@ def copy(
     src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
     dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
     ref_name: str | None = typer.Option(None, "--ref-name", metavar="tag|full|none",
-                                        help="How an oci:/oci-archive: index.json names the image (docs/references.md)."),
+                                        help="How an oci:/oci-archive: index.json names the image: the tag, "
+                                             "the full reference or nothing (docs/references.md)."),
     image_name: str | None = typer.Option(None, "--image-name", metavar="NAME",
                                           help="The full reference --ref-name tag or full records."),
 ) -> None:
@@ -199,7 +200,7 @@ def copy(
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
              f"{result.blobs_skipped} already present{extra})", err=True)
     if not destination.startswith("docker://"):
-        print_warnings(destination)
+        print_warnings(destination, result.descriptor.digest)
 
 
 def _choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
