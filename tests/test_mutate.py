@@ -217,7 +217,7 @@ def test_history_created_from_source_date_epoch(cli: Any, sample: Path, tmp_path
     ["--env", "NOEQUALS"], ["--env", "=v"], ["--label", "novalue"], ["--platform", "linux"],
     ["--platform", "linux/amd64/v1/extra"], ["--platform", "linux/am d64"], ["--expose", "0"],
     ["--expose", "65536"], ["--expose", "80/http"], ["--created", "2024-01-01"], ["--created", "yesterday"],
-    ["--created", "2024-02-30T00:00:00Z"], ["--volume", "relative"], ["--os", "linux/x"], ["--env-rm", "A=1"],
+    ["--created", "2024-02-30T00:00:00Z"], ["--created", "@999999999999"], ["--created", "1700000000"], ["--volume", "relative"], ["--os", "linux/x"], ["--env-rm", "A=1"],
     ["--ref-name", "short"], ["--ref-name", "none"], ["--ref-name", "full"], ["--image-name", "UPPER/case:1"],
     ["--index-annotation", "a=b"], [],
 ])
@@ -363,6 +363,14 @@ def test_several_images_in_an_archive_warns_and_skopeo_agrees(cli: Any, sample: 
     assert "holds 2 images" in res.stderr and res.stderr.count("\n") == 2
     assert skopeo("inspect", f"oci-archive:{archive}", check=False).returncode != 0  # what the warning says
     assert facts_of(f"oci-archive:{archive}:one").single_file_images == 2
+
+
+def test_several_images_in_a_docker_archive_warns(cli: Any, sample: Path, tmp_path: Path, skopeo: Any) -> None:
+    archive = tmp_path / "d.tar"
+    assert "warning" not in _ok(cli("copy", f"oci:{sample}:v1", f"docker-archive:{archive}:a:1")).stderr
+    res = _ok(cli("mutate", f"oci:{sample}:v1", f"docker-archive:{archive}:b:1", "--env", "B=1"))
+    assert "holds 2 images" in res.stderr
+    assert skopeo("inspect", f"docker-archive:{archive}", check=False).returncode != 0
 
 
 def test_nested_index_warning(sample: Path, tmp_path: Path) -> None:

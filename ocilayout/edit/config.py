@@ -107,8 +107,11 @@ def _keys(flag: str, items: Sequence[str]) -> tuple[str, ...]:
 def parse_time(text: str, flag: str = "--created") -> str:
     """RFC 3339 text (``2024-01-02T03:04:05Z``, any offset) or ``@SECONDS`` since the epoch, as the UTC
     RFC 3339 string :func:`format_time` writes; raises InvalidArgument."""
-    if _EPOCH.fullmatch(text) and (text.startswith("@") or text.isdigit()):
-        return format_time(datetime.fromtimestamp(int(text.lstrip("@")), UTC))
+    if _EPOCH.fullmatch(text) and text.startswith("@"):
+        try:
+            return format_time(datetime.fromtimestamp(int(text[1:]), UTC))
+        except (ValueError, OverflowError, OSError):
+            raise InvalidArgument(f"{flag} {text!r}: out of range") from None
     if not _RFC3339.fullmatch(text):
         raise InvalidArgument(f"{flag} {text!r}: want an RFC 3339 time (2024-01-02T03:04:05Z) or @SECONDS")
     frac = re.search(r"\.(\d+)", text)
@@ -211,7 +214,7 @@ def parse_changes(*, env: Sequence[str] = (), env_rm: Sequence[str] = (), label:
     if history and created is None and sde:
         if not sde.isdigit():
             raise InvalidArgument(f"SOURCE_DATE_EPOCH {sde!r}: want a number of seconds")
-        history_created = parse_time(sde, "SOURCE_DATE_EPOCH")
+        history_created = parse_time(f"@{sde}", "SOURCE_DATE_EPOCH")
     for h in history:
         if not h:
             raise InvalidArgument("--history: an empty text")
