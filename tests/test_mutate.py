@@ -217,7 +217,8 @@ def test_history_created_from_source_date_epoch(cli: Any, sample: Path, tmp_path
     ["--env", "NOEQUALS"], ["--env", "=v"], ["--label", "novalue"], ["--platform", "linux"],
     ["--platform", "linux/amd64/v1/extra"], ["--platform", "linux/am d64"], ["--expose", "0"],
     ["--expose", "65536"], ["--expose", "80/http"], ["--created", "2024-01-01"], ["--created", "yesterday"],
-    ["--created", "2024-02-30T00:00:00Z"], ["--created", "@999999999999"], ["--created", "1700000000"], ["--volume", "relative"], ["--os", "linux/x"], ["--env-rm", "A=1"],
+    ["--created", "2024-02-30T00:00:00Z"], ["--created", "@999999999999"], ["--created", "1700000000"],
+    ["--volume", "relative"], ["--os", "linux/x"], ["--env-rm", "A=1"],
     ["--ref-name", "short"], ["--ref-name", "none"], ["--ref-name", "full"], ["--image-name", "UPPER/case:1"],
     ["--index-annotation", "a=b"], [],
 ])

@@ -50,8 +50,8 @@ def check_destination(source: str, destination: str | None, names: RefNaming | N
     src = parse_reference(source)
     if destination is None:
         if src.ref is None:
-            raise InvalidArgument(f"{source}: an in-place edit needs the image's name (oci:PATH:TAG), or give a "
-                                  "DESTINATION (an unnamed image would be left beside its edit)")
+            raise InvalidArgument(f"{source}: an in-place edit writes back onto a named image of a layout "
+                                  "(oci:PATH:TAG, oci-archive:FILE:TAG); give a DESTINATION")
         destination = source
     dst = parse_reference(destination)
     if names is not None:
@@ -116,7 +116,7 @@ def print_warnings(ref: str, digest: Digest | None = None) -> None:
 
     try:
         lines = warnings(facts_of(ref, digest))
-    except OcilayoutError:
+    except (OcilayoutError, OSError):
         return
     for line in lines:
         echo(f"ocilayout: warning: {line}", err=True)

@@ -184,7 +184,8 @@ def copy(
     from .edit import check_destination, naming, print_warnings
 
     names = naming(ref_name, image_name)
-    check_destination(source, destination, names)
+    if names is not None:
+        check_destination(source, destination, names)  # names that do not fit: refused before any read
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
                           signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity), naming=names)
     src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, "--src-tls-verify")
