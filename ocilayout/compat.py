@@ -9,8 +9,12 @@ commands (``-q`` keeps them: they are about the result, not progress). Nothing h
 - a single-file output (oci-archive:, docker-archive:) that holds several images: readers that load the
   file without naming an image (``podman load``, ``skopeo copy oci-archive:FILE``, ``docker-archive:FILE``)
   refuse it, because they cannot choose.
-- an index inside an index: containers/image before 5.x-era tools, Docker before 25 and other importers
-  follow one level of index only.
+- an oci-archive entry named only by a tag (``1.0``): ``podman load`` takes ``io.containerd.image.name``,
+  else the ref name, as the image's name (libimage ``nameFromAnnotations``), so it becomes
+  ``localhost/1.0:latest``.
+- an index inside an index: containers/image (skopeo, podman, buildah, CRI-O; still so upstream:
+  "Unexpectedly received a manifest list instead of a manifest for a single image") refuses it, and umoci
+  resolves its tag to several manifests ("tag is ambiguous").
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class Facts:
     zstd_layers: int = 0
     nested_index: bool = False
     single_file_images: int = 0
+    #: The ref name of the written entry of a single-file OCI layout (oci-archive) when it is a bare tag with
+    #: no containerd name: what ``podman load`` turns into the image name.
+    archive_tag_only: str | None = None
 
 
 def warnings(facts: Facts) -> list[str]:
@@ -49,9 +56,13 @@ def warnings(facts: Facts) -> list[str]:
         out.append(f"{facts.ref}: the file holds {facts.single_file_images} images: readers that load it without "
                    "a name (podman load, skopeo's unnamed archive references) refuse it (write each image to its "
                    "own file, or name one: FILE:NAME)")
+    if facts.archive_tag_only is not None:
+        tag = facts.archive_tag_only
+        out.append(f"{facts.ref}: named only by the tag {tag!r}: podman load names the image localhost/{tag}:latest "
+                   "(give --image-name REGISTRY/REPO, or --ref-name full with it)")
     if facts.nested_index:
-        out.append(f"{facts.ref}: an index inside an index: Docker before 25 and other importers follow one level "
-                   "only (copy a single platform with --platform OS/ARCH to write a plain image)")
+        out.append(f"{facts.ref}: an index inside an index: containers/image tools (skopeo, podman, CRI-O) refuse "
+                   "it and umoci finds its tag ambiguous (copy a single platform with --platform OS/ARCH)")
     return out
 
 
@@ -76,15 +87,38 @@ def facts_of(ref: ImageReference | str, digest: Digest | None = None) -> Facts:
     with src:
         zstd, nested = _tree(src)
     images = 0
+    tag_only = None
     if r.transport != "docker" and Path(r.path).is_file():
         images = 1
+        tag_only = _tag_only(r, src.root.digest)
         unnamed = parse_reference(f"{r.transport}:{_quoted(r.path)}")
         try:
             with open_source(unnamed):
                 pass
         except OcilayoutError as err:
             images = _count(str(err))
-    return Facts(ref=str(r), zstd_layers=zstd, nested_index=nested, single_file_images=images)
+    return Facts(ref=str(r), zstd_layers=zstd, nested_index=nested, single_file_images=images,
+                 archive_tag_only=tag_only)
+
+
+def _tag_only(r: ImageReference, digest: Digest) -> str | None:
+    """The bare-tag name of the entry for ``digest`` in the single-file layout ``r`` (None when it has a full
+    or containerd name, no name, or the file is no OCI layout)."""
+    from .descriptor import CONTAINERD_NAME, REF_NAME
+    from .errors import OcilayoutError
+    from .transports import transport
+
+    try:
+        with transport(r.transport).open_reader(r) as reader:
+            entries = [e.raw for e in reader.entries() if e.ok and e.descriptor.digest == digest]
+    except OcilayoutError:
+        return None
+    for raw in entries:
+        ann = raw.get("annotations") or {}
+        name = ann.get(REF_NAME)
+        if isinstance(name, str) and name and "/" not in name and not ann.get(CONTAINERD_NAME):
+            return name
+    return None
 
 
 def _quoted(path: str) -> str:

@@ -338,11 +338,13 @@ def test_two_containerd_images_sharing_a_tag_both_stay(cli: Any, sample: Path, t
 # -- consumer warnings ---------------------------------------------------------------------------------------------
 def test_warnings_are_pure_and_name_the_fix() -> None:
     assert warnings(Facts(ref="oci:x:y")) == []
-    lines = warnings(Facts(ref="oci-archive:a.tar", zstd_layers=2, nested_index=True, single_file_images=3))
-    assert len(lines) == 3
+    lines = warnings(Facts(ref="oci-archive:a.tar", zstd_layers=2, nested_index=True, single_file_images=3,
+                           archive_tag_only="1.0"))
+    assert len(lines) == 4
     assert "--dest-compress-format gzip" in lines[0] and "Docker before 23" in lines[0]
     assert "3 images" in lines[1] and "podman load" in lines[1]
-    assert "--platform" in lines[2]
+    assert "localhost/1.0:latest" in lines[2] and "--image-name" in lines[2]
+    assert "--platform" in lines[3]
 
 
 def test_zstd_warning_after_copy_and_mutate(cli: Any, sample: Path, tmp_path: Path) -> None:
@@ -357,13 +359,23 @@ def test_zstd_warning_after_copy_and_mutate(cli: Any, sample: Path, tmp_path: Pa
 def test_several_images_in_an_archive_warns_and_skopeo_agrees(cli: Any, sample: Path, tmp_path: Path,
                                                               skopeo: Any) -> None:
     archive = tmp_path / "a.tar"
-    res = _ok(cli("copy", f"oci:{sample}:v1", f"oci-archive:{archive}:one"))
+    res = _ok(cli("copy", f"oci:{sample}:v1", f"oci-archive:{archive}:1", "--image-name", "r.example.com/one"))
     assert "warning" not in res.stderr
     skopeo("inspect", f"oci-archive:{archive}")  # one image: an unnamed read works
-    res = _ok(cli("copy", f"oci:{sample}:multi", f"oci-archive:{archive}:two"))
+    res = _ok(cli("copy", f"oci:{sample}:multi", f"oci-archive:{archive}:2", "--image-name", "r.example.com/two"))
     assert "holds 2 images" in res.stderr and res.stderr.count("\n") == 2
     assert skopeo("inspect", f"oci-archive:{archive}", check=False).returncode != 0  # what the warning says
-    assert facts_of(f"oci-archive:{archive}:one").single_file_images == 2
+    assert facts_of(f"oci-archive:{archive}:1").single_file_images == 2
+
+
+def test_tag_only_archive_name_warns_for_podman(cli: Any, sample: Path, tmp_path: Path) -> None:
+    res = _ok(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}/a.tar:1.0"))
+    assert "podman load names the image localhost/1.0:latest" in res.stderr and "--image-name" in res.stderr
+    for flags in (["--image-name", "r.example.com/app"], ["--ref-name", "full", "--image-name", "r.example.com/a"]):
+        res = _ok(cli("copy", *flags, f"oci:{sample}:v1", f"oci-archive:{tmp_path}/b{len(flags)}.tar:1.0"))
+        assert "warning" not in res.stderr, res
+    res = _ok(cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/dir:1.0"))  # a directory is not podman-loaded
+    assert "warning" not in res.stderr
 
 
 def test_several_images_in_a_docker_archive_warns(cli: Any, sample: Path, tmp_path: Path, skopeo: Any) -> None:
@@ -374,7 +386,8 @@ def test_several_images_in_a_docker_archive_warns(cli: Any, sample: Path, tmp_pa
     assert skopeo("inspect", f"docker-archive:{archive}", check=False).returncode != 0
 
 
-def test_nested_index_warning(sample: Path, tmp_path: Path) -> None:
+def test_nested_index_warning_and_the_consumers_that_refuse_it(cli: Any, sample: Path, tmp_path: Path,
+                                                                skopeo: Any, umoci: Any) -> None:
     from ocilayout import mediatypes as mt
     from ocilayout.edit import OverlaySource, write_edit
     from ocilayout.manifest import Manifest, canonical_json
@@ -389,3 +402,10 @@ def test_nested_index_warning(sample: Path, tmp_path: Path) -> None:
         write_edit(overlay, f"oci:{tmp_path}/n:nested")
     facts = facts_of(f"oci:{tmp_path}/n:nested")
     assert facts.nested_index and not facts_of(f"oci:{sample}:multi").nested_index
+    res = _ok(cli("mutate", f"oci:{tmp_path}/n:nested", "--env", "A=1", "--platform", "linux/amd64"))
+    assert "an index inside an index" in res.stderr
+    # what the warning says: containers/image and umoci refuse it
+    refused = skopeo("copy", f"oci:{tmp_path}/n:nested", f"dir:{tmp_path}/d", check=False)
+    assert refused.returncode != 0 and "manifest list instead of a manifest" in refused.stderr
+    assert umoci("unpack", "--rootless", "--image", f"{tmp_path}/n:nested", str(tmp_path / "b"),
+                 check=False).returncode != 0
