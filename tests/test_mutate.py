@@ -374,6 +374,9 @@ def test_tag_only_archive_name_warns_for_podman(cli: Any, sample: Path, tmp_path
     for flags in (["--image-name", "r.example.com/app"], ["--ref-name", "full", "--image-name", "r.example.com/a"]):
         res = _ok(cli("copy", *flags, f"oci:{sample}:v1", f"oci-archive:{tmp_path}/b{len(flags)}.tar:1.0"))
         assert "warning" not in res.stderr, res
+    with tarfile.open(tmp_path / "b2.tar") as tf:  # the archive keeps the containerd name too
+        entry = json.loads(tf.extractfile("index.json").read())["manifests"][0]  # type: ignore[union-attr]
+    assert entry["annotations"] == {CONTAINERD_NAME: "r.example.com/app:1.0", REF_NAME: "1.0"}
     res = _ok(cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/dir:1.0"))  # a directory is not podman-loaded
     assert "warning" not in res.stderr
 
@@ -409,3 +412,19 @@ def test_nested_index_warning_and_the_consumers_that_refuse_it(cli: Any, sample:
     assert refused.returncode != 0 and "manifest list instead of a manifest" in refused.stderr
     assert umoci("unpack", "--rootless", "--image", f"{tmp_path}/n:nested", str(tmp_path / "b"),
                  check=False).returncode != 0
+
+
+def test_ko_style_layout_edited_into_an_unnamed_layout(cli: Any, sample: Path, tmp_path: Path, skopeo: Any) -> None:
+    """ko and rules_oci list the platform manifests themselves in index.json, with no names."""
+    with LayoutStore.open(sample) as r:
+        index = json.loads(r.get_manifest(r.resolve("multi")).raw)
+    _write_layout(tmp_path / "ko", sample, index["manifests"])
+    out = tmp_path / "out"
+    res = _ok(cli("mutate", f"oci:{tmp_path}/ko", f"oci:{out}", "--ref-name", "none", "--env", "KO=1",
+                  "--platform", "linux/arm64"))
+    assert _annotations(out) == [{}] and _index(out)[0]["digest"] == res.stdout.strip()
+    children = _blob(out, res.stdout.strip())["manifests"]
+    assert children[0] == index["manifests"][0]  # amd64 untouched
+    cfg = _config(skopeo, f"oci:{out}", "--override-arch", "arm64")
+    assert "KO=1" in cfg["config"]["Env"]
+    assert_fsck(out)
