@@ -352,7 +352,6 @@ def mutate(source: Source, changes: ConfigChanges, *, platforms: Sequence[Platfo
     if (changes.index_annotations or changes.index_annotations_rm) and not root_is_index:
         raise InvalidArgument(f"{source.ref} is an image, not an index: --index-annotation needs an index")
     root_digest = source.root.digest
-    edited: set[str] = set()
 
     def editor(edit: ImageEdit) -> None:
         apply(edit, changes)
@@ -363,7 +362,6 @@ def mutate(source: Source, changes: ConfigChanges, *, platforms: Sequence[Platfo
             for i, raw in enumerate(edit.doc.get("manifests") or []):
                 if raw.get("digest") in new and mt.is_manifest(str(raw.get("mediaType") or mt.OCI_MANIFEST)):
                     edit.doc["manifests"][i] = _platform_update(raw, changes)
-                    edited.add(str(raw.get("digest")))
         if edit.descriptor.digest == root_digest:
             _set_map(edit.doc, "annotations", changes.index_annotations, changes.index_annotations_rm)
 
