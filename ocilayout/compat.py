@@ -88,7 +88,7 @@ def facts_of(ref: ImageReference | str, digest: Digest | None = None) -> Facts:
         zstd, nested = _tree(src)
     images = 0
     tag_only = None
-    if r.transport != "docker" and Path(r.path).is_file():
+    if Path(r.path).is_file():  # a single file a consumer loads whole (the CLI never asks about registries)
         images = 1
         tag_only = _tag_only(r, src.root.digest)
         unnamed = parse_reference(f"{r.transport}:{_quoted(r.path)}")
