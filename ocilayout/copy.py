@@ -21,6 +21,7 @@ from .digest import Digest
 from .errors import InvalidArgument
 from .plan import BlobStep, Conversion, Plan, Selection, Signing, host_platform, plan_copy
 from .reference import ImageReference
+from .refname import RefNaming
 from .transports import Destination, Source, open_destination, open_source
 
 __all__ = ["Conversion", "CopyOptions", "CopyResult", "Progress", "Selection", "Signing", "copy", "copy_into",
@@ -51,6 +52,9 @@ class CopyOptions:
     convert: Conversion = field(default_factory=Conversion)
     jobs: int = 4
     progress: Progress | None = field(default=None, compare=False)
+    #: How the image is named in an oci:/oci-archive: destination (``--ref-name``, ``--image-name``; see
+    #: :mod:`ocilayout.refname`); None: the destination reference's name as typed.
+    naming: RefNaming | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,23 +113,32 @@ _DEST_NAME = object()
 
 
 def copy_into(source: Source, destination: Destination, options: CopyOptions | None = None, *,
-              name: str | object | None = _DEST_NAME) -> CopyResult:
+              name: str | object | None = _DEST_NAME, image_name: str | None = None) -> CopyResult:
     """Plan the copy and write it into ``destination`` without committing (see :func:`copy`), naming the
-    image ``name`` (default: the destination reference's name; None: untagged). Several calls before one
-    ``commit()`` put several images into one write (sync)."""
+    image ``name`` (default: the destination reference's name; None: untagged) and ``image_name`` (see
+    :meth:`Destination.tag`), or as ``options.naming`` says. Several calls before one ``commit()`` put
+    several images into one write (sync)."""
     options = options or CopyOptions()
     tag = destination.ref.ref if name is _DEST_NAME else name
     if tag is not None and not isinstance(tag, str):
         raise InvalidArgument(f"an image name is a string or None, not {tag!r}")
+    if options.naming is not None and options.naming != RefNaming():
+        if destination.capabilities.names != "ref-name":
+            raise InvalidArgument(f"--ref-name and --image-name name images in oci: and oci-archive: layouts; "
+                                  f"{destination.ref} names them otherwise")
+        entry = options.naming.entry(tag)
+        tag, image_name = entry.ref_name, entry.image_name
     plan = plan_copy(source, destination.capabilities, select=options.select, signing=options.signing,
-                     name=tag, dest=str(destination.ref), convert=options.convert)
-    return write_plan(plan, destination, jobs=options.jobs, progress=options.progress)
+                     name=image_name or tag, dest=str(destination.ref), convert=options.convert)
+    return write_plan(plan, destination, jobs=options.jobs, progress=options.progress, name=tag,
+                      image_name=image_name)
 
 
-def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress: Progress | None = None
-               ) -> CopyResult:
+def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress: Progress | None = None,
+               name: str | object | None = _DEST_NAME, image_name: str | None = None) -> CopyResult:
     """Write a plan: blobs in a thread pool (largest first; the first failure stops the others at their next
-    chunk), then manifests children first, the name, the signatures. Does not commit."""
+    chunk), then manifests children first, the name (``name``, default the plan's, and ``image_name``, see
+    :meth:`Destination.tag`), the signatures. Does not commit."""
     todo = [s for s in plan.blobs if s.expected is None or not destination.has_blob(s.expected)]
     if progress is not None:
         progress.start(sum(s.source.size for s in todo), len(todo))
@@ -139,7 +152,9 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
         written[step.source.digest] = desc
         manifest_digests.append(manifest.digest)
         root = plan.root.with_(media_type=desc.media_type, digest=desc.digest, size=desc.size)
-    destination.tag(root, plan.name)
+    tag = plan.name if name is _DEST_NAME else name
+    assert tag is None or isinstance(tag, str)
+    destination.tag(root, tag, image_name=image_name)
     carried = 0
     for digest, sigs in plan.carried.items():
         destination.put_signatures(digest, sigs)

@@ -42,17 +42,31 @@ def with_name(desc: Descriptor, name: str | None) -> dict[str, Any]:
 
 
 def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``old`` with ``new`` merged in order: a named entry replaces every old one of that name (it goes to
-    the end); an untagged one is appended unless the same digest is already there untagged."""
+    """``old`` with ``new`` merged in order; each new entry goes to the end. A named entry replaces every old
+    one of that name; one that also has a containerd full name (``io.containerd.image.name``) replaces the
+    old entries of that full name and the old ones of its ref name that have no full name (two images
+    containerd exported may share a tag ``1.0``). An untagged entry is appended unless the same digest is
+    already there untagged."""
     out = list(old)
     for entry in new:
         name = entry_name(entry)
         if name is None:
             if not any(e.get("digest") == entry.get("digest") and entry_name(e) is None for e in out):
                 out.append(entry)
-        else:
+            continue
+        full = _full_name(entry)
+        if full is None:
             out = [*(e for e in out if entry_name(e) != name), entry]
+        else:
+            out = [*(e for e in out if _full_name(e) != full and (_full_name(e) is not None or entry_name(e) != name)),
+                   entry]
     return out
+
+
+def _full_name(entry: Any) -> str | None:
+    ann = entry.get("annotations") if isinstance(entry, dict) else None
+    full = ann.get(CONTAINERD_NAME) if isinstance(ann, dict) else None
+    return full if isinstance(full, str) and full else None
 
 
 def parse_index_doc(raw: bytes, location: str) -> dict[str, Any]:

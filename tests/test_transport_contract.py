@@ -201,6 +201,31 @@ def test_several_names_and_signatures_in_one_commit(tmp_path: Path, kind: str) -
 
 
 @pytest.mark.parametrize("kind", WRITABLE)
+def test_image_name_is_kept_by_ref_name_destinations_and_ignored_by_others(tmp_path: Path, kind: str) -> None:
+    """``tag(..., image_name=)``: a layout records it as io.containerd.image.name; the image reads back by it."""
+    from ocilayout.refname import RefNaming
+
+    sample = make_sample(tmp_path, kind)
+    ref = REFS[kind](tmp_path, "1.0")
+    if caps(kind, tmp_path).names != "ref-name":
+        copy_into_ref = open_destination(ref)
+        try:
+            with open_source(f"oci:{sample}:v1") as src, open_source(f"oci:{sample}:v1") as orig:
+                copy_into(src, copy_into_ref, image_name="example.com/app:1.0")  # accepted, not kept
+                copy_into_ref.commit()
+                with open_source(ref) as back:
+                    same_image(back, orig, caps(kind, tmp_path).verbatim)
+        finally:
+            copy_into_ref.close()
+        return
+    copy(f"oci:{sample}:v1", ref, CopyOptions(naming=RefNaming("tag", "example.com/app")))
+    named = ref.rsplit(":", 1)[0] + ":example.com/app:1.0"
+    with open_source(ref) as by_tag, open_source(named) as by_full:
+        assert by_tag.root.digest == by_full.root.digest
+        assert by_full.root.annotations["io.containerd.image.name"] == "example.com/app:1.0"
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
 def test_recopy_skips_what_is_there(tmp_path: Path, kind: str) -> None:
     sample = make_sample(tmp_path, kind)
     first = copy(f"oci:{sample}:v1", REFS[kind](tmp_path, "v1"))

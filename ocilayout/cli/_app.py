@@ -107,6 +107,7 @@ COMMAND_MODULES = {
     "generate-sigstore-key": "sign", "standalone-sign": "sign", "standalone-verify": "sign", "sign": "sign",
     "verify": "sign",
     "login": "login", "logout": "login",
+    "mutate": "edit",
 }
 
 

@@ -133,6 +133,11 @@ def copy(
     src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
+    ref_name: str | None = typer.Option(None, "--ref-name", metavar="tag|full|none",
+                                        help="How an oci:/oci-archive: index.json names the image: the tag, "
+                                             "the full reference or nothing (docs/references.md)."),
+    image_name: str | None = typer.Option(None, "--image-name", metavar="NAME",
+                                          help="The full reference --ref-name tag or full records."),
 ) -> None:
     """Copy an image between oci: layouts, oci-archive:, docker-archive: and dir: files and docker://
     registries, verifying every blob.
@@ -160,8 +165,13 @@ def copy(
         from .sign import _load_private_key
 
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
+    from .edit import check_destination, naming, print_warnings
+
+    names = naming(ref_name, image_name)
+    if names is not None:
+        check_destination(source, destination, names)  # names that do not fit: refused before any read
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
-                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity))
+                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity), naming=names)
     src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, flag="--src-tls-verify",
                         cert_dir=src_cert_dir, registries_conf=registries_conf)
     dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, flag="--dest-tls-verify",
@@ -176,6 +186,8 @@ def copy(
         extra += ", signed" if result.signed else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
              f"{result.blobs_skipped} already present{extra})", err=True)
+    if not destination.startswith("docker://"):
+        print_warnings(destination, result.descriptor.digest)
 
 
 def _choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> str | None:

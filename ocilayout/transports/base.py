@@ -125,8 +125,10 @@ class Destination(Protocol):
         sha512 image stays sha512); returns its descriptor. Children must be put before parents."""
         ...
 
-    def tag(self, desc: Descriptor, name: str | None) -> None:
-        """Name ``desc`` (a staged or stored manifest) at commit; ``None`` adds it untagged."""
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
+        """Name ``desc`` (a staged or stored manifest) at commit; ``None`` adds it untagged. ``image_name``
+        is the full reference a destination that records one beside the name keeps (a layout: containerd's
+        ``io.containerd.image.name``); others ignore it."""
         ...
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:

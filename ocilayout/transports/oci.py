@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import mediatypes as mt
-from ..descriptor import Descriptor
+from ..descriptor import CONTAINERD_NAME, Descriptor
 from ..digest import Digest
 from ..errors import LayoutError, NotFound, UnsupportedFormat
 from ..fsutil import discard_temp_dir, fsync_dir, locked_temp_dir
@@ -244,8 +244,11 @@ class LayoutDestination:
             self.staging.put(io.BytesIO(manifest.raw), desc)
         return desc
 
-    def tag(self, desc: Descriptor, name: str | None) -> None:
-        self._names.append((name, index_entry(desc)))
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
+        entry = index_entry(desc)
+        if image_name is not None:
+            entry = entry.with_(annotations={**entry.annotations, CONTAINERD_NAME: image_name})
+        self._names.append((name, entry))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         from ..signature.model import SigstoreSignature

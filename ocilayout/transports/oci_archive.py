@@ -80,8 +80,8 @@ class ArchiveDestination:
             return desc
         return self._inner.put_manifest(manifest, algorithm=algorithm)
 
-    def tag(self, desc: Descriptor, name: str | None) -> None:
-        self._inner.tag(desc, name)
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
+        self._inner.tag(desc, name, image_name=image_name)
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self._inner.put_signatures(manifest_digest, sigs)

@@ -514,7 +514,7 @@ class RegistryDestination:
                 self._referrers.setdefault(subject.digest, []).append(referrer_descriptor(manifest))
         return Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw))
 
-    def tag(self, desc: Descriptor, name: str | None) -> None:
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
         if name is None:
             return  # pushed by digest already: an untagged image
         if not re.fullmatch(_TAG, name):
