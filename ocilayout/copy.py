@@ -51,6 +51,8 @@ class CopyOptions:
     convert: Conversion = field(default_factory=Conversion)
     jobs: int = 4
     progress: Progress | None = field(default=None, compare=False)
+    #: Leave the OCI 1.1 referrers (attached SBOMs, attestations) of the copied manifests behind.
+    remove_referrers: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +67,8 @@ class CopyResult:
     manifest_digests: tuple[Digest, ...] = ()
     signatures_copied: int = 0
     signed: bool = False
+    #: How many referrers (attached artifacts) were carried with the image.
+    referrers_copied: int = 0
 
 
 def _as_source(src: Source | ImageReference | str) -> tuple[Source, bool]:
@@ -118,7 +122,8 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
     if tag is not None and not isinstance(tag, str):
         raise InvalidArgument(f"an image name is a string or None, not {tag!r}")
     plan = plan_copy(source, destination.capabilities, select=options.select, signing=options.signing,
-                     name=tag, dest=str(destination.ref), convert=options.convert)
+                     name=tag, dest=str(destination.ref), convert=options.convert,
+                     referrers=not options.remove_referrers)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress)
 
 
@@ -146,10 +151,13 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
         carried += len(sigs)
     if plan.sign is not None:
         destination.put_signatures(root.digest, [plan.sign(root.digest)])
+    for subject, refs in plan.referrers.items():
+        destination.put_referrers(subject, refs)
     manifest_digests.reverse()  # root first
     return CopyResult(descriptor=root, blobs_copied=len(todo), blobs_skipped=len(plan.blobs) - len(todo),
                       bytes_copied=sum(s.source.size for s in todo), manifest_digests=tuple(manifest_digests),
-                      signatures_copied=carried, signed=plan.sign is not None)
+                      signatures_copied=carried, signed=plan.sign is not None,
+                      referrers_copied=sum(len(r) for r in plan.referrers.values()))
 
 
 def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progress: Progress | None,

@@ -38,7 +38,7 @@ from ..manifest import MAX_MANIFEST_SIZE, Manifest, manifest_digest
 from ..reference import ImageReference
 from ..registry.client import BlobReader, Client
 from ..registry.options import RegistryOptions, options_for
-from .base import BlobOpener, Capabilities, ProgressFn, Transport
+from .base import BlobOpener, Capabilities, ProgressFn, Transport, no_referrers
 
 if TYPE_CHECKING:
     from ..signature.model import Signature
@@ -176,6 +176,9 @@ class RegistrySource:
             return None
         length = resp.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else None
+
+    def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
+        return ()  # this transport keeps no referrers
 
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
         from ..signature.model import MAX_SIGNATURE_SIZE, SigstoreSignature
@@ -377,6 +380,9 @@ class RegistryDestination:
         if not re.fullmatch(_TAG, name):
             raise InvalidReference(f"invalid tag {name!r} for {self.ref}")
         self._tags.append((desc, name))
+
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        raise no_referrers(str(self.ref))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         from ..signature.model import SigstoreSignature
