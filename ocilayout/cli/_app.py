@@ -106,6 +106,7 @@ COMMAND_MODULES = {
     "fsck": "maintenance", "gc": "maintenance", "images": "maintenance",
     "generate-sigstore-key": "sign", "standalone-sign": "sign", "standalone-verify": "sign", "sign": "sign",
     "verify": "sign",
+    "index": "index", "attach": "index",
 }
 
 
@@ -137,6 +138,11 @@ def _command_app(args: list[str]) -> typer.Typer:
         if (info.name or get_command_name(info.callback.__name__ if info.callback else "")) == name:
             one = copy.copy(app)
             one.registered_commands = [info]
+            return one
+    for group in app.registered_groups:  # a command group (``index create``): the group alone
+        if group.name == name or (group.typer_instance is not None and group.typer_instance.info.name == name):
+            one = copy.copy(app)
+            one.registered_commands, one.registered_groups = [], [group]
             return one
     return full_app()
 
