@@ -143,7 +143,7 @@ def remove(
     destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
                                              help="Where to write the result (default: INDEX, in place)."),
     platform: list[str] = typer.Option([], "--platform", metavar="os/arch[/variant]",
-                                       help="Remove the entries of this platform (repeatable; os/arch: every variant)."),
+                                       help="Remove the entries of this platform (repeatable; os/arch: any variant)."),
     digest: list[str] = typer.Option([], "--digest", metavar="DIGEST", help="Remove the entry of this digest "
                                      "(repeatable)."),
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
