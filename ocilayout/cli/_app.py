@@ -137,7 +137,7 @@ def _command_app(args: list[str]) -> typer.Typer:
     for info in app.registered_commands:
         if (info.name or get_command_name(info.callback.__name__ if info.callback else "")) == name:
             one = copy.copy(app)
-            one.registered_commands = [info]
+            one.registered_commands, one.registered_groups = [info], []
             return one
     for group in app.registered_groups:  # a command group (``index create``): the group alone
         if group.name == name or (group.typer_instance is not None and group.typer_instance.info.name == name):
