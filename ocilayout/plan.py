@@ -34,7 +34,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import InvalidArgument, InvalidReference, NotFound, UnsupportedFormat
-from .graph import read_manifest, walk
+from .graph import ARTIFACT_MANIFEST, read_manifest, walk
 from .manifest import ImageConfig, Manifest, canonical_json
 from .transports.base import BlobOpener, Capabilities, Source, read_blob_bytes
 
@@ -340,7 +340,8 @@ def _referrer_trees(src: Source, subjects: list[Digest], blobs: Mapping[Digest, 
                                dict[Digest, Descriptor]]:
     """The referrers of ``subjects`` (and of those referrers, transitively), the manifests of their trees
     (parents first) and the blobs they need beyond ``blobs``. A referrer that shares a layer the copy
-    converts is left out (it would point at bytes the copy does not write)."""
+    converts is left out (it would point at bytes the copy does not write), and so is one that is not stored
+    or is the withdrawn OCI 1.1-rc artifact manifest."""
     refs: dict[Digest, tuple[Descriptor, ...]] = {}
     manifests: list[tuple[Descriptor, Manifest]] = []
     extra: dict[Digest, Descriptor] = {}
@@ -353,6 +354,8 @@ def _referrer_trees(src: Source, subjects: list[Digest], blobs: Mapping[Digest, 
             if ref.digest in seen:
                 kept.append(ref)
                 continue
+            if ref.media_type == ARTIFACT_MANIFEST or src.stat_blob(ref.digest) is None:
+                continue  # the withdrawn artifact manifest, or listed but not stored: nothing to carry
             tree_m: list[tuple[Descriptor, Manifest]] = []
             tree_b: dict[Digest, Descriptor] = {}
             for node in walk(src, [ref], follow_subject=False):

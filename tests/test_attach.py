@@ -245,3 +245,12 @@ def test_regclient_referrers_are_read_and_carried(tmp_path: Path) -> None:
     with open_source(f"oci:{tmp_path / 'out'}:v3") as src:
         assert [d.artifact_type for d in list_referrers(src)] == v3
     assert_fsck(tmp_path / "out")
+
+
+@pytest.mark.damages_layouts
+def test_a_listed_referrer_that_is_not_stored_does_not_stop_a_copy(sample: Path, tmp_path: Path) -> None:
+    res = attach(f"oci:{sample}:v1", _sbom(tmp_path), artifact_type=SPDX)
+    (sample / "blobs" / "sha256" / res.descriptor.digest.hex).unlink()
+    out = copy(f"oci:{sample}:v1", f"oci:{tmp_path / 'out'}:v1")
+    assert out.referrers_copied == 0
+    assert_fsck(tmp_path / "out")

@@ -212,3 +212,34 @@ def test_archive_in_place_and_referrers_travel(two: tuple[Path, Path], tmp_path:
         children = src.get_manifest().manifests
         assert [c.platform for c in children] == [AMD, ARM]
         assert [d.digest for d in list_referrers(src, children[1].digest)] == [art.descriptor.digest]
+
+
+def test_images_from_dir_and_docker_archive_and_a_refused_destination(two: tuple[Path, Path], tmp_path: Path,
+                                                                      cli) -> None:
+    """Every local format is a source; a destination that holds no index refuses and gets nothing."""
+    from ocilayout.copy import copy
+
+    a, b = two
+    copy(f"oci:{a}:amd", f"docker-archive:{tmp_path / 'amd.tar'}:example.com/app:amd")
+    copy(f"oci:{b}:arm", f"dir:{tmp_path / 'arm'}")
+    images = ["--image", f"docker-archive:{tmp_path / 'amd.tar'}", "--image", f"dir:{tmp_path / 'arm'}"]
+    res = cli("index", "create", f"oci:{tmp_path / 'out'}:m", *images)
+    assert res.exit_code == 0, res
+    again = cli("index", "create", f"oci:{tmp_path / 'again'}:m", *images)
+    assert again.stdout == res.stdout  # the same images, the same index digest
+    with open_source(f"oci:{tmp_path / 'out'}:m") as src:
+        assert [c.platform for c in src.get_manifest().manifests] == [Platform("linux", "amd64"), ARM]
+    res = cli("index", "create", f"docker-archive:{tmp_path / 'x.tar'}:example.com/x:1", *images)
+    assert res.exit_code == 5 and "index" in res.stderr and not (tmp_path / "x.tar").exists()
+
+
+def test_after_remove_umoci_unpacks_the_one_platform_left(two: tuple[Path, Path], tmp_path: Path, cli,
+                                                          umoci) -> None:
+    """umoci 0.4.7 cannot choose a platform in an index of several ("tag is ambiguous"); an index of one is
+    unpacked, so removing arm64 leaves an index umoci unpacks to the amd64 root filesystem."""
+    a, b = two
+    out = tmp_path / "out"
+    create_index(f"oci:{out}:m", [f"oci:{a}:amd", f"oci:{b}:arm"])
+    assert cli("index", "remove", f"oci:{out}:m", "--platform", "linux/arm64/v8").exit_code == 0
+    umoci("unpack", "--rootless", "--image", f"{out}:m", str(tmp_path / "bundle"))
+    assert (tmp_path / "bundle" / "rootfs" / "who").read_text() == "a amd\n"
