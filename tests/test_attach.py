@@ -254,3 +254,15 @@ def test_a_listed_referrer_that_is_not_stored_does_not_stop_a_copy(sample: Path,
     out = copy(f"oci:{sample}:v1", f"oci:{tmp_path / 'out'}:v1")
     assert out.referrers_copied == 0
     assert_fsck(tmp_path / "out")
+
+
+def test_attach_to_one_platform_of_an_index(sample: Path, tmp_path: Path, cli) -> None:
+    with LayoutStore.open(sample) as r:
+        arm = next(c for c in r.get_manifest(r.resolve("multi")).manifests if c.platform.architecture == "arm64")
+    res = cli("attach", "--platform", "linux/arm64", f"oci:{sample}:multi", _sbom(tmp_path), "--artifact-type", SPDX)
+    assert res.exit_code == 0, res
+    assert [e["digest"] for e in _oras_lookup(sample, arm.digest)] == [res.stdout.strip()]
+    assert fallback_tag(_root(sample, "multi")) not in LayoutStore.open(sample).refs()
+    before = _snapshot(sample)
+    bad = cli("attach", "--platform", "linux/s390x", f"oci:{sample}:multi", _sbom(tmp_path), "--artifact-type", SPDX)
+    assert bad.exit_code == 3 and bad.stderr.count("\n") == 1 and _snapshot(sample) == before

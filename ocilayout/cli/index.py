@@ -172,6 +172,8 @@ def attach(
                                    help="The media type of FILE's layer."),
     annotation: list[str] = typer.Option([], "--annotation", metavar="KEY=VALUE",
                                          help="An annotation on the artifact manifest (repeatable)."),
+    platform: str | None = typer.Option(None, "--platform", metavar="os/arch[/variant]",
+                                        help="Attach to this platform's image of an index (default: IMAGE itself)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
     digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the artifact manifest's digest here."),
 ) -> None:
@@ -180,7 +182,9 @@ def attach(
     from ..edit.attach import attach as do_attach
 
     ann = _annotations(annotation)
+    plat = _platforms([platform])[0] if platform is not None else None
     _check_digestfile(digestfile)
-    res = do_attach(image, file, artifact_type=artifact_type, media_type=media_type, annotations=ann)
+    res = do_attach(image, file, artifact_type=artifact_type, media_type=media_type, annotations=ann,
+                    platform=plat)
     _report(str(res.descriptor.digest), digestfile, quiet,
             f"Attached {res.descriptor.digest} ({artifact_type}) to {res.subject.digest}, listed under {res.tag}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import mediatypes as mt
-from ..descriptor import Descriptor
+from ..descriptor import Descriptor, Platform
 from ..digest import Digest
 from ..errors import InvalidArgument, NotFound, UnsupportedFormat
 from ..manifest import Manifest, canonical_json
@@ -122,13 +122,25 @@ def _open_file(path: Path) -> io.BufferedReader:
         raise NotFound(f"artifact file {path}: no such file") from err
 
 
+def _subject(src: Source, platform: Platform | None) -> Descriptor:
+    root = src.root
+    if platform is not None:
+        from ..plan import Selection, select_root
+
+        root, several = select_root(src, Selection(platforms=(platform,)))
+        if several is not None:
+            raise InvalidArgument(f"{src.ref}: --platform {platform} matches several images; name the variant")
+    return Descriptor(root.media_type, root.digest, root.size)
+
+
 def attach(image: ImageReference | str, path: Path | str, *, artifact_type: str,
-           media_type: str = "application/octet-stream", annotations: Mapping[str, str] | None = None
-           ) -> AttachResult:
-    """Store ``path`` as an OCI 1.1 artifact whose subject is the manifest ``image`` names, in the layout (or
-    archive) ``image`` is in, and list it under the subject's fallback tag; one commit, streamed (constant
-    memory). Raises NotFound (no such image or file), InvalidArgument (a bad media type), UnsupportedFormat (a
-    transport that keeps no referrers); on any error the layout is unchanged."""
+           media_type: str = "application/octet-stream", annotations: Mapping[str, str] | None = None,
+           platform: Platform | None = None) -> AttachResult:
+    """Store ``path`` as an OCI 1.1 artifact whose subject is the manifest ``image`` names (with ``platform``:
+    that platform's image in the index), in the layout (or archive) ``image`` is in, and list it under the
+    subject's fallback tag; one commit, streamed (constant memory). Raises NotFound (no such image, platform or
+    file), InvalidArgument (a bad media type), UnsupportedFormat (a transport that keeps no referrers); on any
+    error the layout is unchanged."""
     from ..reference import ImageReference, parse_reference
     from ..transports import open_destination, open_source
 
@@ -139,7 +151,7 @@ def attach(image: ImageReference | str, path: Path | str, *, artifact_type: str,
     with _open_file(path):  # refused before the image is opened: a missing file changes nothing
         pass
     with open_source(ref) as src:
-        subject = Descriptor(src.root.media_type, src.root.digest, src.root.size)
+        subject = _subject(src, platform)
         dst = open_destination(ImageReference(ref.transport, ref.path, None))
         try:
             if not dst.capabilities.referrers:
