@@ -266,3 +266,13 @@ def test_attach_to_one_platform_of_an_index(sample: Path, tmp_path: Path, cli) -
     before = _snapshot(sample)
     bad = cli("attach", "--platform", "linux/s390x", f"oci:{sample}:multi", _sbom(tmp_path), "--artifact-type", SPDX)
     assert bad.exit_code == 3 and bad.stderr.count("\n") == 1 and _snapshot(sample) == before
+
+
+def test_a_fallback_tag_that_names_an_image_is_left_alone(sample: Path, tmp_path: Path, cli) -> None:
+    """regclient's testrepo tags a manifest with its own sha256-<hex>: attaching to it must not overwrite it."""
+    subject = _root(sample, "v1")
+    with LayoutStore.open(sample) as store:
+        store.set_ref(fallback_tag(subject), store.resolve("v1"))
+    before = _snapshot(sample)
+    res = cli("attach", f"oci:{sample}:v1", _sbom(tmp_path), "--artifact-type", SPDX)
+    assert res.exit_code == 6 and "left alone" in res.stderr and _snapshot(sample) == before

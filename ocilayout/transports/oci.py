@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import Digest
-from ..errors import LayoutError, NotFound, OcilayoutError, UnsupportedFormat
+from ..errors import Conflict, LayoutError, NotFound, OcilayoutError, UnsupportedFormat
 from ..fsutil import discard_temp_dir, fsync_dir, locked_temp_dir
 from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
@@ -307,6 +307,9 @@ class LayoutDestination:
         for subject, new in self._referrers.items():
             tag = fallback_tag(subject)
             existing = current.get_manifest(current.resolve(tag)) if tag in names else None
+            if existing is not None and not existing.is_index:
+                raise Conflict(f"{self.ref.path}: the tag {tag} names a {existing.media_type}, not a referrers "
+                               "index; it is left alone (rename it to attach referrers to that image)")
             data = merge_fallback_index(existing, new)
             if data is None:
                 continue
