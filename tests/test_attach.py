@@ -140,6 +140,9 @@ def test_copy_carries_referrers_and_remove_referrers_drops_them(sample: Path, tm
         (got,) = list_referrers(src)
         assert got.digest == res.descriptor.digest and got.artifact_type == SPDX
         assert src.get_manifest(got).raw == _blob(sample, str(got.digest))  # the same bytes
+    assert copy(ref, f"oci:{tmp_path / 'back'}:v1").referrers_copied == 1  # and on again, out of an archive too
+    with open_source(f"oci:{tmp_path / 'back'}:v1") as src:
+        assert [d.digest for d in list_referrers(src)] == [res.descriptor.digest]
     bare = f"oci:{tmp_path / 'bare'}:v1"
     assert cli("copy", "--remove-referrers", f"oci:{sample}:v1", bare).exit_code == 0
     with open_source(bare) as src:
