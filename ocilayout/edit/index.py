@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import mediatypes as mt
@@ -43,7 +43,7 @@ class IndexResult:
 
     copy: CopyResult
     added: tuple[Descriptor, ...] = ()
-    dropped: tuple[Descriptor, ...] = field(default=())
+    dropped: tuple[Descriptor, ...] = ()
 
     @property
     def descriptor(self) -> Descriptor:
