@@ -198,6 +198,15 @@ def test_bad_input_is_one_line_and_changes_nothing(two: tuple[Path, Path], tmp_p
     assert [_snapshot(p) for p in (a, b, out)] == before
 
 
+def test_an_artifact_is_not_an_image_to_list(two: tuple[Path, Path], tmp_path: Path, cli) -> None:
+    a, _ = two
+    sbom = tmp_path / "sbom.json"
+    sbom.write_text("{}")
+    art = attach(f"oci:{a}:amd", sbom, artifact_type="application/spdx+json")
+    res = cli("index", "create", f"oci:{tmp_path / 'out'}:m", "--image", f"oci:{a}@{art.descriptor.digest}")
+    assert res.exit_code == 5 and "not an image" in res.stderr and not (tmp_path / "out").exists()
+
+
 def test_archive_in_place_and_referrers_travel(two: tuple[Path, Path], tmp_path: Path, cli) -> None:
     """An index built in an oci-archive, edited in place; an image's referrers come with it into the index."""
     a, b = two
