@@ -55,6 +55,8 @@ class CopyOptions:
     #: How the image is named in an oci:/oci-archive: destination (``--ref-name``, ``--image-name``; see
     #: :mod:`ocilayout.refname`); None: the destination reference's name as typed.
     naming: RefNaming | None = None
+    #: Leave the OCI 1.1 referrers (attached SBOMs, attestations) of the copied manifests behind.
+    remove_referrers: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +71,8 @@ class CopyResult:
     manifest_digests: tuple[Digest, ...] = ()
     signatures_copied: int = 0
     signed: bool = False
+    #: How many referrers (attached artifacts) were carried with the image.
+    referrers_copied: int = 0
 
 
 def _as_source(src: Source | ImageReference | str) -> tuple[Source, bool]:
@@ -129,7 +133,8 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
         entry = options.naming.entry(tag)
         tag, image_name = entry.ref_name, entry.image_name
     plan = plan_copy(source, destination.capabilities, select=options.select, signing=options.signing,
-                     name=image_name or tag, dest=str(destination.ref), convert=options.convert)
+                     name=image_name or tag, dest=str(destination.ref), convert=options.convert,
+                     referrers=not options.remove_referrers)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress, name=tag,
                       image_name=image_name)
 
@@ -161,10 +166,13 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
         carried += len(sigs)
     if plan.sign is not None:
         destination.put_signatures(root.digest, [plan.sign(root.digest)])
+    for subject, refs in plan.referrers.items():
+        destination.put_referrers(subject, refs)
     manifest_digests.reverse()  # root first
     return CopyResult(descriptor=root, blobs_copied=len(todo), blobs_skipped=len(plan.blobs) - len(todo),
                       bytes_copied=sum(s.source.size for s in todo), manifest_digests=tuple(manifest_digests),
-                      signatures_copied=carried, signed=plan.sign is not None)
+                      signatures_copied=carried, signed=plan.sign is not None,
+                      referrers_copied=sum(len(r) for r in plan.referrers.values()))
 
 
 def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progress: Progress | None,

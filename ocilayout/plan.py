@@ -34,7 +34,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import InvalidArgument, InvalidReference, NotFound, UnsupportedFormat
-from .graph import read_manifest, walk
+from .graph import ARTIFACT_MANIFEST, read_manifest, walk
 from .manifest import ImageConfig, Manifest, canonical_json
 from .transports.base import BlobOpener, Capabilities, Source, read_blob_bytes
 
@@ -154,6 +154,9 @@ class Plan:
     name: str | None
     carried: Mapping[Digest, Sequence[Signature]]
     sign: Callable[[Digest], Signature] | None = None
+    #: Subject digest -> the referrers (OCI 1.1 ``subject`` manifests) carried with it; their trees are in
+    #: ``blobs`` and ``manifests`` (before the image's own, so the root stays last).
+    referrers: Mapping[Digest, tuple[Descriptor, ...]] = field(default_factory=dict)
 
 
 def _plats(plats: Sequence[Platform]) -> str:
@@ -248,8 +251,10 @@ def _opener(src: Source, desc: Descriptor) -> BlobOpener:
 
 
 def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(), signing: Signing = Signing(),
-              name: str | None = None, dest: str = "the destination", convert: Conversion = Conversion()) -> Plan:
-    """Plan copying ``src`` into a destination with ``caps``, named ``name``, converted as ``convert``;
+              name: str | None = None, dest: str = "the destination", convert: Conversion = Conversion(),
+              referrers: bool = True) -> Plan:
+    """Plan copying ``src`` into a destination with ``caps``, named ``name``, converted as ``convert``, with
+    the referrers of every manifest whose digest is kept when ``referrers`` and the destination keeps them;
     raises UnsupportedFormat with the reason when the destination cannot hold the result, the conversion
     is impossible or would change a digest under ``preserve_digests``, or the copy would change what is
     signed; NotFound when no image matches the selection, InvalidReference for a signing identity."""
@@ -313,7 +318,68 @@ def plan_copy(src: Source, caps: Capabilities, *, select: Selection = Selection(
     # it points at; a new index goes last, after the images it lists. Each keeps the digest algorithm the
     # source addressed it by.
     msteps = tuple(conv.manifest_step(d, m) for d, m in reversed(manifests))
-    return Plan(root=root, blobs=tuple(steps), manifests=msteps, name=name, carried=carried, sign=sign)
+    refs: dict[Digest, tuple[Descriptor, ...]] = {}
+    if referrers and caps.referrers:
+        kept = [m.digest for _d, m in manifests if m.digest not in conv.changed]
+        refs, ref_manifests, ref_blobs = _referrer_trees(src, kept, blobs, conv)
+        steps += [BlobStep(source=d, open=_opener(src, d), expected=d, media_type=d.media_type)
+                  for d in sorted(ref_blobs.values(), key=lambda d: -d.size)]
+        msteps = tuple(ManifestStep(source=d, render=_fixed(m), signing_digest=m.digest)
+                       for d, m in reversed(ref_manifests)) + msteps
+        if not signing.remove:
+            for _d, m in ref_manifests:
+                sigs = src.signatures(m.digest)
+                if sigs and {_kind(s) for s in sigs} <= caps.signatures:
+                    carried[m.digest] = sigs
+    return Plan(root=root, blobs=tuple(steps), manifests=msteps, name=name, carried=carried, sign=sign,
+                referrers=refs)
+
+
+def _referrer_trees(src: Source, subjects: list[Digest], blobs: Mapping[Digest, Descriptor], conv: _Converter
+                    ) -> tuple[dict[Digest, tuple[Descriptor, ...]], list[tuple[Descriptor, Manifest]],
+                               dict[Digest, Descriptor]]:
+    """The referrers of ``subjects`` (and of those referrers, transitively), the manifests of their trees
+    (parents first) and the blobs they need beyond ``blobs``. A referrer that shares a layer the copy
+    converts is left out (it would point at bytes the copy does not write), and so is one that is not stored
+    or is the withdrawn OCI 1.1-rc artifact manifest."""
+    refs: dict[Digest, tuple[Descriptor, ...]] = {}
+    manifests: list[tuple[Descriptor, Manifest]] = []
+    extra: dict[Digest, Descriptor] = {}
+    seen: set[Digest] = set(subjects)
+    queue = list(subjects)
+    while queue:
+        subject = queue.pop(0)
+        kept: list[Descriptor] = []
+        for ref in src.referrers(subject):
+            if ref.digest in seen:
+                kept.append(ref)
+                continue
+            if ref.media_type == ARTIFACT_MANIFEST:
+                continue  # the withdrawn artifact manifest: nothing to carry
+            tree_m: list[tuple[Descriptor, Manifest]] = []
+            tree_b: dict[Digest, Descriptor] = {}
+            try:
+                for node in walk(src, [ref], follow_subject=False):
+                    if not node.first:
+                        continue
+                    if node.manifest is not None:
+                        tree_m.append((node.descriptor, node.manifest))
+                    elif not (node.descriptor.urls and node.size is None):
+                        tree_b.setdefault(node.descriptor.digest, node.descriptor)
+            except NotFound:
+                continue  # listed but not stored (a registry manifest is not a blob: no stat_blob here)
+            if any(d in conv.layers and conv.layers[d].transformed for d in tree_b):
+                continue
+            kept.append(ref)
+            for d, m in tree_m:
+                if m.digest not in seen:
+                    seen.add(m.digest)
+                    manifests.append((d, m))
+                    queue.append(m.digest)
+            extra.update((d, b) for d, b in tree_b.items() if d not in blobs)
+        if kept:
+            refs[subject] = tuple(kept)
+    return refs, manifests, extra
 
 
 @dataclass(slots=True)

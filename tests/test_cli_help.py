@@ -67,6 +67,7 @@ def test_unknown_command_still_suggests(cli) -> None:  # type: ignore[no-untyped
     (["inspect", "oci:x:v1"], ["inspect"]),
     (["--debug", "list-tags", "--help"], ["list-tags"]),
     (["standalone-verify", "-h"], ["standalone-verify"]),
+    (["index", "create", "--help"], ["index"]),  # a command group alone
     (["--help", "inspect"], None),  # root help: every command
     ([], None),
     (["no-such-command"], None),  # click's "No such command" comes from the whole app
@@ -87,6 +88,12 @@ def test_command_module_table_matches_the_registered_commands() -> None:
 
     registered = {info.name or get_command_name(info.callback.__name__): info.callback.__module__.rsplit(".", 1)[1]
                   for info in app.registered_commands if info.callback is not None}
+    for group in app.registered_groups:  # a command group (index create/add/remove): its module names it
+        sub = group.typer_instance
+        assert sub is not None and sub.info.name
+        modules = {i.callback.__module__.rsplit(".", 1)[1] for i in sub.registered_commands if i.callback}
+        assert len(modules) == 1
+        registered[str(sub.info.name)] = modules.pop()
     assert registered == COMMAND_MODULES
 
 

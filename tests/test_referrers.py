@@ -262,3 +262,27 @@ def test_a_registry_with_the_api_is_asked_and_paged(sample: Path, tmp_path: Path
         api.close()
     assert not any("sha256-" in p for _, p in api.seen), api.seen  # OCI-Subject: no fallback tag read/written
     assert sum(1 for m, p in api.seen if "/referrers/" in p) == 6  # three lists, two pages each
+
+
+@pytest.mark.interop
+def test_copy_carries_attached_referrers_to_a_registry_and_back(  # type: ignore[no-untyped-def]
+        cli, sample: Path, tmp_path: Path, registry: Registry) -> None:
+    """An SBOM attached offline travels with its image: pushed with the image (the registry's fallback tag
+    lists it) and pulled back into a new layout, where ``attach``'s lookup finds it again."""
+    sbom = tmp_path / "sbom.json"
+    sbom.write_text('{"sbom": true}\n')
+    assert cli("attach", f"oci:{sample}:v1", str(sbom), "--artifact-type", SBOM).exit_code == 0
+    repo = _repo(tmp_path)
+    res = cli("copy", "--dest-tls-verify=false", f"oci:{sample}:v1", registry.ref(repo, "v1"))
+    assert res.exit_code == 0 and "1 referrers carried" in res.stderr, res
+    subject = LayoutStore.open(sample).resolve("v1").digest
+    assert fallback_tag(subject) in registry.tags(repo)
+    res = cli("copy", "--src-tls-verify=false", registry.ref(repo, "v1"), f"oci:{tmp_path}/back:v1")
+    assert res.exit_code == 0 and "1 referrers carried" in res.stderr, res
+    with open_source(f"oci:{tmp_path}/back:v1") as back:
+        assert [d.artifact_type for d in back.referrers(back.root.digest)] == [SBOM]
+    res = cli("copy", "--remove-referrers", "--src-tls-verify=false", registry.ref(repo, "v1"),
+              f"oci:{tmp_path}/bare:v1")
+    assert res.exit_code == 0 and "referrers" not in res.stderr, res
+    with open_source(f"oci:{tmp_path}/bare:v1") as bare:
+        assert list(bare.referrers(bare.root.digest)) == []

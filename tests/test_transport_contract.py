@@ -21,7 +21,8 @@ import pytest
 from ocilayout.copy import CopyOptions, Selection, copy, copy_into
 from ocilayout.descriptor import Descriptor, Platform
 from ocilayout.digest import Digest
-from ocilayout.errors import IntegrityError, NotFound, OcilayoutError
+from ocilayout.errors import IntegrityError, NotFound, OcilayoutError, UnsupportedFormat
+from ocilayout.manifest import Manifest, canonical_json
 from ocilayout.sample import build_sample_layout
 from ocilayout.signature.model import SIMPLESIGNING_MEDIA_TYPE, SigstoreSignature
 from ocilayout.transports import open_destination, open_source
@@ -223,6 +224,40 @@ def test_image_name_is_kept_by_ref_name_destinations_and_ignored_by_others(tmp_p
     with open_source(ref) as by_tag, open_source(named) as by_full:
         assert by_tag.root.digest == by_full.root.digest
         assert by_full.root.annotations["io.containerd.image.name"] == "example.com/app:1.0"
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
+def test_referrers_are_kept_with_the_image_or_refused(tmp_path: Path, kind: str) -> None:
+    """A destination whose capabilities say it keeps referrers lists them for their subject after commit
+    (a duplicate once); any other refuses put_referrers with UnsupportedFormat."""
+    from ocilayout.edit.attach import EMPTY_CONFIG, EMPTY_JSON
+    from ocilayout.referrers import referrer_descriptor
+
+    sample = make_sample(tmp_path, kind)
+    ref = REFS[kind](tmp_path, "v1")
+    dst = open_destination(ref)
+    try:
+        with open_source(f"oci:{sample}:v1") as src:
+            subject = copy_into(src, dst).descriptor
+        art = Manifest.parse(canonical_json({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/example", "config": EMPTY_CONFIG.to_dict(), "layers": [],
+            "subject": Descriptor(subject.media_type, subject.digest, subject.size).to_dict()}))
+        desc = referrer_descriptor(art)
+        if not dst.capabilities.referrers:
+            with pytest.raises(UnsupportedFormat):
+                dst.put_referrers(subject.digest, [desc])
+            return
+        dst.put_blob(lambda: io.BytesIO(EMPTY_JSON), EMPTY_CONFIG, media_type=EMPTY_CONFIG.media_type)
+        dst.put_manifest(art)
+        dst.put_referrers(subject.digest, [desc])
+        dst.put_referrers(subject.digest, [desc])
+        dst.commit()
+    finally:
+        dst.close()
+    with open_source(ref) as src:
+        assert list(src.referrers(subject.digest)) == [desc]
+        assert src.get_manifest(desc).raw == art.raw
 
 
 @pytest.mark.parametrize("kind", WRITABLE)

@@ -108,6 +108,7 @@ COMMAND_MODULES = {
     "verify": "sign",
     "login": "login", "logout": "login",
     "mutate": "edit",
+    "index": "index", "attach": "index",
 }
 
 
@@ -138,7 +139,12 @@ def _command_app(args: list[str]) -> typer.Typer:
     for info in app.registered_commands:
         if (info.name or get_command_name(info.callback.__name__ if info.callback else "")) == name:
             one = copy.copy(app)
-            one.registered_commands = [info]
+            one.registered_commands, one.registered_groups = [info], []
+            return one
+    for group in app.registered_groups:  # a command group (``index create``): the group alone
+        if group.name == name or (group.typer_instance is not None and group.typer_instance.info.name == name):
+            one = copy.copy(app)
+            one.registered_commands, one.registered_groups = [], [group]
             return one
     return full_app()
 

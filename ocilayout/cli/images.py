@@ -104,6 +104,8 @@ def copy(
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64,
                              help="Blobs copied in parallel (oci: destinations; archives are one sequential pass)."),
     remove_signatures: bool = typer.Option(False, "--remove-signatures", help="Do not carry signatures along."),
+    remove_referrers: bool = typer.Option(False, "--remove-referrers",
+                                          help="Do not carry OCI referrers (attached SBOMs, attestations) along."),
     sign_key: str | None = typer.Option(None, "--sign-by-sigstore-private-key", metavar="KEY",
                                         help="Sign the copied image with this sigstore private key."),
     sign_passphrase_file: str | None = typer.Option(None, "--sign-passphrase-file",
@@ -171,7 +173,8 @@ def copy(
     if names is not None:
         check_destination(source, destination, names)  # names that do not fit: refused before any read
     options = CopyOptions(select=select, convert=convert, jobs=jobs, progress=progress_for("Copying", quiet),
-                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity), naming=names)
+                          signing=Signing(remove=remove_signatures, sign_by=key, identity=sign_identity),
+                          naming=names, remove_referrers=remove_referrers)
     src_reg = _registry(src_tls_verify, src_creds, src_authfile or authfile, flag="--src-tls-verify",
                         cert_dir=src_cert_dir, registries_conf=registries_conf)
     dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, flag="--dest-tls-verify",
@@ -184,6 +187,7 @@ def copy(
     if not quiet:
         extra = f", {result.signatures_copied} signatures carried" if result.signatures_copied else ""
         extra += ", signed" if result.signed else ""
+        extra += f", {result.referrers_copied} referrers carried" if result.referrers_copied else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
              f"{result.blobs_skipped} already present{extra})", err=True)
     if not destination.startswith("docker://"):

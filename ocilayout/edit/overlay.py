@@ -69,7 +69,8 @@ class _PReader(io.RawIOBase):
 
 class OverlaySource:
     """``base`` with added blobs and manifests, rooted at :attr:`root` (the base's root until
-    :meth:`set_root`). Signatures are those of the base, for the manifests the overlay did not add.
+    :meth:`set_root`). Signatures and referrers are those of the base, for the manifests the overlay did not
+    add. :meth:`add_source` adds more bases (images from other layouts an index lists).
 
     Closing the overlay closes the spooled blobs; the base is closed only with ``own_base=True``.
     """
@@ -83,6 +84,8 @@ class OverlaySource:
         self._spooled: dict[Digest, SpooledBlob] = {}
         self._manifests: dict[Digest, Manifest] = {}
         self._lock = threading.Lock()
+        self._sources: list[Source] = []  # more bases (add_source), owned by the overlay
+        self._owner: dict[Digest, Source] = {}
 
     # -- adding content -------------------------------------------------------------------------------------
     def add_bytes(self, data: bytes, media_type: str, *, algorithm: str = "sha256") -> Descriptor:
@@ -108,6 +111,29 @@ class OverlaySource:
             self._manifests.setdefault(manifest.digest, manifest)
         return manifest.descriptor
 
+    def add_source(self, source: Source) -> Descriptor:
+        """Add another base (an image from another layout, for ``index create`` / ``index add``): the manifests
+        and blobs its tree holds are read from it (the overlay owns and closes it). Returns its root. Raises
+        what reading its manifests raises."""
+        from ..graph import walk
+
+        with self._lock:
+            self._sources.append(source)
+        for node in walk(source, [source.root], follow_subject=False):
+            with self._lock:
+                self._owner.setdefault(node.descriptor.digest, source)
+        return source.root
+
+    def _source_for(self, digest: Digest) -> Source:
+        """The base that holds ``digest``: the one whose tree has it, else the first that stores it."""
+        owner = self._owner.get(digest)
+        if owner is not None or not self._sources:
+            return owner or self.base
+        for src in (self.base, *self._sources):
+            if src.stat_blob(digest) is not None:
+                return src
+        return self.base
+
     def set_root(self, desc: Descriptor) -> None:
         """Make ``desc`` (an added manifest, or one of the base) the image this source names."""
         self.root = desc
@@ -122,7 +148,7 @@ class OverlaySource:
         m = self._manifests.get(desc.digest)
         if m is not None:
             return m
-        return self.base.get_manifest(desc)
+        return self._source_for(desc.digest).get_manifest(desc)
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         if desc.digest in self._manifests:
@@ -132,7 +158,7 @@ class OverlaySource:
         spooled = self._spooled.get(desc.digest)
         if spooled is not None:
             return spooled.open()
-        return self.base.open_blob(desc)
+        return self._source_for(desc.digest).open_blob(desc)
 
     def stat_blob(self, digest: Digest) -> int | None:
         if digest in self._manifests:
@@ -141,12 +167,18 @@ class OverlaySource:
             return len(self._bytes[digest])
         if digest in self._spooled:
             return self._spooled[digest].size
-        return self.base.stat_blob(digest)
+        return self._source_for(digest).stat_blob(digest)
 
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
         if self.is_new(manifest_digest):
             return ()
-        return self.base.signatures(manifest_digest)
+        return self._source_for(manifest_digest).signatures(manifest_digest)
+
+    def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
+        """The base's referrers of a manifest the overlay did not add (a new manifest has none yet)."""
+        if self.is_new(manifest_digest):
+            return ()
+        return self._source_for(manifest_digest).referrers(manifest_digest)
 
     def blob_bytes(self, desc: Descriptor) -> bytes:
         """A small blob's verified bytes, from the overlay or the base; raises NotFound, IntegrityError."""
@@ -154,7 +186,7 @@ class OverlaySource:
 
         if desc.digest in self._bytes:
             return self._bytes[desc.digest]
-        if not self.is_new(desc.digest) and self.base.stat_blob(desc.digest) is None:
+        if not self.is_new(desc.digest) and self._source_for(desc.digest).stat_blob(desc.digest) is None:
             raise NotFound(f"blob {desc.digest} is not in {self.ref}")
         return read_blob_bytes(self, desc)
 
@@ -162,6 +194,9 @@ class OverlaySource:
         for blob in self._spooled.values():
             blob.close()
         self._spooled.clear()
+        for src in self._sources:
+            src.close()
+        self._sources.clear()
         if self._own_base:
             self.base.close()
 

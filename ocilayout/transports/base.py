@@ -7,10 +7,12 @@ Three protocols, each implemented once per transport module and registered in on
   with the media type of the parsed document. ``get_manifest`` reads and verifies; ``open_blob`` returns the
   blob's *stored bytes, unverified* (callers verify: copy lets the destination hash what it writes, so every
   byte is hashed once; :func:`read_blob_bytes` verifies small blobs). A file-backed stream may offer
-  ``region()`` (see :func:`ocilayout.streams.region_of`) for in-kernel copies.
+  ``region()`` (see :func:`ocilayout.streams.region_of`) for in-kernel copies. ``referrers`` lists the OCI 1.1
+  referrers stored with an image.
 * :class:`Destination` -- the write side. The call order is::
 
-      has_blob / put_blob*  ->  put_manifest*  ->  tag*  ->  put_signatures*  ->  commit()  ->  close()
+      has_blob / put_blob*  ->  put_manifest*  ->  tag*  ->  put_signatures* / put_referrers*  ->  commit()
+      ->  close()
 
   Nothing staged is visible to readers before :meth:`Destination.commit`, which makes blobs, manifests,
   names and signatures visible in one step. Any read error or digest/size mismatch from an opener MUST fail
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
     from ..signature.model import Signature
     from ..store import LayoutReader, LayoutStore
 
-__all__ = ["BlobOpener", "Capabilities", "Destination", "ProgressFn", "Source", "Transport", "read_blob_bytes"]
+__all__ = ["BlobOpener", "Capabilities", "Destination", "ProgressFn", "Source", "Transport", "no_referrers",
+           "read_blob_bytes"]
 
 #: Opens a blob's bytes. A destination may call it later (at commit), from another thread, and again to
 #: retry a failed upload from the start (each call is a fresh stream of the same bytes).
@@ -69,6 +72,9 @@ class Capabilities:
     signatures: frozenset[SignatureKind] = frozenset({"sigstore"})
     #: Whether manifests are stored as their exact bytes (docker-archive's legacy form cannot).
     verbatim: bool = True
+    #: Whether it keeps OCI 1.1 referrers (manifests whose ``subject`` is an image) as such:
+    #: :meth:`Destination.put_referrers` lists them under the ``sha256-<hex>`` fallback tag.
+    referrers: bool = False
 
 
 class Source(Protocol):
@@ -93,6 +99,12 @@ class Source(Protocol):
 
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
         """Signatures stored with the image for ``manifest_digest``; empty when there are none."""
+        ...
+
+    def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
+        """Descriptors of the OCI 1.1 referrers stored with the image whose ``subject`` is ``manifest_digest``
+        (SBOMs, attestations: each with its ``artifactType``); empty when there are none or the source keeps
+        none. Raises InvalidManifest for a damaged referrers index."""
         ...
 
     def close(self) -> None:
@@ -134,6 +146,12 @@ class Destination(Protocol):
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         """Stage signatures to append (never replace) to those stored for ``manifest_digest`` at commit.
         Raises UnsupportedFormat for a kind the destination cannot store."""
+        ...
+
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        """Stage referrers (manifests already put whose ``subject`` is ``subject``) to list with the image: at
+        commit they are merged with those the destination holds *then* (concurrent writers all survive).
+        Raises UnsupportedFormat where ``capabilities.referrers`` is False."""
         ...
 
     def commit(self) -> None:
@@ -192,6 +210,11 @@ class Transport:
     def open_store(self, ref: ImageReference) -> LayoutStore:
         """The writable layout directory ``ref`` points into (tag, delete, gc)."""
         raise self._unsupported("editing a layout in place (tag, delete, gc)")
+
+
+def no_referrers(what: str) -> UnsupportedFormat:
+    """The refusal of :meth:`Destination.put_referrers` in a destination that cannot keep referrers."""
+    return UnsupportedFormat(f"{what} cannot hold OCI referrers (attached artifacts); use oci: or oci-archive:")
 
 
 def read_blob_bytes(source: Source, desc: Descriptor, limit: int = MAX_MANIFEST_SIZE) -> bytes:

@@ -55,7 +55,7 @@ from ..reference import ImageReference
 from ..store import LayoutReader
 from ..streams import write_verified
 from ..tarfs import DirTree
-from .base import BlobOpener, Capabilities, ProgressFn, Transport
+from .base import BlobOpener, Capabilities, ProgressFn, Transport, no_referrers
 
 if TYPE_CHECKING:
     from ..signature.model import Signature
@@ -191,6 +191,9 @@ class DirSource:
 
     def stat_blob(self, digest: Digest) -> int | None:
         return self._reader.stat_blob(digest)
+
+    def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
+        return ()  # this transport keeps no referrers
 
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
         from ..signature.storage import DirSignatures
@@ -382,6 +385,9 @@ class DirDestination:
         if desc.digest not in self._manifests:
             raise NotFound(f"{self.path}: cannot make {desc.digest} the image: its manifest was not written")
         self._root = desc
+
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        raise no_referrers(str(self.ref))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self._signatures.setdefault(manifest_digest, []).extend(sigs)

@@ -49,7 +49,7 @@ from ..manifest import MAX_MANIFEST_SIZE, ImageConfig, Manifest, canonical_json
 from ..reference import ImageReference
 from ..store import blob_digest
 from ..tarfs import TarTree
-from .base import BlobOpener, Capabilities, ProgressFn, Transport
+from .base import BlobOpener, Capabilities, ProgressFn, Transport, no_referrers
 
 if TYPE_CHECKING:
     from ..signature.model import Signature
@@ -381,6 +381,9 @@ class DockerArchiveSource:
     def stat_blob(self, digest: Digest) -> int | None:
         return self.image.sizes.get(digest)
 
+    def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
+        return ()  # this transport keeps no referrers
+
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
         return ()
 
@@ -499,6 +502,9 @@ class DockerArchiveDestination:
         """Name the image ``desc`` at commit (its manifest must have been put by then); raises
         InvalidReference for a name that is not ``NAME[:TAG]``."""
         self._tags.append((desc, normalize_tag(name) if name is not None else None))
+
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        raise no_referrers(str(self.ref))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         if sigs:

@@ -13,14 +13,14 @@ import contextlib
 import io
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import mediatypes as mt
 from ..descriptor import CONTAINERD_NAME, Descriptor
 from ..digest import Digest
-from ..errors import LayoutError, NotFound, UnsupportedFormat
+from ..errors import Conflict, LayoutError, NotFound, OcilayoutError, UnsupportedFormat
 from ..fsutil import discard_temp_dir, fsync_dir, locked_temp_dir
 from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
@@ -33,13 +33,14 @@ if TYPE_CHECKING:
     from ..signature.model import Signature
 
 __all__ = ["LAYOUT_CAPABILITIES", "LayoutDestination", "LayoutSource", "OciTransport", "StagingArea",
-           "manifest_descriptor", "unpublish"]
+           "layout_referrers", "manifest_descriptor", "unpublish"]
 
 #: What an OCI layout (directory or archive) can hold.
 LAYOUT_CAPABILITIES = Capabilities(
     manifest_types=frozenset(mt.MANIFEST_TYPES | mt.INDEX_TYPES | mt.SCHEMA1_TYPES),
     names="ref-name",
     signatures=frozenset({"sigstore"}),
+    referrers=True,
 )
 
 
@@ -50,6 +51,7 @@ class LayoutSource:
         self.ref = ref
         self._reader = reader
         self._names: frozenset[str] | None = None
+        self._referrers: Callable[[Digest], list[Descriptor]] | None = None
         try:
             self.root = reader.resolve(ref.ref, ref.digest)
         except BaseException:
@@ -74,6 +76,11 @@ class LayoutSource:
             return ()
         return LayoutSignatures(self._reader).list(manifest_digest)
 
+    def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
+        if self._referrers is None:
+            self._referrers = layout_referrers(self._reader)
+        return self._referrers(manifest_digest)
+
     def close(self) -> None:
         self._reader.close()
 
@@ -82,6 +89,40 @@ class LayoutSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def layout_referrers(reader: LayoutReader) -> Callable[[Digest], list[Descriptor]]:
+    """A lookup of the referrers a layout lists for a digest: the entries of its ``sha256-<hex>`` fallback tag
+    (distribution-spec's referrers tag schema), then untagged ``index.json`` manifests whose ``subject`` it is
+    (how oras-go's ``oci.Store`` records what it pushes). ``index.json`` is read once; the lookup raises
+    InvalidManifest for a damaged fallback index."""
+    from ..referrers import fallback_tag, referrer_descriptor
+
+    tags: dict[str, Descriptor] = {}
+    untagged: dict[Digest, list[Descriptor]] = {}
+    for entry in reader.entries():
+        if entry.error is not None:
+            continue  # fsck reports it; it lists no referrer
+        name, desc = entry.name, entry.descriptor
+        if name is not None:
+            tags[name] = desc
+        elif desc.media_type == mt.OCI_MANIFEST:
+            try:
+                m = reader.get_manifest(desc)
+            except OcilayoutError:
+                continue  # (fsck reports it)
+            if m.subject is not None:
+                untagged.setdefault(m.subject.digest, []).append(referrer_descriptor(m))
+
+    def lookup(digest: Digest) -> list[Descriptor]:
+        out: list[Descriptor] = []
+        tag = tags.get(fallback_tag(digest))
+        if tag is not None and mt.is_index(tag.media_type):
+            out.extend(reader.get_manifest(tag).manifests)
+        seen = {d.digest for d in out}
+        return out + [d for d in untagged.get(digest, ()) if d.digest not in seen]
+
+    return lookup
 
 
 class StagingArea:
@@ -198,6 +239,7 @@ class LayoutDestination:
         self._reused: set[Digest] = set()
         self._names: list[tuple[str | None, Descriptor]] = []
         self._signatures: dict[Digest, list[Signature]] = {}
+        self._referrers: dict[Digest, list[Descriptor]] = {}
 
     @property
     def store(self) -> LayoutStore:
@@ -259,6 +301,30 @@ class LayoutDestination:
                                         "(GPG signatures go to dir:)")
         self._signatures.setdefault(manifest_digest, []).extend(sigs)
 
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        self._referrers.setdefault(subject, []).extend(referrers)
+
+    def stage_referrer_tags(self, current: LayoutReader) -> list[dict[str, Any]]:
+        """Stage the fallback indexes (``sha256-<hex>``) that add the staged referrers to those ``current``
+        lists now; returns their ``index.json`` entries (none for a subject whose list already has them all).
+        Call under the lock that serialises writers."""
+        from ..referrers import add_to_index, fallback_tag
+
+        entries: list[dict[str, Any]] = []
+        names = set(current.refs())
+        for subject, new in self._referrers.items():
+            tag = fallback_tag(subject)
+            existing = current.get_manifest(current.resolve(tag)) if tag in names else None
+            if existing is not None and not existing.is_index:
+                raise Conflict(f"{self.ref.path}: the tag {tag} names a {existing.media_type}, not a referrers "
+                               "index; it is left alone (rename it to attach referrers to that image)")
+            data = add_to_index(existing.raw if existing is not None else None, new)
+            if data is None:
+                continue
+            self.staging.put_bytes(data)
+            entries.append(with_name(Descriptor(mt.OCI_INDEX, Digest.of(data), len(data)), tag))
+        return entries
+
     def stage_signature_tags(self, current: LayoutReader) -> list[dict[str, Any]]:
         """Stage the ``.sig`` manifests that append the staged signatures to those ``current`` holds now;
         returns their ``index.json`` entries. Call under the lock that serialises signers."""
@@ -286,7 +352,8 @@ class LayoutDestination:
     def staged_entries(self, current: LayoutReader) -> list[dict[str, Any]]:
         """The ``index.json`` entries this commit adds: the names given to :meth:`tag`, then the ``.sig``
         tags of the staged signatures (their blobs staged now, appended to what ``current`` holds)."""
-        return [with_name(desc, name) for name, desc in self._names] + self.stage_signature_tags(current)
+        return [with_name(desc, name) for name, desc in self._names] + self.stage_signature_tags(current) + \
+            self.stage_referrer_tags(current)
 
     def commit(self) -> None:
         """Publish staged blobs and write names and signature tags, under the layout lock gc also takes.
@@ -314,6 +381,7 @@ class LayoutDestination:
                 raise
         self._names.clear()
         self._signatures.clear()
+        self._referrers.clear()
         self._committed = True
 
     def close(self) -> None:

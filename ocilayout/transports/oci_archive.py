@@ -86,6 +86,9 @@ class ArchiveDestination:
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self._inner.put_signatures(manifest_digest, sigs)
 
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        self._inner.put_referrers(subject, referrers)
+
     def commit(self) -> None:
         from ..archive import ArchiveReader, archive_lock, commit_archive
 
@@ -94,8 +97,8 @@ class ArchiveDestination:
             self.base = None
         parent = self.path.parent if str(self.path.parent) else Path(".")
         with archive_lock(parent):
-            # Signatures are appended to the .sig manifests the archive holds now, under the lock other
-            # writers of this directory take: concurrent signers all survive.
+            # Signatures are appended to the .sig manifests the archive holds now (and referrers merged into
+            # its fallback indexes), under the lock other writers of this directory take: all survive.
             current = ArchiveReader.open(self.path) if self.path.exists() else None
             try:
                 inner = self._inner

@@ -75,6 +75,7 @@ REGISTRY_CAPABILITIES = Capabilities(
     multi_image=True,
     names="docker-reference",
     signatures=frozenset({"sigstore"}),
+    referrers=True,
 )
 _TAG = r"[\w][\w.-]{0,127}"
 #: Times a blob upload is tried from the start (the first included) after connection errors, 429 or 5xx.
@@ -520,6 +521,10 @@ class RegistryDestination:
         if not re.fullmatch(_TAG, name):
             raise InvalidReference(f"invalid tag {name!r} for {self.ref}")
         self._tags.append((desc, name))
+
+    def put_referrers(self, subject: Digest, referrers: Sequence[Descriptor]) -> None:
+        """Nothing more to do: a manifest with a ``subject`` is indexed when it is put (by the registry's
+        referrers API, or by the fallback tag this destination updates at commit)."""
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         from ..signature.model import SigstoreSignature

@@ -1,0 +1,190 @@
+"""Index and referrer commands: ``index create / add / remove`` and ``attach``. Parse, call the library, print.
+
+Each prints the digest it wrote on stdout (the new index; the artifact manifest for attach), a summary on
+stderr unless ``-q``, and writes the digest to ``--digestfile`` when asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from ._app import app
+from ._display import echo
+
+if TYPE_CHECKING:
+    from ..descriptor import Descriptor, Platform
+    from ..digest import Digest
+    from ..edit.index import IndexFormat
+
+index_app = typer.Typer(name="index", help="Build or edit a multi-platform index from images of any local "
+                        "transport (docs/index-attach.md).", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(index_app)
+
+_IMAGE_HELP = "An image or index to list (repeatable): oci:PATH:TAG, oci-archive:FILE:TAG, dir:PATH, docker-archive:..."
+_FLATTEN_HELP = "List the children of an index given with --image directly, instead of the index itself."
+_DUP_HELP = "Allow two images of one platform (default: refused; index add replaces the old entry)."
+
+
+def _annotations(values: list[str], flag: str = "--annotation") -> dict[str, str]:
+    from ..errors import InvalidArgument
+
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"{flag} {v!r}: want KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _platforms(values: list[str]) -> list[Platform]:
+    from ..descriptor import Platform
+    from ..errors import InvalidReference
+
+    try:
+        return [Platform.parse(p) for p in values]
+    except ValueError as err:
+        raise InvalidReference(str(err)) from err
+
+
+def _digests(values: list[str]) -> list[Digest]:
+    from ..digest import Digest
+
+    return [Digest.parse(d) for d in values]
+
+
+def _format(value: str) -> IndexFormat:
+    from ..errors import InvalidArgument
+
+    if value not in ("oci", "v2s2"):
+        raise InvalidArgument(f"--format {value!r}: expected one of oci, v2s2")
+    return "oci" if value == "oci" else "v2s2"
+
+
+def _check_digestfile(digestfile: Path | None) -> None:
+    if digestfile is not None:
+        from .images import _check_writable
+
+        _check_writable(digestfile)  # before anything is written
+
+
+def _report(digest: str, digestfile: Path | None, quiet: bool, summary: str) -> None:
+    if digestfile is not None:
+        from .images import _write_digestfile
+
+        _write_digestfile(digestfile, digest.encode())
+    echo(digest)
+    if not quiet:
+        echo(summary, err=True)
+
+
+def _listed(descs: tuple[Descriptor, ...]) -> str:
+    return ", ".join(f"{d.platform or 'index'} {d.digest}" for d in descs)
+
+
+@index_app.command("create")
+def create(
+    destination: str = typer.Argument(..., metavar="DESTINATION", help="Where to write the index: oci:PATH:TAG, "
+                                      "oci-archive:FILE:TAG (an existing name moves)."),
+    image: list[str] = typer.Option([], "--image", "-i", metavar="IMAGE", help=_IMAGE_HELP),
+    flatten: bool = typer.Option(False, "--flatten", help=_FLATTEN_HELP),
+    allow_duplicates: bool = typer.Option(False, "--allow-duplicate-platforms", help=_DUP_HELP),
+    annotation: list[str] = typer.Option([], "--annotation", metavar="KEY=VALUE",
+                                          help="An annotation on the index (repeatable; oci format only)."),
+    format_: str = typer.Option("oci", "--format", "-f", metavar="oci|v2s2",
+                                help="An OCI index, or a Docker manifest list (every image must be Docker v2s2)."),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the index digest here."),
+) -> None:
+    """Write a new index listing the --image images (platforms from their configs), copying them in with
+    one commit; two images of one platform are refused."""
+    from ..edit.index import create_index
+
+    fmt = _format(format_)
+    ann = _annotations(annotation)
+    _check_digestfile(digestfile)
+    res = create_index(destination, image, flatten=flatten, allow_duplicate_platforms=allow_duplicates,
+                       annotations=ann, format=fmt, jobs=jobs)
+    _report(str(res.descriptor.digest), digestfile, quiet,
+            f"Wrote index {res.descriptor.digest} with {len(res.added)} entries: {_listed(res.added)}")
+
+
+@index_app.command("add")
+def add(
+    index: str = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG)."),
+    destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
+                                             help="Where to write the result (default: INDEX, in place)."),
+    image: list[str] = typer.Option([], "--image", "-i", metavar="IMAGE", help=_IMAGE_HELP),
+    flatten: bool = typer.Option(False, "--flatten", help=_FLATTEN_HELP),
+    allow_duplicates: bool = typer.Option(False, "--allow-duplicate-platforms", help=_DUP_HELP),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new index digest here."),
+) -> None:
+    """Add images to an index; an image of a platform the index lists replaces that entry (the others keep
+    their digests)."""
+    from ..edit.index import add_to_index
+
+    _check_digestfile(digestfile)
+    res = add_to_index(index, image, dst=destination, flatten=flatten, allow_duplicate_platforms=allow_duplicates,
+                       jobs=jobs)
+    replaced = f"; replaced {_listed(res.dropped)}" if res.dropped else ""
+    _report(str(res.descriptor.digest), digestfile, quiet,
+            f"Wrote index {res.descriptor.digest}: added {_listed(res.added)}{replaced}")
+
+
+@index_app.command("remove")
+def remove(
+    index: str = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG)."),
+    destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
+                                             help="Where to write the result (default: INDEX, in place)."),
+    platform: list[str] = typer.Option([], "--platform", metavar="os/arch[/variant]",
+                                       help="Remove the entries of this platform (repeatable; os/arch: any variant)."),
+    digest: list[str] = typer.Option([], "--digest", metavar="DIGEST", help="Remove the entry of this digest "
+                                     "(repeatable)."),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new index digest here."),
+) -> None:
+    """Remove entries from an index by platform or digest (their blobs stay until gc)."""
+    from ..edit.index import remove_from_index
+
+    platforms = _platforms(platform)
+    digests = _digests(digest)
+    _check_digestfile(digestfile)
+    res = remove_from_index(index, platforms=platforms, digests=digests, dst=destination, jobs=jobs)
+    _report(str(res.descriptor.digest), digestfile, quiet,
+            f"Wrote index {res.descriptor.digest}: removed {_listed(res.dropped)}")
+
+
+@app.command()
+def attach(
+    image: str = typer.Argument(..., metavar="IMAGE", help="The subject: oci:PATH:TAG, oci:PATH@DIGEST, "
+                                "oci-archive:FILE:TAG."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The file to attach (an SBOM, an attestation, ...)."),
+    artifact_type: str = typer.Option(..., "--artifact-type", metavar="TYPE",
+                                      help="The artifact's type, e.g. application/spdx+json."),
+    media_type: str = typer.Option("application/octet-stream", "--media-type", metavar="TYPE",
+                                   help="The media type of FILE's layer."),
+    annotation: list[str] = typer.Option([], "--annotation", metavar="KEY=VALUE",
+                                         help="An annotation on the artifact manifest (repeatable)."),
+    platform: str | None = typer.Option(None, "--platform", metavar="os/arch[/variant]",
+                                        help="Attach to this platform's image of an index (default: IMAGE itself)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the artifact manifest's digest here."),
+) -> None:
+    """Attach FILE to IMAGE as an OCI 1.1 referrer (an artifact manifest whose subject is the image), listed
+    under the image's sha256-<hex> fallback tag; kept by gc and carried by copy."""
+    from ..edit.attach import attach as do_attach
+
+    ann = _annotations(annotation)
+    plat = _platforms([platform])[0] if platform is not None else None
+    _check_digestfile(digestfile)
+    res = do_attach(image, file, artifact_type=artifact_type, media_type=media_type, annotations=ann,
+                    platform=plat)
+    _report(str(res.descriptor.digest), digestfile, quiet,
+            f"Attached {res.descriptor.digest} ({artifact_type}) to {res.subject.digest}, listed under {res.tag}")
