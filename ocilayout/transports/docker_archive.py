@@ -54,6 +54,7 @@ from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
 if TYPE_CHECKING:
     from ..signature.model import Signature
+    from ..store import LayoutReader
 
 __all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "HYBRID_CAPABILITIES", "DockerArchive", "DockerArchiveDestination", "DockerArchiveSource",
            "DockerArchiveTransport"]
@@ -116,18 +117,25 @@ class DockerArchive:
         no or bad manifest.json), UnsupportedFormat (the pre-1.10 form without manifest.json), UnsafePath."""
         tree = TarTree.load(path, "docker-archive")
         try:
-            if not tree.exists(MANIFEST_FILE):
-                if tree.exists(REPOSITORIES_FILE):
-                    raise UnsupportedFormat(f"{path} is a pre-1.10 docker save archive (repositories and v1 layer "
-                                            "directories, no manifest.json), which is not supported (nor by skopeo)")
-                if tree.exists("oci-layout"):
-                    raise LayoutError(f"{path} has no manifest.json: it is an OCI layout archive; use oci-archive:")
-                raise LayoutError(f"{path} is not a docker-archive (no manifest.json)")
+            cls.open_check(tree)
             raw = _read_small(tree, MANIFEST_FILE, 1 << 20)
             return cls(tree, parse_manifest(raw, str(path)))
         except BaseException:
             tree.close()
             raise
+
+    @staticmethod
+    def open_check(tree: TarTree) -> None:
+        """Raise what every reader refuses: no manifest.json (UnsupportedFormat for the pre-1.10 form, else
+        LayoutError, naming oci-archive: for an OCI layout tar)."""
+        path = tree.location
+        if not tree.exists(MANIFEST_FILE):
+            if tree.exists(REPOSITORIES_FILE):
+                raise UnsupportedFormat(f"{path} is a pre-1.10 docker save archive (repositories and v1 layer "
+                                        "directories, no manifest.json), which is not supported (nor by skopeo)")
+            if tree.exists("oci-layout"):
+                raise LayoutError(f"{path} has no manifest.json: it is an OCI layout archive; use oci-archive:")
+            raise LayoutError(f"{path} is not a docker-archive (no manifest.json)")
 
     def close(self) -> None:
         self.tree.close()
@@ -788,4 +796,11 @@ class DockerArchiveTransport(Transport):
     def list_names(self, ref: ImageReference) -> list[str]:
         with DockerArchive.open(ref.path) as archive:
             return archive.names()
+
+    def open_reader(self, ref: ImageReference) -> LayoutReader:
+        """The archive as an OCI layout (fsck hashes every image's blobs and reports what is wrong with the
+        archive itself; images lists every RepoTags entry): see :mod:`.docker_archive_tree`."""
+        from .docker_archive_tree import DockerArchiveReader
+
+        return DockerArchiveReader(ref.path)
 
