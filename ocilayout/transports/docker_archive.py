@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from ..signature.model import Signature
     from ..store import LayoutReader
 
-__all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "HYBRID_CAPABILITIES", "DockerArchive", "DockerArchiveDestination", "DockerArchiveSource",
-           "DockerArchiveTransport"]
+__all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "HYBRID_CAPABILITIES", "DockerArchive", "DockerArchiveDestination",
+           "DockerArchiveSource", "DockerArchiveTransport"]
 
 DOCKER_ARCHIVE_CAPABILITIES = Capabilities(
     manifest_types=frozenset({mt.DOCKER_MANIFEST, mt.OCI_MANIFEST}),
