@@ -159,9 +159,10 @@ def documents(images: Sequence[HybridImage]) -> dict[str, bytes]:
 def write_hybrid(path: Path, images: Sequence[HybridImage], blobs: Mapping[Digest, tuple[Opener, int]],
                  progress: Callable[[Digest], Callable[[int], None] | None]) -> None:
     """Write ``images`` as one Docker 25+ tar at ``path`` (atomically: a temp file renamed at the end).
-    ``blobs`` opens every config and layer (by digest, with its size); each is verified while it is streamed
-    (IntegrityError, nothing written). Raises InvalidManifest / IntegrityError for an image whose config does
-    not fit its manifest, NotFound-like KeyError never: a missing blob is IntegrityError."""
+    ``blobs`` opens every config and layer (by digest, with its size); each is verified while it is streamed.
+    Raises IntegrityError (a blob not given, of another size, or not hashing to its digest; a config whose
+    diff_ids do not match the layer count) or InvalidManifest (a config that does not parse); on any error
+    ``path`` is left as it was. ``progress(digest)`` gives the callback for a blob's bytes, or None."""
     from .tarfs import TarWriter
 
     docs = documents(images)

@@ -729,7 +729,10 @@ class DockerArchiveDestination:
                     out = by_digest[img.manifest.digest] = HybridImage(img.manifest, img.config_raw, [])
                     images.append(out)
                 for t in img.repo_tags:
-                    full = normalize_tag(t)
+                    try:
+                        full = normalize_tag(t)
+                    except InvalidReference:
+                        full = t  # kept as stored (the legacy writer keeps it too)
                     if full not in new_tags and full not in out.repo_tags:
                         out.repo_tags.append(full)
                 for d in [img.config, *img.layers]:
