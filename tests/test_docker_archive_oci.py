@@ -283,3 +283,19 @@ class _Flipped:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+def test_one_config_two_manifests_stay_two_images(tmp_path: Path, sample_gz: Path) -> None:
+    """The same image gzip-compressed and uncompressed shares its config: the legacy form would merge them
+    (one item per config); here they are two items, and each RepoTags entry reads back its own manifest."""
+    out = tmp_path / "h.tar"
+    hybrid_copy(f"oci:{sample_gz}:v1", f"docker-archive:{out}:app:gz")
+    hybrid_copy(f"oci:{sample_gz}:v1", f"docker-archive:{out}:app:plain", CopyOptions(convert=Conversion(
+        decompress=True)))
+    gz, plain = manifest_of(f"oci-archive:{out}:gz"), manifest_of(f"oci-archive:{out}:plain")
+    assert gz.config.digest == plain.config.digest and gz.digest != plain.digest
+    assert gz.digest == manifest_of(f"oci:{sample_gz}:v1").digest
+    items = json.loads(read_member(out, "manifest.json"))
+    assert [it["Config"] for it in items] == [f"blobs/sha256/{gz.config.digest.hex}"] * 2
+    assert manifest_of(f"docker-archive:{out}:app:gz").digest == gz.digest
+    assert manifest_of(f"docker-archive:{out}:app:plain").digest == plain.digest
