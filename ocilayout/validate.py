@@ -58,6 +58,7 @@ KINDS: dict[str, str] = {
     "archive-manifest-invalid": "error",  # a docker-archive manifest.json (or one item) that cannot be used
     "archive-member-missing": "error",  # a config or layer file manifest.json names is not in the archive
     "archive-manifest-mismatch": "error",  # a Docker 25+ item whose Layers are not its OCI manifest's layers
+    "diff-id-mismatch": "error",  # a docker-archive layer whose uncompressed bytes are not its config's diff_id
     "archive-member-extra": "warning",  # a file in a docker-archive that nothing names
     "oci-index-incomplete": "warning",  # a Docker 25+ archive's index.json does not name one of its images
 }

@@ -243,3 +243,39 @@ def _member_bytes(path: Path, name: str) -> Any:
         f = tar.extractfile(name)
         assert f is not None
         yield f.read()
+
+
+def _write_hybrid(path: Path, layer: bytes, media_type: str, diff_id: Digest) -> Path:
+    """A Docker 25+ archive of one image whose config names ``diff_id`` for ``layer`` (stored as given)."""
+    import io
+
+    from ocilayout import mediatypes as mt
+    from ocilayout.dockertar_oci import HybridImage, write_hybrid
+    from ocilayout.manifest import Manifest
+
+    config = canonical_json({"architecture": "amd64", "os": "linux", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]}})
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+           "config": {"mediaType": mt.OCI_CONFIG, "digest": str(Digest.of(config)), "size": len(config)},
+           "layers": [{"mediaType": media_type, "digest": str(Digest.of(layer)), "size": len(layer)}]}
+    manifest = Manifest.parse(canonical_json(doc))
+    blobs = {Digest.of(b): ((lambda b=b: io.BytesIO(b)), len(b)) for b in (config, layer)}
+    write_hybrid(path, [HybridImage(manifest, config, ["docker.io/library/a:1"])], blobs, lambda d: None)
+    return path
+
+
+@pytest.mark.damages_layouts
+def test_docker25_layers_checked_against_their_diff_ids(tmp_path: Path) -> None:
+    """The walk hashes a Docker 25+ layer as stored; its diff_id (what docker load checks) is checked on top:
+    a plain layer must be its diff_id, a compressed one is decompressed once and hashed."""
+    from ocilayout import mediatypes as mt
+
+    layer = make_layer({"a": b"a" * 100})
+    gz = gzip.compress(layer, mtime=0)
+    good = _write_hybrid(tmp_path / "good.tar", gz, mt.OCI_LAYER_GZIP, Digest.of(layer))
+    assert check(good).ok and check(good).problems == []
+    wrong = Digest.of(b"not the layer")
+    report = check(_write_hybrid(tmp_path / "gz.tar", gz, mt.OCI_LAYER_GZIP, wrong))
+    assert kinds(report) == {"diff-id-mismatch"} and "decompresses to" in report.problems[0].message
+    report = check(_write_hybrid(tmp_path / "plain.tar", layer, mt.OCI_LAYER, wrong))
+    assert kinds(report) == {"diff-id-mismatch"} and "is uncompressed" in report.problems[0].message

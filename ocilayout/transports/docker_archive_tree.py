@@ -13,7 +13,8 @@
 
 fsck then walks it with the one graph walk: every layer of a synthesized manifest is its config's diff_id, so
 hashing the layer checks the diff_id; missing layers are ``blob-missing``. What is wrong with the archive
-itself is collected while opening and reported through :meth:`DockerArchiveReader.format_problems`:
+itself is collected while opening and reported through :meth:`DockerArchiveReader.format_problems`, which
+also decompresses each compressed layer of a Docker 25+ image once to check its diff_id (``diff-id-mismatch``):
 ``archive-unsafe`` (a ``../`` or absolute path, a symlink out of the archive: nothing else is read),
 ``archive-manifest-invalid``, ``archive-member-missing``, ``archive-manifest-mismatch`` (a Docker 25+ item
 whose ``Layers`` are not its OCI manifest's), ``diff-ids-mismatch``, ``archive-member-extra`` (a file nothing
@@ -59,6 +60,7 @@ class DockerArchiveTree:
         self._blobs: dict[Digest, tuple[str, str] | bytes] = {}  # digest -> (member, compression) or bytes
         self._sizes: dict[Digest, int] = {}
         self._real_of: dict[int, Digest | None] = {}  # item -> its OCI-part manifest (None: synthesized)
+        self._compressed: list[tuple[str, Digest, str]] = []  # (what, layer digest, diff_id) to decompress
         entries: list[dict[str, Any]] = []
         self._virtual["index.json"] = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
                                                       "manifests": entries})
@@ -230,17 +232,60 @@ class DockerArchiveTree:
         return manifest
 
     def _check_plain_diff_ids(self, at: str, m: Manifest, config_raw: bytes) -> None:
-        """An uncompressed layer of a Docker 25+ image must be its diff_id (docker load pairs them by position);
-        compressed ones are checked by hash only."""
+        """An uncompressed layer of a Docker 25+ image must be its diff_id (docker load pairs ``Layers[i]``
+        with ``diff_ids[i]`` and refuses a mismatch); a compressed one is queued for :meth:`check_diff_ids`."""
         try:
             diff_ids = ImageConfig.parse(config_raw).diff_ids
         except OcilayoutError:
             return  # the walk reports the config
         for n, (layer, diff_id) in enumerate(zip(m.layers, diff_ids, strict=False)):
-            if mt.layer_compression(layer.media_type) == "none" and str(layer.digest) != diff_id:
-                self.problems.append(("diff-ids-mismatch", layer.digest,
+            kind = mt.layer_compression(layer.media_type)
+            if kind == "none" and str(layer.digest) != diff_id:
+                self.problems.append(("diff-id-mismatch", layer.digest,
                                       f"{at}: layer {n} {layer.digest} is uncompressed but its config's diff_id is "
                                       f"{diff_id}"))
+            elif kind in ("gzip", "zstd"):
+                self._compressed.append((f"{at}: layer {n} {layer.digest}", layer.digest, diff_id))
+
+    def check_diff_ids(self) -> list[Problem]:
+        """Decompress each compressed layer of a Docker 25+ image once (constant memory) and compare it with
+        its config's diff_id; what the walk cannot see, since it hashes the stored (compressed) bytes."""
+        from ..compression import MAGIC_LEN, detect
+        from ..digest import digest_stream
+        from .docker_archive import _Decompressed
+
+        assert self.tree is not None
+        out: list[Problem] = []
+        done: set[tuple[Digest, str]] = set()
+        for what, digest, diff_id in self._compressed:
+            name = f"blobs/{digest.algorithm}/{digest.hex}"
+            if (digest, diff_id) in done or not self.tree.exists(name):
+                continue  # the walk reports a missing blob
+            done.add((digest, diff_id))
+            try:
+                with self.tree.open(name) as f:
+                    kind = detect(f.read(MAGIC_LEN))
+                if kind not in ("gzip", "zstd"):
+                    continue  # the walk reports compression-mismatch
+                with _Decompressed(self.tree.open(name), kind) as stream:
+                    got, _ = digest_stream(stream)  # type: ignore[arg-type]
+            except (OSError, OcilayoutError) as err:
+                if self._stored_ok(name, digest):
+                    out.append(("unreadable", digest, f"{what} cannot be decompressed: {_one_line(err)}"))
+                continue
+            if str(got) != diff_id and self._stored_ok(name, digest):
+                out.append(("diff-id-mismatch", digest, f"{what} decompresses to {got}, its config's diff_id is "
+                            f"{diff_id} (docker load refuses it)"))
+        return out
+
+    def _stored_ok(self, name: str, digest: Digest) -> bool:
+        """Whether the stored bytes hash to ``digest`` (if not, the walk reports digest-mismatch: a problem
+        found while decompressing them is the same problem)."""
+        from ..digest import digest_stream
+
+        assert self.tree is not None
+        with self.tree.open(name) as f:
+            return digest_stream(f, digest.algorithm)[0] == digest
 
     def _oci_entries(self, named: set[Digest], items: list[tuple[int, Item]]) -> list[Any]:
         """The OCI part's own ``index.json`` entries not already listed; reports items it does not name."""
@@ -334,7 +379,10 @@ class DockerArchiveReader(LayoutReader):
         super().__init__(DockerArchiveTree(path))
 
     def format_problems(self) -> list[tuple[str, Digest | None, str]]:
-        return list(self.tree.problems)
+        """What opening found, then the diff_ids of compressed Docker 25+ layers (decompressed here, once)."""
+        if self.tree.tree is None or self.tree.fatal is not None:
+            return list(self.tree.problems)
+        return [*self.tree.problems, *self.tree.check_diff_ids()]
 
     def entries(self) -> list[RefEntry]:
         """As :meth:`LayoutReader.entries`; raises the error that stopped reading the archive (an unsafe
