@@ -20,6 +20,12 @@ with ``RepoTags`` and ``repositories``. Several images go into one archive with 
 an existing archive's images are kept (a tag given again moves to the new image). Layers must be
 uncompressed, manifests are not stored byte for byte, signatures cannot be kept: the capabilities say so
 and the copy planner refuses what does not fit.
+
+On request (``archive_format="oci-hybrid"``, :func:`~ocilayout.dockertar_oci.use_docker_archive_format`, the
+CLI's ``--dest-docker-archive-format``) or when appending to such an archive, the Docker 25+ form is written
+instead (:mod:`ocilayout.dockertar_oci`): an OCI layout plus ``manifest.json``, manifests stored verbatim,
+layers as they come (:data:`HYBRID_CAPABILITIES`). fsck and images read any archive through
+:mod:`.docker_archive_tree`.
 """
 
 from __future__ import annotations
