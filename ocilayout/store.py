@@ -143,6 +143,11 @@ class LayoutReader:
         if not isinstance(version, str) or not _LAYOUT_VERSION.fullmatch(version):
             raise LayoutError(f"{self.location}: unsupported imageLayoutVersion {str(version)[:40]!r} (want 1.0.0)")
 
+    def format_problems(self) -> list[tuple[str, Digest | None, str]]:
+        """(fsck kind, digest, message) for what is wrong with the container beneath the layout (a
+        docker-archive's ``manifest.json`` and members), found when it was opened; [] for a plain layout."""
+        return []
+
     def index_bytes(self) -> bytes:
         """The raw ``index.json``."""
         return self._read_small(INDEX_FILE, "index.json")

@@ -53,6 +53,14 @@ KINDS: dict[str, str] = {
     "media-type-mismatch": "warning",  # descriptor mediaType differs from the manifest's own mediaType
     "ref-name-duplicate": "warning",  # one ref name on entries of different images (commands refuse that name)
     "stale-temp-file": "info",  # a temp file left by a writer that died (gc removes it)
+    # what a container beneath the layout reports (LayoutReader.format_problems: docker-archive)
+    "archive-unsafe": "error",  # a member or manifest.json path leaving the archive (../, absolute, symlink out)
+    "archive-manifest-invalid": "error",  # a docker-archive manifest.json (or one item) that cannot be used
+    "archive-member-missing": "error",  # a config or layer file manifest.json names is not in the archive
+    "archive-manifest-mismatch": "error",  # a Docker 25+ item whose Layers are not its OCI manifest's layers
+    "diff-id-mismatch": "error",  # a docker-archive layer whose uncompressed bytes are not its config's diff_id
+    "archive-member-extra": "warning",  # a file in a docker-archive that nothing names
+    "oci-index-incomplete": "warning",  # a Docker 25+ archive's index.json does not name one of its images
 }
 
 #: Non-distributable layer types: their blobs may legitimately be absent from a layout.
@@ -164,6 +172,8 @@ class _Checker:
             self.reader.check_layout_file()
         except OcilayoutError as err:
             self.report("layout-file", None, str(err))
+        for kind, digest, message in self.reader.format_problems():
+            self.report(kind, digest, message)
         root = getattr(self.reader, "root", None)
         if isinstance(root, Path) and root.is_dir() and not (root / "blobs").is_dir():
             self.report("blobs-dir-missing", None, f"{self.reader.location}/blobs is not a directory (the "

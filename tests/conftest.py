@@ -167,6 +167,21 @@ def _fsck_written_layouts(request: pytest.FixtureRequest):  # type: ignore[no-un
             report = fsck(reader)
         errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
         assert not errors, f"{tar} fails fsck after the test: {errors}"
+    # and every tar that opens as a docker-archive (either form), as `fsck docker-archive:` sees it
+    from ocilayout.transports import open_layout
+    from ocilayout.transports.docker_archive import DockerArchive
+
+    for tar in sorted(root.rglob("*.tar")):
+        if any(part.startswith(".ocilayout-") for part in tar.relative_to(root).parts) or not tar.is_file():
+            continue
+        try:
+            DockerArchive.open(tar).close()
+        except OcilayoutError:
+            continue
+        with open_layout(f"docker-archive:{tar}") as reader:
+            report = fsck(reader)
+        errors = [str(p) for p in report.problems if getattr(p, "severity", "error") == "error"]
+        assert not errors, f"{tar} fails fsck docker-archive: after the test: {errors}"
 
 
 # -- a real registry on loopback (docker-registry, CNCF distribution 2.8) ----------------------------------

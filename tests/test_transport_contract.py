@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ REFS: dict[str, Callable[[Path, str], str]] = {
     "oci": lambda d, name: f"oci:{d}/layout:{name}",
     "oci-archive": lambda d, name: f"oci-archive:{d}/image.tar:{name}",
     "docker-archive": lambda d, name: f"docker-archive:{d}/image.tar:{name}",
+    # the Docker 25+ form: the same transport with use_docker_archive_format("oci-hybrid") (see _formats)
+    "docker-archive-oci": lambda d, name: f"docker-archive:{d}/image.tar:{name}",
     # one image per directory, no names: every NAME is the same location (a new copy replaces the old)
     "dir": lambda d, name: f"dir:{d}/dir-image",
     "docker": _docker_ref,
@@ -91,6 +93,18 @@ def _docker_rows(request: pytest.FixtureRequest) -> None:
     if callspec is not None and "docker" in callspec.params.values():
         _REGISTRY[:] = [request.getfixturevalue("registry")]
         request.getfixturevalue("insecure_registry_options")
+
+
+@pytest.fixture(autouse=True)
+def _formats(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A "docker-archive-oci" row writes the Docker 25+ form (for the whole test: in a matrix cell with
+    both docker-archive rows, both sides are written in that form)."""
+    from ocilayout.dockertar_oci import use_docker_archive_format
+
+    callspec = getattr(request.node, "callspec", None)
+    hybrid = callspec is not None and "docker-archive-oci" in callspec.params.values()
+    with use_docker_archive_format("oci-hybrid" if hybrid else None):
+        yield
 
 
 def _location(ref: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,6 +122,10 @@ def copy(
     compress_level: int | None = typer.Option(None, "--dest-compress-level", metavar="N",
                                               help="Compression level for layers that are compressed."),
     decompress: bool = typer.Option(False, "--dest-decompress", help="Write layers uncompressed."),
+    archive_format: str | None = typer.Option(None, "--dest-docker-archive-format", metavar="legacy|oci-hybrid",
+                                              help="docker-archive: form to write: legacy (skopeo, Docker <= 24) or "
+                                              "oci-hybrid (Docker 25+: an OCI layout plus manifest.json; manifests "
+                                              "kept byte for byte). Default: the appended archive's, else legacy."),
     preserve_digests: bool = typer.Option(False, "--preserve-digests",
                                           help="Fail if any digest would change (instead of converting)."),
     multi_arch: str | None = typer.Option(None, "--multi-arch", metavar="all|system|index-only",
@@ -179,7 +184,8 @@ def copy(
                         cert_dir=src_cert_dir, registries_conf=registries_conf)
     dst_reg = _registry(dest_tls_verify, dest_creds, dest_authfile or authfile, flag="--dest-tls-verify",
                         cert_dir=dest_cert_dir, registries_conf=registries_conf)
-    with _using(src_reg, dst_reg):
+    archive_format = _choice("--dest-docker-archive-format", archive_format, ("legacy", "oci-hybrid"))
+    with _using(src_reg, dst_reg), _archive_format(archive_format):
         result = do_copy(source, destination, options) if not additional_tag else \
             _copy_tagged(source, destination, options, additional_tag)
     if digestfile is not None:
@@ -192,6 +198,14 @@ def copy(
              f"{result.blobs_skipped} already present{extra})", err=True)
     if not destination.startswith("docker://"):
         print_warnings(destination, result.descriptor.digest)
+
+
+def _archive_format(form: str | None) -> contextlib.AbstractContextManager[None]:
+    if form is None:
+        return contextlib.nullcontext()
+    from ..dockertar_oci import use_docker_archive_format
+
+    return use_docker_archive_format(form)
 
 
 def _choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> str | None:

@@ -31,8 +31,9 @@ def _layout_ref(text: str) -> ImageReference:
     if text.partition(":")[0] not in TRANSPORTS:
         return ImageReference("oci", text)
     ref = parse_reference(text)
-    if ref.ref is not None or ref.digest is not None:
-        raise InvalidReference(f"{text}: name a layout, not an image in it (drop ':{ref.ref or ref.digest}')")
+    if ref.ref is not None or ref.digest is not None or ref.index is not None:
+        what = ref.ref or ref.digest or f"@{ref.index}"
+        raise InvalidReference(f"{text}: name a layout, not an image in it (drop ':{what}')")
     return ref
 
 
@@ -87,7 +88,8 @@ def human_duration(seconds: float) -> str:
 
 @app.command()
 def fsck(
-    layout: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE or a layout directory"),
+    layout: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE, docker-archive:FILE, "
+                                 "dir:PATH or a layout directory"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Threads hashing blobs."),
 ) -> None:
@@ -150,7 +152,8 @@ def gc(
 
 @app.command()
 def images(
-    layout: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE or a layout directory"),
+    layout: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE, docker-archive:FILE, "
+                                 "dir:PATH or a layout directory"),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
     """List a layout's images like `docker images`: REPOSITORY TAG IMAGE ID CREATED SIZE PLATFORM."""

@@ -20,6 +20,12 @@ with ``RepoTags`` and ``repositories``. Several images go into one archive with 
 an existing archive's images are kept (a tag given again moves to the new image). Layers must be
 uncompressed, manifests are not stored byte for byte, signatures cannot be kept: the capabilities say so
 and the copy planner refuses what does not fit.
+
+On request (``archive_format="oci-hybrid"``, :func:`~ocilayout.dockertar_oci.use_docker_archive_format`, the
+CLI's ``--dest-docker-archive-format``) or when appending to such an archive, the Docker 25+ form is written
+instead (:mod:`ocilayout.dockertar_oci`): an OCI layout plus ``manifest.json``, manifests stored verbatim,
+layers as they come (:data:`HYBRID_CAPABILITIES`). fsck and images read any archive through
+:mod:`.docker_archive_tree`.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from ..digest import CHUNK, Digest, VerifyingReader
 from ..dockertar import MANIFEST_FILE, REPOSITORIES_FILE, Item, normalize_tag, parse_manifest, same_tag
 from ..errors import (
     IntegrityError,
+    InvalidArgument,
     InvalidManifest,
     InvalidReference,
     LayoutError,
@@ -53,9 +60,10 @@ from .base import BlobOpener, Capabilities, ProgressFn, Transport, no_referrers
 
 if TYPE_CHECKING:
     from ..signature.model import Signature
+    from ..store import LayoutReader
 
-__all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "DockerArchive", "DockerArchiveDestination", "DockerArchiveSource",
-           "DockerArchiveTransport"]
+__all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "HYBRID_CAPABILITIES", "DockerArchive", "DockerArchiveDestination",
+           "DockerArchiveSource", "DockerArchiveTransport"]
 
 DOCKER_ARCHIVE_CAPABILITIES = Capabilities(
     manifest_types=frozenset({mt.DOCKER_MANIFEST, mt.OCI_MANIFEST}),
@@ -65,6 +73,16 @@ DOCKER_ARCHIVE_CAPABILITIES = Capabilities(
     names="docker-reference",
     signatures=frozenset(),
     verbatim=False,
+)
+#: The Docker 25+ form (:mod:`ocilayout.dockertar_oci`): manifests stored verbatim, layers as they come.
+HYBRID_CAPABILITIES = Capabilities(
+    manifest_types=frozenset({mt.DOCKER_MANIFEST, mt.OCI_MANIFEST}),
+    layer_compressions=frozenset({"gzip", "zstd", "none"}),
+    indexes=False,
+    multi_image=True,
+    names="docker-reference",
+    signatures=frozenset(),
+    verbatim=True,
 )
 
 
@@ -105,18 +123,25 @@ class DockerArchive:
         no or bad manifest.json), UnsupportedFormat (the pre-1.10 form without manifest.json), UnsafePath."""
         tree = TarTree.load(path, "docker-archive")
         try:
-            if not tree.exists(MANIFEST_FILE):
-                if tree.exists(REPOSITORIES_FILE):
-                    raise UnsupportedFormat(f"{path} is a pre-1.10 docker save archive (repositories and v1 layer "
-                                            "directories, no manifest.json), which is not supported (nor by skopeo)")
-                if tree.exists("oci-layout"):
-                    raise LayoutError(f"{path} has no manifest.json: it is an OCI layout archive; use oci-archive:")
-                raise LayoutError(f"{path} is not a docker-archive (no manifest.json)")
+            cls.open_check(tree)
             raw = _read_small(tree, MANIFEST_FILE, 1 << 20)
             return cls(tree, parse_manifest(raw, str(path)))
         except BaseException:
             tree.close()
             raise
+
+    @staticmethod
+    def open_check(tree: TarTree) -> None:
+        """Raise what every reader refuses: no manifest.json (UnsupportedFormat for the pre-1.10 form, else
+        LayoutError, naming oci-archive: for an OCI layout tar)."""
+        path = tree.location
+        if not tree.exists(MANIFEST_FILE):
+            if tree.exists(REPOSITORIES_FILE):
+                raise UnsupportedFormat(f"{path} is a pre-1.10 docker save archive (repositories and v1 layer "
+                                        "directories, no manifest.json), which is not supported (nor by skopeo)")
+            if tree.exists("oci-layout"):
+                raise LayoutError(f"{path} has no manifest.json: it is an OCI layout archive; use oci-archive:")
+            raise LayoutError(f"{path} is not a docker-archive (no manifest.json)")
 
     def close(self) -> None:
         self.tree.close()
@@ -126,6 +151,19 @@ class DockerArchive:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def is_hybrid(self) -> bool:
+        """True for the Docker 25+ form: the tar is also an OCI layout (``oci-layout`` and ``index.json``)."""
+        return self.tree.exists("oci-layout") and self.tree.exists("index.json")
+
+    def layout_manifests(self) -> list[Manifest]:
+        """The Docker 25+ OCI part's manifests (see :meth:`_layout_manifests`), read once; [] otherwise."""
+        if not self.is_hybrid:
+            return []
+        if self._layout is None:
+            self._layout = list(self._layout_manifests())
+        return self._layout
 
     def names(self) -> list[str]:
         """Every RepoTags entry, in stored order."""
@@ -166,7 +204,7 @@ class DockerArchive:
         where = f"{self.location}: manifest.json item @{i}"
         config_raw = self._member_bytes(item.config, f"{where}: config")
         config_digest = Digest.of(config_raw)
-        real = self._real_manifest(config_digest)
+        real = self._real_manifest(config_digest, item)
         if real is not None:
             img = _Image(item, real, config_raw, item.repo_tags)
             for d in [real.config, *real.layers]:
@@ -216,21 +254,21 @@ class DockerArchive:
             raise LayoutError(f"{what} {path} is missing from the archive")
         return _read_small(self.tree, path, MAX_MANIFEST_SIZE)
 
-    def _real_manifest(self, config_digest: Digest) -> Manifest | None:
-        """A Docker 25+ archive's OCI-layout manifest for ``config_digest`` whose blobs are all here, or None."""
-        if not (self.tree.exists("oci-layout") and self.tree.exists("index.json")):
-            return None
-        if self._layout is None:
-            self._layout = list(self._layout_manifests())
-        for manifest in self._layout:
+    def _real_manifest(self, config_digest: Digest, item: Item) -> Manifest | None:
+        """A Docker 25+ archive's OCI-layout manifest for ``config_digest`` whose blobs are all here, or None.
+        The one whose layers are the item's ``Layers`` wins (one config may have a gzip and a plain manifest)."""
+        found = None
+        for manifest in self.layout_manifests():
             if manifest.is_index or manifest.is_schema1 or "config" not in manifest.doc:
                 continue
             if manifest.config.digest != config_digest:
                 continue
             if all(self.tree.exists(_blob_name(d.digest)) and self.tree.size(_blob_name(d.digest)) == d.size
                    for d in [manifest.config, *manifest.layers]):
-                return manifest
-        return None
+                if [_blob_name(d.digest) for d in manifest.layers] == list(item.layers):
+                    return manifest
+                found = found or manifest
+        return found
 
     def _layout_manifests(self) -> Iterator[Manifest]:
         """Manifests reachable from ``index.json``, then any other small JSON blob that parses as one."""
@@ -417,7 +455,10 @@ class DockerArchiveDestination:
 
     capabilities = DOCKER_ARCHIVE_CAPABILITIES
 
-    def __init__(self, ref: ImageReference) -> None:
+    def __init__(self, ref: ImageReference, archive_format: str | None = None) -> None:
+        """``archive_format``: "legacy", "oci-hybrid" (Docker 25+), or None for the form
+        :func:`~ocilayout.dockertar_oci.use_docker_archive_format` asked for, else the appended archive's,
+        else legacy. Raises UnsupportedFormat for legacy onto a Docker 25+ archive."""
         from ..fsutil import locked_temp_dir, remove_stale_beside
 
         if ref.index is not None:
@@ -437,12 +478,32 @@ class DockerArchiveDestination:
         self._progress: ProgressFn | None = None
         self._dir_fd = -1
         self.base: DockerArchive | None = DockerArchive.open(self.path) if self.path.exists() else None
+        try:
+            self.hybrid = self._choose_form(archive_format)
+        except BaseException:
+            self.close()
+            raise
+        self.capabilities = HYBRID_CAPABILITIES if self.hybrid else DOCKER_ARCHIVE_CAPABILITIES
         remove_stale_beside(parent)  # what killed writers of archives here left behind
         try:
             self._dir, self._dir_fd = locked_temp_dir(parent, ".darchive")
         except BaseException:
             self.close()
             raise
+
+    def _choose_form(self, asked: str | None) -> bool:
+        """Whether to write the Docker 25+ form (see ``__init__``)."""
+        from ..dockertar_oci import FORMATS, requested_format
+
+        asked = asked if asked is not None else requested_format()
+        if asked is not None and asked not in FORMATS:
+            raise InvalidArgument(f"docker-archive format {asked!r}: expected one of {', '.join(FORMATS)}")
+        base_hybrid = self.base is not None and self.base.is_hybrid
+        if asked == "legacy" and base_hybrid:
+            raise UnsupportedFormat(f"{self.path} is a Docker 25+ archive (an OCI layout plus manifest.json); "
+                                    "appending in the legacy form would drop its manifests: append with "
+                                    "--dest-docker-archive-format oci-hybrid or write a new file")
+        return asked == "oci-hybrid" or (asked is None and base_hybrid)
 
     def has_blob(self, desc: Descriptor) -> bool:
         blob = self._blobs.get(desc.digest)
@@ -487,6 +548,8 @@ class DockerArchiveDestination:
         if manifest.is_schema1 or "config" not in manifest.doc:
             raise UnsupportedFormat(f"{self.ref.path}: a docker-archive holds only images with a config "
                                     f"(not {manifest.media_type})")
+        if self.hybrid:
+            return self._put_hybrid_manifest(manifest, algorithm)
         for layer in manifest.layers:
             kind = mt.layer_compression(layer.media_type)
             if kind not in ("none", None):
@@ -495,6 +558,16 @@ class DockerArchiveDestination:
             if layer.digest.algorithm != "sha256":
                 raise UnsupportedFormat(f"docker-archive stores sha256 layers only, not {layer.digest}")
         desc = manifest_descriptor(manifest, algorithm)
+        self._manifests[desc.digest] = manifest
+        return desc
+
+    def _put_hybrid_manifest(self, manifest: Manifest, algorithm: str) -> Descriptor:
+        """Docker 25+ form: the manifest is stored verbatim, layers as they are; sha256 only (docker's paths)."""
+        if algorithm != "sha256" or any(d.digest.algorithm != "sha256" for d in [manifest.config, *manifest.layers]):
+            raise UnsupportedFormat(f"{self.ref.path}: a docker-archive stores sha256 digests only")
+        desc = manifest.descriptor
+        if desc.digest.algorithm != "sha256":
+            desc = desc.with_(digest=Digest.of(manifest.raw, "sha256"))
         self._manifests[desc.digest] = manifest
         return desc
 
@@ -537,7 +610,10 @@ class DockerArchiveDestination:
                 if current is not None and current.tree.compression != "none":
                     raise LayoutError(f"{self.path} is {current.tree.compression}-compressed; ocilayout writes "
                                       "uncompressed archives and cannot add to it: decompress it first")
-                self._write(current)
+                if self.hybrid:
+                    self._write_hybrid(current)
+                else:
+                    self._write(current)
             except OcilayoutError as err:
                 err.add_note(f"while writing {self.path}; it was left unchanged")
                 raise
@@ -647,6 +723,50 @@ class DockerArchiveDestination:
             tar.add_bytes(REPOSITORIES_FILE, repositories_bytes(repos))
             tar.commit()
 
+    def _write_hybrid(self, current: DockerArchive | None) -> None:
+        """Write every image (the archive's own first, a retag moving to the new image) in the Docker 25+
+        form (:func:`ocilayout.dockertar_oci.write_hybrid`)."""
+        from ..dockertar_oci import HybridImage, read_config, write_hybrid
+
+        self._verify_unused()
+        images: list[HybridImage] = []
+        by_digest: dict[Digest, HybridImage] = {}
+        blobs: dict[Digest, tuple[BlobOpener, int]] = {}
+        new_tags = {t for _, t in self._tags if t is not None}
+        if current is not None:
+            _check_index_covered(current)
+            for img in current.images():
+                out = by_digest.get(img.manifest.digest)
+                if out is None:
+                    out = by_digest[img.manifest.digest] = HybridImage(img.manifest, img.config_raw, [])
+                    images.append(out)
+                for t in img.repo_tags:
+                    try:
+                        full = normalize_tag(t)
+                    except InvalidReference:
+                        full = t  # kept as stored (the legacy writer keeps it too)
+                    if full not in new_tags and full not in out.repo_tags:
+                        out.repo_tags.append(full)
+                for d in [img.config, *img.layers]:
+                    blobs.setdefault(d.digest, (_bind(current, img, d.digest), d.size))
+        for desc, tag in self._tags:
+            manifest = self._manifests.get(desc.digest)
+            if manifest is None:
+                raise NotFound(f"cannot write {self.path}: {desc.digest} was named but its manifest was not put")
+            for d in [manifest.config, *manifest.layers]:
+                blob = self._opener(d.digest, current)
+                if blob is None:
+                    raise NotFound(f"cannot write {self.path}: blob {d.digest} was neither given nor is in the archive")
+                blobs[d.digest] = (blob.open, blob.size)
+            out = by_digest.get(desc.digest)
+            if out is None:
+                config_raw = read_config(blobs[manifest.config.digest][0], manifest.config)
+                out = by_digest[desc.digest] = HybridImage(manifest, config_raw, [])
+                images.append(out)
+            if tag is not None and tag not in out.repo_tags:
+                out.repo_tags.append(tag)
+        write_hybrid(self.path, images, blobs, lambda d: self._progress if d in self._blobs else None)
+
     def close(self) -> None:
         from ..fsutil import discard_temp_dir
 
@@ -654,6 +774,23 @@ class DockerArchiveDestination:
         if self.base is not None:
             self.base.close()
             self.base = None
+
+
+def _check_index_covered(archive: DockerArchive) -> None:
+    """Refuse to rewrite a Docker 25+ archive whose ``index.json`` names manifests no ``manifest.json`` item
+    resolves to (an index, an attestation): rewriting from ``manifest.json`` would drop them silently."""
+    if not archive.is_hybrid:
+        return
+    try:
+        index = Manifest.parse(_read_small(archive.tree, "index.json", MAX_MANIFEST_SIZE))
+    except OcilayoutError:
+        return  # nothing usable to keep (ggcr's hello-world-v25 has "manifests": null)
+    resolved = {img.manifest.digest for img in archive.images()}
+    extra = [str(d.digest) for d in (index.manifests if index.is_index else []) if d.digest not in resolved]
+    if extra:
+        raise UnsupportedFormat(f"{archive.location}: index.json names {len(extra)} manifest(s) that no "
+                                f"manifest.json image is ({', '.join(extra[:3])}); rewriting the archive would "
+                                "drop them: write the new image to another file")
 
 
 def _bind(archive: DockerArchive, img: _Image, digest: Digest) -> BlobOpener:
@@ -674,4 +811,11 @@ class DockerArchiveTransport(Transport):
     def list_names(self, ref: ImageReference) -> list[str]:
         with DockerArchive.open(ref.path) as archive:
             return archive.names()
+
+    def open_reader(self, ref: ImageReference) -> LayoutReader:
+        """The archive as an OCI layout (fsck hashes every image's blobs and reports what is wrong with the
+        archive itself; images lists every RepoTags entry): see :mod:`.docker_archive_tree`."""
+        from .docker_archive_tree import DockerArchiveReader
+
+        return DockerArchiveReader(ref.path)
 
