@@ -299,3 +299,15 @@ def test_one_config_two_manifests_stay_two_images(tmp_path: Path, sample_gz: Pat
     assert [it["Config"] for it in items] == [f"blobs/sha256/{gz.config.digest.hex}"] * 2
     assert manifest_of(f"docker-archive:{out}:app:gz").digest == gz.digest
     assert manifest_of(f"docker-archive:{out}:app:plain").digest == plain.digest
+
+
+def test_oci_archive_onto_a_docker_25_archive_is_refused(tmp_path: Path, sample_gz: Path) -> None:
+    """An oci-archive: write would rewrite the tar as a bare OCI layout and drop docker's manifest.json and
+    repositories: refused, the archive unchanged; docker-archive: with the hybrid form adds to it."""
+    hyb = tmp_path / "h.tar"
+    hybrid_copy(f"oci:{sample_gz}:v1", f"docker-archive:{hyb}:app:1")
+    before = hyb.read_bytes()
+    with pytest.raises(UnsupportedFormat, match=r"manifest\.json"):
+        copy(f"oci:{sample_gz}:multi", f"oci-archive:{hyb}:multi", CopyOptions())
+    assert hyb.read_bytes() == before
+    assert manifest_of(f"oci-archive:{hyb}:1").digest == manifest_of(f"oci:{sample_gz}:v1").digest  # still readable

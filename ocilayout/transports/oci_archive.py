@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..descriptor import Descriptor
 from ..digest import Digest
-from ..errors import LayoutError, NotFound
+from ..errors import LayoutError, NotFound, UnsupportedFormat
 from ..fsutil import discard_temp_dir, locked_temp_dir, remove_stale_beside
 from ..index import merge_entries
 from ..manifest import Manifest
@@ -48,6 +48,11 @@ class ArchiveDestination:
         if not parent.is_dir():
             raise LayoutError(f"cannot write {self.path}: directory {parent} does not exist")
         self.base: LayoutReader | None = ArchiveReader.open(self.path) if self.path.exists() else None
+        if self.base is not None and self.base.tree.exists("manifest.json"):
+            self.base.close()
+            raise UnsupportedFormat(f"{self.path} is a Docker 25+ archive (an OCI layout with docker's manifest.json); "
+                                    "rewriting it as oci-archive: would drop manifest.json and repositories: "
+                                    "write to it with docker-archive: --dest-docker-archive-format oci-hybrid")
         self._deferred: dict[Digest, ArchiveBlob] = {}
         self._progress: ProgressFn | None = None
         remove_stale_beside(parent)
