@@ -73,7 +73,7 @@ def facts_of(ref: ImageReference | str, digest: Digest | None = None) -> Facts:
     import dataclasses
     from pathlib import Path
 
-    from .errors import OcilayoutError
+    from .errors import AmbiguousImage, OcilayoutError
     from .reference import parse_reference
     from .transports import open_source
 
@@ -95,8 +95,8 @@ def facts_of(ref: ImageReference | str, digest: Digest | None = None) -> Facts:
         try:
             with open_source(unnamed):
                 pass
-        except OcilayoutError as err:
-            images = _count(str(err))
+        except AmbiguousImage as err:
+            images = err.count
     return Facts(ref=str(r), zstd_layers=zstd, nested_index=nested, single_file_images=images,
                  archive_tag_only=tag_only)
 
@@ -123,14 +123,6 @@ def _tag_only(r: ImageReference, digest: Digest) -> str | None:
 
 def _quoted(path: str) -> str:
     return f"[{path}]" if ":" in path else path
-
-
-def _count(message: str) -> int:
-    """The image count an unnamed read's refusal states ("holds 3 images"), else 2 (more than one)."""
-    import re
-
-    m = re.search(r"holds (\d+) images", message)
-    return int(m.group(1)) if m else 2
 
 
 def _tree(src: Source) -> tuple[int, bool]:

@@ -4,6 +4,7 @@
 
     OcilayoutError                      exit 1 unless a leaf says otherwise
     ├── InvalidReference                exit 2   bad "transport:path[:tag]" text
+    │   └── AmbiguousImage                       no name given, and the file or layout holds several images
     ├── InvalidDigest                   exit 2   not "sha256:<64 hex>" / "sha512:<128 hex>"
     ├── InvalidArgument                 exit 2   options or arguments that do not fit together
     ├── InvalidManifest                 exit 4   garbage / oversized / ill-shaped JSON
@@ -28,6 +29,7 @@ Library code raises leaves, adding context with ``add_note`` or by chaining.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousImage",
     "Conflict",
     "DigestMismatch",
     "IntegrityError",
@@ -58,6 +60,14 @@ class InvalidReference(OcilayoutError):
     """An image reference that does not parse."""
 
     exit_code = 2
+
+
+class AmbiguousImage(InvalidReference):
+    """A reference that names no image, into a file or layout holding ``count`` of them (more than one)."""
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 class InvalidDigest(OcilayoutError):

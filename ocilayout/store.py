@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from . import mediatypes as mt
 from .descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
 from .digest import Digest, VerifyingReader, read_verified
-from .errors import InvalidManifest, InvalidReference, LayoutError, NotFound, OcilayoutError, UnsafePath
+from .errors import AmbiguousImage, InvalidManifest, InvalidReference, LayoutError, NotFound, OcilayoutError, UnsafePath
 from .fsutil import atomic_write, fsync_dir, locked, temp_file
 from .index import entry_name, merge_entries, parse_index_doc, with_name
 from .manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, load_json
@@ -210,7 +210,7 @@ class LayoutReader:
             if all(e.name is None and e.ok and e.descriptor.platform is not None for e in entries):
                 return self.top_index_descriptor()
             names = ", ".join(sorted({n for e in entries if (n := e.name)})) or "untagged entries"
-            raise NotFound(f"{self.location} holds {len(entries)} images; name one ({names})")
+            raise AmbiguousImage(f"{self.location} holds {len(entries)} images; name one ({names})", len(entries))
         exact = [e for e in entries if ref in (_ann(e.raw, REF_NAME), _ann(e.raw, CONTAINERD_NAME))]
         if not exact:
             exact = [e for e in entries if (n := e.name) and "/" in n and _tag_of(n) == ref]

@@ -13,7 +13,15 @@ from conftest import assert_fsck, peer_path
 from ocilayout import mediatypes as mt
 from ocilayout.descriptor import Descriptor
 from ocilayout.digest import Digest
-from ocilayout.errors import DigestMismatch, InvalidManifest, LayoutError, NotFound, SizeMismatch, UnsafePath
+from ocilayout.errors import (
+    AmbiguousImage,
+    DigestMismatch,
+    InvalidManifest,
+    LayoutError,
+    NotFound,
+    SizeMismatch,
+    UnsafePath,
+)
 from ocilayout.sample import make_image, make_index
 from ocilayout.store import LayoutStore
 
@@ -58,7 +66,7 @@ def test_resolve_rules(tmp_path: Path) -> None:
     assert store.resolve("1.0").digest == one.digest  # tag part of a full name
     assert store.resolve(digest=one.digest).digest == one.digest
     two = make_image(store, [{"b": b"2"}], tag="other")
-    with pytest.raises(NotFound, match="name one"):
+    with pytest.raises(AmbiguousImage, match="name one"):
         store.resolve()
     with pytest.raises(NotFound, match="no image tagged"):
         store.resolve("missing")

@@ -43,6 +43,7 @@ from ..descriptor import Descriptor
 from ..digest import CHUNK, Digest, VerifyingReader
 from ..dockertar import MANIFEST_FILE, REPOSITORIES_FILE, Item, normalize_tag, parse_manifest, same_tag
 from ..errors import (
+    AmbiguousImage,
     IntegrityError,
     InvalidArgument,
     InvalidManifest,
@@ -184,8 +185,8 @@ class DockerArchive:
             raise NotFound(f"{ref}: no image tagged {wanted} in the archive (tags: "
                            f"{', '.join(self.names()) or 'none'})")
         if len(self.items) != 1:
-            raise InvalidReference(f"{ref}: the archive holds {len(self.items)} images; name one with "
-                                   ":NAME:TAG or @N")
+            raise AmbiguousImage(f"{ref}: the archive holds {len(self.items)} images; name one with "
+                                 ":NAME:TAG or @N", len(self.items))
         return 0
 
     def image(self, i: int) -> _Image:
