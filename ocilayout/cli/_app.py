@@ -106,6 +106,7 @@ COMMAND_MODULES = {
     "fsck": "maintenance", "gc": "maintenance", "images": "maintenance",
     "generate-sigstore-key": "sign", "standalone-sign": "sign", "standalone-verify": "sign", "sign": "sign",
     "verify": "sign",
+    "append": "layers", "flatten": "layers", "normalize": "layers",
 }
 
 
