@@ -66,8 +66,10 @@ def _run(source: str | None, destination: str | None, build: Callable[[Source | 
         src = stack.enter_context(open_source(source)) if source is not None else None
         dst = open_destination(target)
         stack.callback(dst.close)
-        if destination is None and not dst.capabilities.multi_image:
-            raise InvalidArgument(f"{source} cannot be edited in place: give a DESTINATION")
+        caps = dst.capabilities
+        if destination is None and not (caps.multi_image and caps.names == "ref-name"):
+            raise InvalidArgument(f"{source} cannot be edited in place (only layouts that name images by ref "
+                                  "name, oci: and oci-archive:, keep their other images): give a DESTINATION")
         overlay = stack.enter_context(build(src))
         result = write_edit(overlay, dst)
     digest = str(result.descriptor.digest)
