@@ -117,7 +117,8 @@ def test_append_directory_read_by_skopeo_and_umoci(sample: Path, tmp_path: Path,
     assert r.exit_code == 0, r.stderr
     assert_fsck(out)
     digest = r.stdout.strip()
-    assert manifest_of(out, "v1") and digest == f"sha256:{hashlib.sha256((out / 'blobs' / 'sha256' / digest[7:]).read_bytes()).hexdigest()}"
+    with LayoutStore.open(out) as layout:
+        assert str(layout.resolve("v1").digest) == digest  # the digest printed is the one written
     info = json.loads(skopeo("inspect", "--config", f"oci:{out}:v1").stdout)
     assert len(info["rootfs"]["diff_ids"]) == 3
     assert info["history"][-1] == {"created": "2023-11-14T22:13:20Z", "created_by": "add tool"}
