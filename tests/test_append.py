@@ -455,3 +455,14 @@ def test_platform_matching_nothing(sample: Path, tmp_path: Path) -> None:
 
     with open_source(f"oci:{sample}:multi") as src, pytest.raises(NotFound):
         append_layers(src, [tmp_path / "l.tar"], AppendOptions(platforms=(Platform("linux", "s390x"),)))
+
+
+def test_large_layer_reaches_the_destination(sample: Path, tmp_path: Path, cli, umoci) -> None:
+    """A spooled layer above the kernel-copy threshold (4 MiB) is written (it used to fail on fileno())."""
+    d = tmp_path / "in"
+    d.mkdir()
+    data = os.urandom(6 << 20)
+    (d / "big.bin").write_bytes(data)
+    r = cli("append", f"oci:{sample}:v1", f"oci:{tmp_path / 'out'}:v1", "-q", "--layer", d)
+    assert r.exit_code == 0, r.stderr
+    assert (unpack(umoci, tmp_path / "out", "v1", tmp_path / "b") / "big.bin").read_bytes() == data
