@@ -27,11 +27,13 @@ def stack_image(tmp_path: Path, layout: Path, tag: str = "v1") -> None:
                ("opt", "d", None, 0o750), ("opt/keep", "f", b"k\n"), ("opt/drop", "f", b"d\n"),
                ("data", "d", None), ("data/x", "f", b"x\n"), ("link", "l", "etc/a"),
                ("bin", "d", None), ("bin/tool", "f", b"#!/bin/sh\n", 0o755), ("gone", "d", None),
-               ("gone/inner", "f", b"i\n")),
+               ("gone/inner", "f", b"i\n"), ("var", "d", None), ("var/lib", "d", None), ("vlib", "l", "var/lib"),
+               ("alib", "l", "/var/lib"), ("var/lib/old", "f", b"o\n")),
         tar_of(("etc/.wh.b", "f", b""), ("etc/a", "f", b"a2\n", 0o600, 1_650_000_000),
                ("opt/.wh..wh..opq", "f", b""), ("opt/new", "f", b"n\n"), ("data", "f", b"data is a file now\n"),
                ("usr/lib/x", "f", b"implicit parents\n"), ("etc/hl2", "h", "bin/tool"), (".wh.gone", "f", b""),
-               (LONG, "f", b"long\n"), (UNICODE, "f", b"unicode\n")),
+               (LONG, "f", b"long\n"), (UNICODE, "f", b"unicode\n"),
+               ("vlib/through-link", "f", b"t\n"), ("alib/.wh.old", "f", b"")),  # paths through symlinks
         tar_of((".wh.link", "f", b""), ("data", "d", None, 0o700), ("data/y", "f", b"y\n"),
                ("etc/a", "f", b"a3\n", 0o640), ("link", "l", "bin/tool"), ("gone", "d", None)),
     ]
@@ -66,6 +68,7 @@ def test_flatten_equals_the_unpacked_layer_stack(tmp_path: Path, cli, umoci, sko
     assert stacked["data"] == ("d", 0o700) and "data/x" not in stacked and "data/y" in stacked
     assert stacked["link"] == ("l", "bin/tool") and stacked["gone"][0] == "d" and "gone/inner" not in stacked
     assert LONG in stacked and UNICODE in stacked
+    assert "var/lib/through-link" in stacked and "var/lib/old" not in stacked and stacked["vlib"][0] == "l"
     info = json.loads(skopeo("inspect", "--config", f"oci:{tmp_path / 'flat'}:v1").stdout)
     assert len(info["rootfs"]["diff_ids"]) == 1
     assert info["history"] == [{"created": "1970-01-01T00:00:00Z", "created_by": "ocilayout flatten"}]

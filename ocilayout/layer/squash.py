@@ -6,7 +6,8 @@ layers in order, as an extractor would (OCI image spec, "Applying changesets"): 
 (``.wh.NAME``) and opaque markers (``.wh..wh..opq``) first remove what lower layers put there, then its
 entries are added (a later entry for a path replaces the earlier one; a non-directory replacing a directory
 drops the directory's contents; a directory over a directory keeps them). :meth:`Squash.emit` writes the
-surviving entries depth first in sorted order, reading file data back from the spooled layers with pread;
+surviving entries depth first in sorted order (a path through a symlink lands where the symlink leads,
+inside the tree, as securejoin-style extractors put it), reading file data back from the spooled layers with pread;
 files linked together (hard links, in the same or a lower layer) are written once and linked to the first
 path written.
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SpooledTar", "Squash", "spool_layer"]
 
+#: Symlinks followed while resolving one path (Linux's limit).
+MAX_HOPS = 40
 #: PAX keys regenerated from header fields when an entry is written again (its name may have changed).
 _REGENERATED = frozenset({"path", "linkpath", "size", "mtime", "uid", "gid", "uname", "gname"})
 
@@ -140,7 +143,7 @@ class Squash:
                 parent, _, base = ti.name.rpartition("/")
                 if not base.startswith(WHITEOUT):
                     continue
-                node = self._lookup(parent)
+                node = self._dir(parent.split("/") if parent else [], create=False)
                 if node is None or node.kids is None:
                     continue
                 if base == OPAQUE:
@@ -153,27 +156,53 @@ class Squash:
             self._add(ti, layer)
 
     def _lookup(self, name: str) -> _Node | None:
-        node = self.root
-        for part in name.split("/") if name else ():
-            if node.kids is None:
-                return None
-            nxt = node.kids.get(part)
-            if nxt is None:
-                return None
+        """The node at ``name`` (symlinks on the way followed inside the tree), or None."""
+        *parents, leaf = name.split("/") if name else [""]
+        node = self._dir(parents, create=False)
+        if node is None or not leaf:
+            return node
+        assert node.kids is not None
+        return node.kids.get(leaf)
+
+    def _dir(self, parts: list[str], *, create: bool) -> _Node | None:
+        """The directory ``parts`` names, resolving symlinks on the way inside the tree as an extractor does
+        (absolute targets from the root, ``..`` stops at the root, at most MAX_HOPS links). With ``create``
+        missing directories are made (implicit: no entry) and a non-directory in the way is replaced."""
+        node, pending, hops = self.root, list(parts), 0
+        trail: list[_Node] = []
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if trail:
+                    trail.pop()
+                node = trail[-1] if trail else self.root
+                continue
+            kids = node.kids
+            assert kids is not None
+            nxt = kids.get(part)
+            if nxt is not None and nxt.kids is None and nxt.info is not None and nxt.info.issym() \
+                    and hops < MAX_HOPS:
+                hops += 1
+                target = nxt.info.linkname
+                pending = target.split("/") + pending
+                if target.startswith("/"):
+                    node, trail = self.root, []
+                continue
+            if nxt is None or nxt.kids is None:
+                if not create:
+                    return None
+                nxt = kids[part] = _Node(None, {})
+            trail.append(nxt)
             node = nxt
         return node
 
     def _add(self, ti: tarfile.TarInfo, layer: SpooledTar) -> None:
         *parents, leaf = ti.name.split("/")
-        node = self.root
-        for part in parents:
-            assert node.kids is not None
-            nxt = node.kids.get(part)
-            if nxt is None or nxt.kids is None:
-                nxt = node.kids[part] = _Node(None, {})
-            node = nxt
+        node = self._dir(parents, create=True)
+        assert node is not None and node.kids is not None
         kids = node.kids
-        assert kids is not None
         if ti.isdir():
             old = kids.get(leaf)
             if old is not None and old.kids is not None:
