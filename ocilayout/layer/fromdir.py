@@ -5,9 +5,10 @@ included; names are relative (``etc``, ``etc/hosts``). Modes keep the permission
 follow the :class:`~ocilayout.layer.entries.EntryPolicy`. A regular file seen again through another hard
 link is a hard-link entry naming the first path. Symlinks are stored, never followed.
 
-Whiteouts, as umoci and buildah take them from a directory: a file named ``.wh.NAME`` is the whiteout of
-``NAME`` and ``.wh..wh..opq`` makes its directory opaque (both must be empty regular files); an overlayfs
-whiteout (a character device 0/0) becomes ``.wh.NAME``. The ``trusted.overlay.opaque`` xattr is not read
+Whiteouts, as containers/storage (buildah, podman) archives a directory: a file named ``.wh.NAME`` is kept
+as it is, which extractors read as the whiteout of ``NAME``, and ``.wh..wh..opq`` makes its directory opaque
+(both must be empty regular files); an overlayfs whiteout (a character device 0/0) becomes ``.wh.NAME``.
+(umoci 0.4.7 refuses ``.wh.`` names in a directory it archives.) The ``trusted.overlay.opaque`` xattr is not read
 (no xattrs are): use ``.wh..wh..opq``.
 
 Refused (InvalidArgument, before anything is written): a symlink whose resolution inside the tree loops, a
