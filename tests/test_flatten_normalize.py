@@ -182,3 +182,19 @@ def test_normalize_needs_a_time(sample: Path, cli, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "soon")
     assert cli("normalize", f"oci:{sample}:v1").exit_code == 2
     assert (sample / "index.json").read_bytes() == before
+
+
+def test_every_local_format_as_source_and_destination(sample: Path, tmp_path: Path, cli, skopeo) -> None:
+    """docker-archive: in, dir: out (flatten); dir: in, docker-archive: out (normalize); skopeo reads both.
+    (The image stays Docker-typed: skopeo's oci: transports skip Docker-typed index entries.)"""
+    darchive = tmp_path / "d.tar"
+    assert cli("copy", "-q", f"oci:{sample}:v1", f"docker-archive:{darchive}:example.com/app:v1").exit_code == 0
+    r = cli("flatten", f"docker-archive:{darchive}", f"dir:{tmp_path / 'flat'}", "-q")
+    assert r.exit_code == 0, r.stderr
+    raw = json.loads(skopeo("inspect", "--raw", f"dir:{tmp_path / 'flat'}").stdout)
+    assert len(raw["layers"]) == 1
+    n = cli("normalize", f"dir:{tmp_path / 'flat'}", f"docker-archive:{tmp_path / 'n.tar'}:example.com/app:v1", "-q",
+            "--timestamp", "0", "--all-layers")
+    assert n.exit_code == 0, n.stderr
+    info = json.loads(skopeo("inspect", "--config", f"docker-archive:{tmp_path / 'n.tar'}").stdout)
+    assert info["created"] == "1970-01-01T00:00:00Z" and len(info["rootfs"]["diff_ids"]) == 1
