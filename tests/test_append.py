@@ -466,3 +466,21 @@ def test_large_layer_reaches_the_destination(sample: Path, tmp_path: Path, cli, 
     r = cli("append", f"oci:{sample}:v1", f"oci:{tmp_path / 'out'}:v1", "-q", "--layer", d)
     assert r.exit_code == 0, r.stderr
     assert (unpack(umoci, tmp_path / "out", "v1", tmp_path / "b") / "big.bin").read_bytes() == data
+
+
+def test_socket_and_whiteout_directory_are_refused(sample: Path, tmp_path: Path, cli) -> None:
+    import socket
+
+    d = tmp_path / "in"
+    d.mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(d / "s"))
+        r = cli("append", f"oci:{sample}:v1", "--layer", d)
+        assert r.exit_code == 2 and "socket" in r.stderr, r.stderr
+    finally:
+        sock.close()
+    (d / "s").unlink()
+    (d / ".wh.dir").mkdir()
+    r = cli("append", f"oci:{sample}:v1", "--layer", d)
+    assert r.exit_code == 2 and "whiteout name but not a regular file" in r.stderr, r.stderr

@@ -47,6 +47,16 @@ def _compression(value: str | None, flag: str = "--compress") -> str | None:
     return value
 
 
+def _given(build: Callable[[Source], OverlaySource]) -> Callable[[Source | None], OverlaySource]:
+    """``build`` for commands that always read a SOURCE."""
+
+    def run(src: Source | None) -> OverlaySource:
+        assert src is not None
+        return build(src)
+
+    return run
+
+
 def _run(source: str | None, destination: str | None, build: Callable[[Source | None], OverlaySource],
          digestfile: Path | None, quiet: bool, verb: str) -> None:
     """Open SOURCE (None: nothing to read), build the overlay, write it to DESTINATION (default SOURCE),
@@ -128,8 +138,7 @@ def append(
 
         _run(None, dest, build, digestfile, quiet, "Appended to an empty image in")
         return
-    _run(images[0], images[1] if len(images) > 1 else None,
-         lambda src: append_layers(src, layer, options),  # type: ignore[arg-type]
+    _run(images[0], images[1] if len(images) > 1 else None, _given(lambda src: append_layers(src, layer, options)),
          digestfile, quiet, "Appended layers, written to")
 
 
@@ -151,8 +160,8 @@ def flatten(
 
     options = FlattenOptions(compression=_compression(compress) or "gzip", level=level, history=history,
                              platforms=_platforms(platform))
-    _run(source, destination, lambda src: do_flatten(src, options),  # type: ignore[arg-type]
-         digestfile, quiet, "Flattened, written to")
+    _run(source, destination, _given(lambda src: do_flatten(src, options)), digestfile, quiet,
+         "Flattened, written to")
 
 
 @app.command()
@@ -178,5 +187,5 @@ def normalize(
 
     options = NormalizeOptions(policy=policy_for(timestamp, keep_owners=keep_owners), all_layers=all_layers,
                                compression=_compression(compress), level=level, platforms=_platforms(platform))
-    _run(source, destination, lambda src: do_normalize(src, options),  # type: ignore[arg-type]
-         digestfile, quiet, "Normalized, written to")
+    _run(source, destination, _given(lambda src: do_normalize(src, options)), digestfile, quiet,
+         "Normalized, written to")

@@ -27,6 +27,8 @@ from ..errors import InvalidArgument, LayoutError, NotFound
 from .reader import OPAQUE, WHITEOUT
 
 if TYPE_CHECKING:
+    import tarfile
+
     from .entries import EntryPolicy, TarOut
 
 __all__ = ["write_dir"]
@@ -118,10 +120,7 @@ def _listing(path: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=_key, reverse=True)
 
 
-def _regular(out: TarOut, ti: object, path: str, st: os.stat_result) -> None:
-    import tarfile
-
-    assert isinstance(ti, tarfile.TarInfo)
+def _regular(out: TarOut, ti: tarfile.TarInfo, path: str, st: os.stat_result) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         now = os.fstat(fd)
