@@ -198,3 +198,19 @@ def test_every_local_format_as_source_and_destination(sample: Path, tmp_path: Pa
     assert n.exit_code == 0, n.stderr
     info = json.loads(skopeo("inspect", "--config", f"docker-archive:{tmp_path / 'n.tar'}").stdout)
     assert info["created"] == "1970-01-01T00:00:00Z" and len(info["rootfs"]["diff_ids"]) == 1
+
+
+def test_gnu_tar_of_a_directory_with_its_root_entry(tmp_path: Path, cli, umoci) -> None:
+    """``tar -C DIR -cf x.tar .`` (GNU tar) starts with a ``./`` entry: accepted by append, dropped by flatten."""
+    import subprocess
+
+    d = tree(tmp_path / "in")
+    (d / "etc" / ".wh.hello.txt").unlink()
+    subprocess.run(["tar", "-C", str(d), "-cf", str(tmp_path / "x.tar"), "."], check=True)
+    r = cli("append", "--empty", f"oci:{tmp_path / 'img'}:v1", "-q", "--layer", tmp_path / "x.tar")
+    assert r.exit_code == 0, r.stderr
+    f = cli("flatten", f"oci:{tmp_path / 'img'}:v1", f"oci:{tmp_path / 'flat'}:v1", "-q")
+    assert f.exit_code == 0, f.stderr
+    stacked = snapshot(unpack(umoci, tmp_path / "img", "v1", tmp_path / "b1"))
+    assert snapshot(unpack(umoci, tmp_path / "flat", "v1", tmp_path / "b2")) == stacked
+    assert "usr/bin/tool2" in stacked

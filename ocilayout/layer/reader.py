@@ -46,8 +46,11 @@ def check_name(name: str, what: str) -> str:
 
 
 def check_member(ti: tarfile.TarInfo, what: str) -> str:
-    """The member's clean name (see :func:`check_name`); a hard link's target is checked the same way and
-    stored clean in ``ti.linkname``. Raises UnsafePath, UnsupportedFormat for entry types layers do not hold."""
+    """The member's clean name (see :func:`check_name`), or "" for a directory entry of the root itself
+    (``./``, as ``tar -C DIR -cf x.tar .`` writes it); a hard link's target is checked the same way and stored
+    clean in ``ti.linkname``. Raises UnsafePath, UnsupportedFormat for entry types layers do not hold."""
+    if ti.isdir() and not ti.name.startswith("/") and not [p for p in ti.name.split("/") if p not in ("", ".")]:
+        return ""
     name = check_name(ti.name, what)
     if ti.islnk():
         ti.linkname = check_name(ti.linkname, f"{what}: hard link {name!r}")

@@ -103,7 +103,7 @@ def spool_layer(source: Source, desc: Descriptor, diff_id: Digest | None) -> Spo
             with tarfile.open(fileobj=tmp, mode="r:") as tf:
                 for ti in tf:
                     ti.name = check_member(ti, what)
-                members = tf.getmembers()
+                members = [ti for ti in tf.getmembers() if ti.name]  # the root's own entry (./) is not kept
         except tarfile.ReadError as err:
             raise LayoutError(f"{what} is not a valid tar: {err}") from err
         return SpooledTar(tmp, members, what)
