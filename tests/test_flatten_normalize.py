@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -214,3 +215,35 @@ def test_gnu_tar_of_a_directory_with_its_root_entry(tmp_path: Path, cli, umoci) 
     stacked = snapshot(unpack(umoci, tmp_path / "img", "v1", tmp_path / "b1"))
     assert snapshot(unpack(umoci, tmp_path / "flat", "v1", tmp_path / "b2")) == stacked
     assert "usr/bin/tool2" in stacked
+
+
+def test_flatten_an_image_umoci_built(tmp_path: Path, cli, umoci) -> None:
+    """What umoci writes (its own whiteouts for deletions, fifo, hard link, long and non-ASCII names), flattened,
+    unpacks by umoci to what the layer stack unpacks to."""
+    layout, bundle = tmp_path / "u", tmp_path / "bundle"
+    umoci("init", "--layout", str(layout))
+    umoci("new", "--image", f"{layout}:base")
+    umoci("unpack", "--rootless", "--image", f"{layout}:base", str(bundle))
+    root = bundle / "rootfs"
+    (root / "etc").mkdir()
+    (root / "etc" / "hello.txt").write_bytes(b"hello\n")
+    (root / "etc" / "remove-me.txt").write_bytes(b"bye\n")
+    os.link(root / "etc" / "hello.txt", root / "etc" / "hello-hardlink")
+    os.symlink("/etc/hello.txt", root / "etc" / "abs-link")
+    os.mkfifo(root / "etc" / "a-fifo")
+    (root / "opt" / "data").mkdir(parents=True)
+    (root / "opt" / "data" / "a").write_bytes(b"a\n")
+    (root / LONG).parent.mkdir(parents=True)
+    (root / LONG).write_bytes(b"long\n")
+    (root / UNICODE).write_bytes(b"unicode\n")
+    umoci("repack", "--image", f"{layout}:v1", str(bundle))
+    (root / "etc" / "remove-me.txt").unlink()
+    shutil.rmtree(root / "opt" / "data")
+    (root / "etc" / "hello.txt").write_bytes(b"changed in layer 2\n")
+    umoci("repack", "--image", f"{layout}:v2", str(bundle))
+    r = cli("flatten", f"oci:{layout}:v2", f"oci:{tmp_path / 'flat'}:v2", "-q")
+    assert r.exit_code == 0, r.stderr
+    stacked = snapshot(unpack(umoci, layout, "v2", tmp_path / "b1"))
+    assert snapshot(unpack(umoci, tmp_path / "flat", "v2", tmp_path / "b2")) == stacked
+    assert "etc/remove-me.txt" not in stacked and "opt/data" not in stacked and "etc/a-fifo" in stacked
+    assert_fsck(tmp_path / "flat")
