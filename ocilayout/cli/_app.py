@@ -109,6 +109,7 @@ COMMAND_MODULES = {
     "login": "login", "logout": "login",
     "mutate": "edit",
     "index": "index", "attach": "index",
+    "append": "layers", "flatten": "layers", "normalize": "layers",
 }
 
 

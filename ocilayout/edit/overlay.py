@@ -43,11 +43,21 @@ class SpooledBlob:
         self.size = size
 
     def open(self) -> BinaryIO:
-        """A new buffered reader over the whole blob."""
-        return cast(BinaryIO, io.BufferedReader(_PReader(self._fd, self.size), 1 << 20))
+        """A new buffered reader over the whole blob (with ``region()``: destinations copy it in the kernel)."""
+        return cast(BinaryIO, _SpoolReader(_PReader(self._fd, self.size), 1 << 20))
 
     def close(self) -> None:
         self._file.close()
+
+
+class _SpoolReader(io.BufferedReader):
+    """A reader of a spooled blob that says where its unread bytes are (see ``streams.region_of``): without
+    it a large blob reached ``fileno()``, which a buffered reader over a raw pread stream does not have."""
+
+    def region(self) -> tuple[int, int, int]:
+        raw = cast(_PReader, self.raw)
+        pos = self.tell()
+        return raw._fd, pos, raw._size - pos
 
 
 class _PReader(io.RawIOBase):
@@ -56,6 +66,17 @@ class _PReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
     def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
         n = min(len(buf), self._size - self._pos)
