@@ -105,7 +105,7 @@ COMMAND_MODULES = {
     "delete": "images", "catalog": "images",
     "fsck": "maintenance", "gc": "maintenance", "images": "maintenance",
     "generate-sigstore-key": "sign", "standalone-sign": "sign", "standalone-verify": "sign", "sign": "sign",
-    "verify": "sign",
+    "verify": "sign", "sync": "sync",
 }
 
 
