@@ -122,8 +122,8 @@ def test_semver_tags_that_are_no_version_never_match() -> None:
 
 # -- YAML into one oci: layout, into dir:, and back to a registry ---------------------------------------------
 
-def test_yaml_into_one_oci_layout_then_back_into_a_registry(cli, skopeo, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                            registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_into_one_oci_layout_then_back_into_a_registry(  # type: ignore[no-untyped-def]
+        cli, skopeo, tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     digests = _push(registry, tmp_path, {"alpha": ["1.0.0", "1.1.0", "2.0.0-rc1", "latest"], "beta": ["v1", "v2"],
                                          "gamma": ["x"]})
     p = _prefix(tmp_path)
@@ -191,7 +191,8 @@ def test_yaml_into_dir_then_back_into_a_registry(cli, skopeo, tmp_path: Path, re
     got = json.loads(skopeo("inspect", f"dir:{base / 'beta:v2'}").stdout)
     assert got["Digest"] == digests["beta:v2"]
 
-    res = cli("sync", "--src", "dir", "--dest", "docker", DEST_NO_TLS, out / registry.host, f"{registry.host}/{p}/again")
+    res = cli("sync", "--src", "dir", "--dest", "docker", DEST_NO_TLS, out / registry.host,
+              f"{registry.host}/{p}/again")
     assert res.exit_code == 0, res
     assert _registry_digest(registry, f"{p}/again/beta", "v1") == digests["beta:v1"]  # not scoped: base names
     got = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/{p}/again/alpha:1.0.0").stdout)
@@ -207,7 +208,8 @@ def test_docker_repo_every_tag_into_dir_as_skopeo_names_them(cli, skopeo, tmp_pa
     theirs.mkdir()
     res = cli("sync", "--src", "docker", "--dest", "dir", NO_TLS, f"{registry.host}/{p}/app", ours)
     assert res.exit_code == 0, res
-    skopeo("sync", "--src", "docker", "--dest", "dir", "--src-tls-verify=false", f"{registry.host}/{p}/app", str(theirs))
+    skopeo("sync", "--src", "docker", "--dest", "dir", "--src-tls-verify=false", f"{registry.host}/{p}/app",
+           str(theirs))
     assert sorted(os.listdir(ours)) == sorted(os.listdir(theirs)) == ["app:a", "app:b"]
     for tag in ("a", "b"):
         assert json.loads(skopeo("inspect", f"dir:{ours}/app:{tag}").stdout)["Digest"] == digests[f"app:{tag}"]
@@ -396,3 +398,56 @@ def test_oci_source_syncs_every_tag_but_signature_tags(cli, sample: Path, tmp_pa
     assert any(t.endswith(".sig") for t in registry.tags(f"{p}/v1"))  # the signature travelled with its image
     assert not any(name.endswith(".sig") for name in os.listdir(registry.storage / "docker/registry/v2/repositories"
                                                                 / p))
+
+
+def test_yaml_registry_settings_override_the_command_line(tmp_path: Path) -> None:
+    """skopeo 1.22: tls-verify only when given, credentials only when set, cert-dir always (replacing
+    --src-cert-dir). Explicit tags need no listing, so nothing is contacted."""
+    import dataclasses
+
+    from ocilayout.errors import UnsupportedFormat
+    from ocilayout.sync import SyncOptions, plan_sync
+
+    config = _yaml(tmp_path, """
+a.example:
+  images: {app: [v1]}
+b.example:
+  tls-verify: true
+  credentials: {username: bob, password: pw}
+  images: {app: ["1.10"]}
+""")
+    base = RegistryOptions(tls_verify=False, creds="cli:pw")
+    plan = plan_sync("yaml", str(config), "oci", str(tmp_path / "out"), SyncOptions(source_registry=base))
+    a, b = plan.images
+    assert (str(a.source), a.name) == ("docker://a.example/app:v1", "a.example/app:v1")
+    assert (str(b.source), b.name) == ("docker://b.example/app:1.10", "b.example/app:1.10")  # "1.10" not 1.1
+    assert a.registry is not None and b.registry is not None
+    assert (a.registry.tls_verify, a.registry.creds) == (False, "cli:pw")
+    assert (b.registry.tls_verify, b.registry.creds) == (True, "bob:pw")
+
+    config.write_text("b.example:\n  cert-dir: /etc/b-certs\n  images: {app: [v1]}\n")
+    if "cert_dir" not in {f.name for f in dataclasses.fields(RegistryOptions)}:
+        with pytest.raises(UnsupportedFormat, match="cert-dir"):  # this build cannot hold it: refused, not ignored
+            plan_sync("yaml", str(config), "oci", str(tmp_path / "out"), SyncOptions(source_registry=base))
+        return
+    (image,) = plan_sync("yaml", str(config), "oci", str(tmp_path / "out"), SyncOptions(source_registry=base)).images
+    assert getattr(image.registry, "cert_dir") == "/etc/b-certs"  # noqa: B009 - a field another change adds
+
+
+def test_sync_signs_every_image_with_a_sigstore_key(cli, tmp_path: Path, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    _push(registry, tmp_path, {"app": ["a", "b"]})
+    p = _prefix(tmp_path)
+    key, pw = tmp_path / "k", tmp_path / "pw"
+    pw.write_text("secret\n")
+    assert cli("generate-sigstore-key", "--output-prefix", key, "--passphrase-file", pw).exit_code == 0
+    bundle = tmp_path / "bundle"
+    res = cli("sync", "--src", "docker", "--dest", "oci", NO_TLS, "--sign-by-sigstore-private-key",
+              f"{key}.private", "--sign-passphrase-file", pw, f"{registry.host}/{p}/app", bundle)
+    assert res.exit_code == 0, res
+    for tag in ("a", "b"):
+        res = cli("verify", f"oci:{bundle}:{registry.host}/{p}/app:{tag}", "--public-key", f"{key}.pub")
+        assert res.exit_code == 0, res
+    res = cli("sync", "--src", "docker", "--dest", "oci", NO_TLS, "--remove-signatures",
+              f"{registry.host}/{p}/app", tmp_path / "plain")
+    assert res.exit_code == 0, res
+    assert not any(n.endswith(".sig") for n in _refs(tmp_path / "plain"))
