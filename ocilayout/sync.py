@@ -18,6 +18,7 @@ sync then commits nothing); with it every image is tried and the outcomes say wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import posixpath
@@ -667,7 +668,8 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
 
     outcomes: list[ImageOutcome] = []
     try:
-        outcomes = list(_parallel(work, plan.images, options.jobs))
+        with _probes_shared(plan):
+            outcomes = list(_parallel(work, plan.images, options.jobs))
         if shared is not None:
             outcomes = _commit_shared(shared, outcomes, recordings, stop.is_set())
             if on_image is not None:
@@ -678,6 +680,15 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
         if shared is not None:
             shared.close()
     return SyncResult(outcomes=tuple(outcomes), sources=plan.sources, listing_failures=plan.failures)
+
+
+def _probes_shared(plan: SyncPlan) -> contextlib.AbstractContextManager[None]:
+    """One ``/v2/`` ping per registry for the whole sync (each image opens its own client)."""
+    if not any("docker" in (i.source.transport, i.destination.transport) for i in plan.images):
+        return contextlib.nullcontext()
+    from .registry.client import shared_probes
+
+    return shared_probes()
 
 
 def _commit_shared(shared: Destination, outcomes: list[ImageOutcome], recordings: dict[int, _Recording],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,7 +122,7 @@ def sync(
                                signing=Signing(remove=remove_signatures, sign_by=key))
     options = SyncOptions(scoped=scoped, append_suffix=append_suffix, copy=copy_options, jobs=jobs,
                           keep_going=keep_going, retry_times=retry_times, retry_delay=delay)
-    with _using(src_reg, dst_reg):
+    with _using(src_reg, dst_reg), _one_probe_per_registry(src, dest):
         plan = plan_sync(src, source, dest, destination, options)
         if dry_run:
             for image in plan.images:
@@ -141,6 +142,15 @@ def sync(
                         for o in result.copied if o.result is not None)
         _write_digestfile(digestfile, lines.encode())
     _finish(result, keep_going, quiet)
+
+
+def _one_probe_per_registry(src: str, dest: str) -> contextlib.AbstractContextManager[None]:
+    """Listing and copying share each registry's first ``/v2/`` ping (scheme and auth challenge)."""
+    if "docker" not in (src, dest) and src != "yaml":
+        return contextlib.nullcontext()
+    from ..registry.client import shared_probes
+
+    return shared_probes()
 
 
 def _finish(result: SyncResult, keep_going: bool, quiet: bool) -> None:
