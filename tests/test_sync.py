@@ -195,6 +195,9 @@ def test_yaml_into_dir_then_back_into_a_registry(cli, skopeo, tmp_path: Path, re
               f"{registry.host}/{p}/again")
     assert res.exit_code == 0, res
     assert _registry_digest(registry, f"{p}/again/beta", "v1") == digests["beta:v1"]  # not scoped: base names
+    # The image read by digest went up by digest, untagged.
+    assert _registry_digest(registry, f"{p}/again/alpha", digests["alpha:1.1.0"]) == digests["alpha:1.1.0"]
+    assert registry.tags(f"{p}/again/alpha") == ["1.0.0"]
     got = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/{p}/again/alpha:1.0.0").stdout)
     assert got["Digest"] == digests["alpha:1.0.0"]
 
@@ -238,6 +241,10 @@ def test_a_rerun_transfers_no_blob(cli, tmp_path: Path, registry: Registry) -> N
         assert res.exit_code == 0 and "(6 blobs copied)" in res.stderr, res  # 3 images x (config + layer)
         first = [path for m, path, _ in proxy.seen if m == "GET" and "/blobs/" in path]
         assert len(first) == 6
+        # One /v2/ ping for the listing and all three images (registry.client.shared_probes), and no HEAD of
+        # a source blob: the verified manifests give their sizes (RegistrySource.stat_blob).
+        assert [path for m, path, _ in proxy.seen if path == "/v2/"] == ["/v2/"]
+        assert [path for m, path, _ in proxy.seen if m == "HEAD"] == []
         before = (bundle / "index.json").read_bytes()
         proxy.seen.clear()
         res = cli("sync", "--src", "docker", "--dest", "oci", NO_TLS, f"{proxy.host}/{p}/app", bundle)

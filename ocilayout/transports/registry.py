@@ -151,7 +151,7 @@ class RegistrySource:
             raise
         self._manifests[digest] = manifest
         self._sizes: dict[Digest, int] = {}
-        self._note_sizes(manifest)
+        self._note_sizes(digest, manifest)
         # Named by tag, the image's identity is its full docker reference (what sign/verify default to, as a
         # layout's ref name "docker.io/library/foo:1" is); copy drops source names at the destination.
         registry, _, repo = split_name(ref.path)
@@ -165,13 +165,15 @@ class RegistrySource:
         if m is None:
             m, _ = fetch_manifest(self._client, str(desc.digest), f"{self.ref}: manifest {desc.digest}", desc)
             self._manifests[desc.digest] = m
-            self._note_sizes(m)
+            self._note_sizes(desc.digest, m)
         return m
 
-    def _note_sizes(self, manifest: Manifest) -> None:
-        """Remember the sizes a verified image manifest gives its config and layers, so :meth:`stat_blob`
-        answers them without a HEAD each (a sync of many small images spent half its requests there). A
-        blob the registry lacks still fails its GET; foreign layers (``urls``) are still asked about."""
+    def _note_sizes(self, digest: Digest, manifest: Manifest) -> None:
+        """Remember the size of a verified manifest and those it gives its config and layers, so
+        :meth:`stat_blob` answers them without a HEAD each (a sync of many small images spent half its
+        requests there). A blob the registry lacks still fails its GET; foreign layers (``urls``) are still
+        asked about."""
+        self._sizes[digest] = len(manifest.raw)
         if manifest.is_index or manifest.is_schema1:
             return
         try:
