@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("skopeo is not installed")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "ocilayout")], check=True)
     times: dict[str, list[float]] = {"ocilayout": [], "skopeo": []}
+    cpu: dict[str, list[float]] = {"ocilayout": [], "skopeo": []}
     try:
         for run in range(args.runs):
             proc, host = registry_bench.start(work / "reg")
@@ -95,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         cmd = [ol, "sync", "-q", "--src", "docker", "--dest", "dir", "-j", str(args.jobs),
                                "--src-tls-verify=false", f"{host}/bench/app", str(out)]
+                    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     times[tool].append(registry_bench.timed(cmd))
+                    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[tool].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
                     check(out, digests)
             finally:
                 registry_bench.stop(proc)
@@ -103,16 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     med = {t: sorted(xs)[len(xs) // 2] for t, xs in times.items()}
+    cpu_med = {t: sorted(xs)[len(xs) // 2] for t, xs in cpu.items()}
     ratio = med["ocilayout"] / med["skopeo"]
+    load = os.getloadavg()
     print(f"workload: {args.images} images (2 layers + config each), fresh registry each round; "
           f"runs: {args.runs}; ocilayout -j {args.jobs}")
     for tool, xs in times.items():
-        print(f"{tool:10} median {med[tool]:6.2f} s  min {min(xs):6.2f} s  runs {[round(x, 2) for x in xs]}")
-    print(f"ratio ocilayout/skopeo: {ratio:.2f}x (target <= 0.5x)")
+        print(f"{tool:10} median {med[tool]:6.2f} s  min {min(xs):6.2f} s  CPU (user+sys) median "
+              f"{cpu_med[tool]:5.2f} s  runs {[round(x, 2) for x in xs]}")
+    print(f"ratio ocilayout/skopeo: wall {ratio:.2f}x (target <= 0.5x), CPU "
+          f"{cpu_med['ocilayout'] / cpu_med['skopeo']:.2f}x; load average at the end {load[0]:.1f}")
     if args.json is not None:
+        version = subprocess.run([sk, "--version"], capture_output=True, text=True).stdout.strip()
         facts = {"images": args.images, "jobs": args.jobs, "runs": args.runs, "times": times, "median": med,
-                 "ratio": ratio, "skopeo": subprocess.run([sk, "--version"], capture_output=True,
-                                                          text=True).stdout.strip(),
+                 "cpu": cpu, "cpu_median": cpu_med, "ratio": ratio, "loadavg": load, "skopeo": version,
                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         args.json.write_text(json.dumps(facts, indent=2) + "\n")
     return 0
