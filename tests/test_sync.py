@@ -214,6 +214,10 @@ def test_docker_repo_every_tag_into_dir_as_skopeo_names_them(cli, skopeo, tmp_pa
     skopeo("sync", "--src", "docker", "--dest", "dir", "--src-tls-verify=false", f"{registry.host}/{p}/app",
            str(theirs))
     assert sorted(os.listdir(ours)) == sorted(os.listdir(theirs)) == ["app:a", "app:b"]
+    again = cli("sync", "--src", "docker", "--dest", "dir", NO_TLS, f"{registry.host}/{p}/app", ours)
+    assert again.exit_code == 0 and "(0 blobs copied)" in again.stderr, again  # skopeo refuses this re-run
+    assert skopeo("sync", "--src", "docker", "--dest", "dir", "--src-tls-verify=false", f"{registry.host}/{p}/app",
+                  str(theirs), check=False).returncode != 0
     for tag in ("a", "b"):
         assert json.loads(skopeo("inspect", f"dir:{ours}/app:{tag}").stdout)["Digest"] == digests[f"app:{tag}"]
         assert (ours / f"app:{tag}" / "manifest.json").read_bytes() == \
