@@ -176,18 +176,34 @@ _CREDENTIAL_KEYS = frozenset({"username", "password", "identitytoken"})
 
 
 def _yaml_loader() -> type:
-    """A SafeLoader that keeps every scalar a string except booleans and nulls: a tag written ``1.10``
-    stays "1.10" (as Go's yaml decodes it into a string), not the float 1.1."""
+    """A SafeLoader that keeps every scalar a string except nulls: a tag written ``1.10`` stays "1.10" and
+    a tag ``no`` stays "no", as Go's yaml decodes them into ``[]string`` (``tls-verify`` is read as a boolean
+    by :func:`_yaml_bool`)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
         pass
 
     Loader.yaml_implicit_resolvers = {
-        ch: [(tag, rx) for tag, rx in resolvers if tag in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null")]
+        ch: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     return Loader
+
+
+_TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
+_FALSE = frozenset({"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})
+
+
+def _yaml_bool(value: object, what: str) -> bool | None:
+    """A boolean as yaml.v3 decodes one into a bool field (YAML 1.1 spellings too); None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in _TRUE:
+        return True
+    if isinstance(value, str) and value in _FALSE:
+        return False
+    raise InvalidArgument(f"{what} must be true or false, not {value!r}")
 
 
 def _mapping(value: object, what: str) -> Mapping[str, Any]:
@@ -275,9 +291,7 @@ def load_yaml(path: str | os.PathLike[str]) -> list[RegistryEntry]:
             raise InvalidArgument(f"{where}: credentials: unknown key {unknown[0]!r} (known: username, password)")
         if creds.get("identitytoken"):
             raise UnsupportedFormat(f"{where}: credentials: identitytoken is not supported; use username/password")
-        tls = cfg.get("tls-verify")
-        if tls is not None and not isinstance(tls, bool):
-            raise InvalidArgument(f"{where}: tls-verify must be true or false, not {tls!r}")
+        tls = _yaml_bool(cfg.get("tls-verify"), f"{where}: tls-verify")
         cert_dir = cfg.get("cert-dir")
         entries.append(RegistryEntry(
             registry=registry, images=tuple(images), by_regex=tuple(by_regex), by_semver=tuple(by_semver),

@@ -423,15 +423,16 @@ def test_yaml_registry_settings_override_the_command_line(tmp_path: Path) -> Non
 a.example:
   images: {app: [v1]}
 b.example:
-  tls-verify: true
+  tls-verify: yes
   credentials: {username: bob, password: pw}
-  images: {app: ["1.10"]}
+  images: {app: [1.10, no]}
 """)
     base = RegistryOptions(tls_verify=False, creds="cli:pw")
     plan = plan_sync("yaml", str(config), "oci", str(tmp_path / "out"), SyncOptions(source_registry=base))
-    a, b = plan.images
+    a, b, c = plan.images
     assert (str(a.source), a.name) == ("docker://a.example/app:v1", "a.example/app:v1")
-    assert (str(b.source), b.name) == ("docker://b.example/app:1.10", "b.example/app:1.10")  # "1.10" not 1.1
+    assert (str(b.source), b.name) == ("docker://b.example/app:1.10", "b.example/app:1.10")  # "1.10", not 1.1
+    assert str(c.source) == "docker://b.example/app:no"  # a tag, not the boolean false
     assert a.registry is not None and b.registry is not None
     assert (a.registry.tls_verify, a.registry.creds) == (False, "cli:pw")
     assert (b.registry.tls_verify, b.registry.creds) == (True, "bob:pw")
