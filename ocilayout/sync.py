@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .descriptor import Descriptor
     from .manifest import Manifest
     from .registry.options import RegistryOptions
+    from .semver import Constraint
     from .signature.model import Signature
     from .transports import Capabilities, Destination
     from .transports.base import BlobOpener, ProgressFn
@@ -163,7 +164,7 @@ class RegistryEntry:
     registry: str
     images: tuple[tuple[str, tuple[str, ...]], ...] = ()
     by_regex: tuple[tuple[str, re.Pattern[str]], ...] = ()
-    by_semver: tuple[tuple[str, Any], ...] = ()
+    by_semver: tuple[tuple[str, Constraint], ...] = ()
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     tls_verify: bool | None = None
@@ -277,7 +278,7 @@ def load_yaml(path: str | os.PathLike[str]) -> list[RegistryEntry]:
             except re.error as err:
                 raise InvalidArgument(f"{where}: images-by-tag-regex: {repo}: bad regular expression "
                                       f"{text!r}: {err}") from None
-        by_semver: list[tuple[str, Any]] = []
+        by_semver: list[tuple[str, Constraint]] = []
         for repo, constraint in _mapping(cfg.get("images-by-semver"), f"{where}: images-by-semver").items():
             _repository(registry, repo, f"{where}: images-by-semver")
             text = _string(constraint, f"{where}: images-by-semver: {repo}")
@@ -450,7 +451,7 @@ def _from_yaml(source: str, base: RegistryOptions, options: SyncOptions,
                 continue
             if tags:
                 groups.append(_Found([dataclasses.replace(repo_ref, ref=t) for t in tags], registry))
-        filters: list[tuple[str, Callable[[str], bool]]] = [(r, p.search) for r, p in entry.by_regex]  # type: ignore[misc]
+        filters: list[tuple[str, Callable[[str], bool]]] = [(r, _searcher(p)) for r, p in entry.by_regex]
         filters += [(r, c.matches) for r, c in entry.by_semver]
         for repo, keep in filters:
             repo_ref = _repository(entry.registry, repo, source)
@@ -465,6 +466,11 @@ def _from_yaml(source: str, base: RegistryOptions, options: SyncOptions,
             if chosen:
                 groups.append(_Found([dataclasses.replace(repo_ref, ref=t) for t in chosen], registry))
     return groups
+
+
+def _searcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    """Go's ``MatchString``: whether the pattern matches anywhere in the tag."""
+    return lambda tag: pattern.search(tag) is not None
 
 
 def _suffix(ref: ImageReference, group: _Found) -> str:
@@ -526,11 +532,12 @@ def plan_sync(src: SourceKind | str, source: str, dest: DestKind | str, destinat
         groups = [_from_oci(source)]
     else:
         groups = _from_yaml(source, base, options, failures)
+    kind: DestKind = dest  # type: ignore[assignment]  # checked against DEST_KINDS above
     images: list[SyncImage] = []
     seen: dict[tuple[str, str | None], SyncImage] = {}
     for group in groups:
         for ref in group.refs:
-            dst, name = _destination(dest, destination, _suffix(ref, group), options, str(ref))  # type: ignore[arg-type]
+            dst, name = _destination(kind, destination, _suffix(ref, group), options, str(ref))
             image = SyncImage(source=ref, destination=dst, name=name, registry=group.registry)
             key = (str(dst), name)
             if key in seen:
@@ -538,7 +545,7 @@ def plan_sync(src: SourceKind | str, source: str, dest: DestKind | str, destinat
                                + ("" if options.scoped or dest == "oci" else "; use --scoped"))
             seen[key] = image
             images.append(image)
-    return SyncPlan(kind=dest, destination=destination, images=tuple(images), sources=len(groups),  # type: ignore[arg-type]
+    return SyncPlan(kind=kind, destination=destination, images=tuple(images), sources=len(groups),
                     failures=tuple(failures))
 
 
