@@ -606,6 +606,17 @@ class _Recording:
         pass
 
 
+def _signing_for(image: SyncImage, options: CopyOptions) -> CopyOptions:
+    """A registry image is signed for its full destination reference (``HOST/REPO:TAG``), as skopeo signs
+    for the destination's docker reference; a bundle's ref name already is one."""
+    signing = options.signing
+    if signing.sign_by is None or signing.identity is not None or image.destination.transport != "docker":
+        return options
+    ref = image.destination
+    identity = f"{ref.path}@{ref.digest}" if ref.digest is not None else f"{ref.path}:{image.name or 'latest'}"
+    return dataclasses.replace(options, signing=dataclasses.replace(signing, identity=identity))
+
+
 def _make_parents(path: Path) -> list[Path]:
     """Create the missing parents of ``path`` (skopeo's MkdirAll for dir: images); returns those made."""
     made: list[Path] = []
@@ -632,6 +643,9 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
     oci`` plan is one commit: nothing is committed when an image failed without ``keep_going``, and a
     failed commit fails every image."""
     options = options or SyncOptions()
+    signing = options.copy.signing
+    if signing.sign_by is not None and signing.identity is None and plan.kind == "dir" and plan.images:
+        raise InvalidArgument("cannot sign dir: images: they have no docker reference to sign for (as skopeo)")
     src_base = _base_options(options.source_registry, "source")
     dst_base = _base_options(options.destination_registry, "destination")
     stop = threading.Event()
@@ -652,6 +666,7 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
                 result = copy_into(source, rec, options.copy, name=image.name)
                 recordings[i] = rec
                 return result
+            copy_options = _signing_for(image, options.copy)
             made = _make_parents(Path(image.destination.path)) if image.destination.transport == "dir" else []
             try:
                 target = image.destination
@@ -659,7 +674,7 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
                     target = dataclasses.replace(target, digest=None)
                 dst = open_destination(target)
                 try:
-                    result = copy_into(source, dst, options.copy, name=image.name)
+                    result = copy_into(source, dst, copy_options, name=image.name)
                     if image.destination.digest is not None and result.descriptor.digest != image.destination.digest:
                         raise UnsupportedFormat(f"{image.destination}: the copy's digest would be "
                                                 f"{result.descriptor.digest}; add --preserve-digests")

@@ -459,6 +459,20 @@ def test_sync_signs_every_image_with_a_sigstore_key(cli, tmp_path: Path, registr
     for tag in ("a", "b"):
         res = cli("verify", f"oci:{bundle}:{registry.host}/{p}/app:{tag}", "--public-key", f"{key}.pub")
         assert res.exit_code == 0, res
+    # Into a registry: each image is signed for its full destination reference.
+    res = cli("sync", "--src", "docker", "--dest", "docker", NO_TLS, DEST_NO_TLS, "--sign-by-sigstore-private-key",
+              f"{key}.private", "--sign-passphrase-file", pw, f"{registry.host}/{p}/app", f"{registry.host}/{p}/signed")
+    assert res.exit_code == 0, res
+    res = cli("copy", NO_TLS, f"docker://{registry.host}/{p}/signed/app:b", f"oci:{tmp_path}/back:b")
+    assert res.exit_code == 0 and "1 signatures carried" in res.stderr, res
+    res = cli("verify", f"oci:{tmp_path}/back:b", "--public-key", f"{key}.pub", "--identity",
+              f"{registry.host}/{p}/signed/app:b")
+    assert res.exit_code == 0, res
+    # dir: images have no docker reference to sign for: refused before anything is copied (skopeo fails too).
+    res = cli("sync", "--src", "docker", "--dest", "dir", NO_TLS, "--sign-by-sigstore-private-key",
+              f"{key}.private", "--sign-passphrase-file", pw, f"{registry.host}/{p}/app", tmp_path / "dirs")
+    assert res.exit_code == 2 and "cannot sign dir: images" in res.stderr, res
+    assert not (tmp_path / "dirs").exists()
     res = cli("sync", "--src", "docker", "--dest", "oci", NO_TLS, "--remove-signatures",
               f"{registry.host}/{p}/app", tmp_path / "plain")
     assert res.exit_code == 0, res
