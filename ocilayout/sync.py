@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .transports.base import BlobOpener, ProgressFn
 
 __all__ = ["DEST_KINDS", "SOURCE_KINDS", "ImageOutcome", "RegistryEntry", "SyncImage", "SyncOptions", "SyncPlan",
-           "SyncResult", "load_yaml", "plan_sync", "run_sync"]
+           "SyncResult", "destination_name", "load_yaml", "plan_sync", "run_sync", "with_registry_fields"]
 
 SourceKind = Literal["docker", "dir", "oci", "yaml"]
 DestKind = Literal["docker", "dir", "oci"]
