@@ -70,15 +70,17 @@ HEAVY = [
     "urllib3", "requests", "http.client", "ssl",  # network
     "cryptography", "nacl",  # signatures
     "zstandard", "isal",  # codecs
+    "yaml",  # sync --src yaml only
     "pydantic",  # typer 0.29 imports it on every command (+40 ms): pyproject pins typer < 0.29
 ]
 #: ``ocilayout --help`` needs typer, but nothing that only some commands use. Not rich either: help is plain
 #: text (``rich_markup_mode=None``), and rich costs about 100 ms.
 HEAVY_FOR_HELP = ["rich", "tqdm", "urllib3", "requests", "http.client", "ssl", "cryptography", "nacl", "zstandard",
-                  "isal", "pydantic"]
+                  "isal", "yaml", "pydantic"]
 #: ``ocilayout inspect`` of an oci: image: none of the above, and none of our modules for other commands.
 HEAVY_FOR_INSPECT = [*HEAVY_FOR_HELP, "ocilayout.signature", "ocilayout.validate", "ocilayout.gc", "ocilayout.archive",
-                     "ocilayout.listing", "ocilayout.compression", "ocilayout.tags", "ocilayout.sample"]
+                     "ocilayout.listing", "ocilayout.compression", "ocilayout.tags", "ocilayout.sample",
+                     "ocilayout.sync", "ocilayout.semver"]
 
 
 def _env() -> dict[str, str]:

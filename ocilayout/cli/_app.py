@@ -110,6 +110,7 @@ COMMAND_MODULES = {
     "mutate": "edit",
     "index": "index", "attach": "index",
     "append": "layers", "flatten": "layers", "normalize": "layers",
+    "sync": "sync",
 }
 
 

@@ -17,6 +17,7 @@ Credentials and tokens live only in request headers; no message raised here cont
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import threading
@@ -33,7 +34,7 @@ from ..errors import InvalidArgument, NotFound, RegistryError
 from .auth import Challenge, Credentials, find_credentials, parse_challenges
 from .options import RegistryOptions
 
-__all__ = ["RETRY_STATUS", "BlobReader", "Client", "TransientError", "next_link", "sleep_for"]
+__all__ = ["RETRY_STATUS", "BlobReader", "Client", "TransientError", "next_link", "shared_probes", "sleep_for"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Attempts for a request that can be repeated (the first one included).
@@ -87,6 +88,22 @@ def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
     return f"HTTP {resp.status} {resp.reason or ''}".strip()
 
 
+#: Inside :func:`shared_probes`: (api host, tls_verify) -> (base URL, challenge) of the first ``/v2/`` ping.
+_probes: dict[tuple[str, bool | None], tuple[str, Challenge | None]] | None = None
+
+
+@contextlib.contextmanager
+def shared_probes() -> Iterator[None]:
+    """Within the block, every Client (any thread) reuses the first ``/v2/`` ping of a host: its scheme and
+    auth challenge. sync opens one client per image; without this each would probe HTTPS, then HTTP."""
+    global _probes
+    outer, _probes = _probes, (_probes if _probes is not None else {})
+    try:
+        yield
+    finally:
+        _probes = outer
+
+
 class Client:
     """Requests to ``/v2/<repository>/...`` of ``api_host``; ``registry`` is the name users write
     (``docker.io``, ``host:port``) and keys credentials."""
@@ -135,6 +152,10 @@ class Client:
         """``scheme://host``, found by pinging ``/v2/``; raises RegistryError when nothing answers."""
         if self._base is not None:
             return self._base
+        memo, key = _probes, (self.api_host, self.verify)
+        if memo is not None and key in memo:
+            self._base, self._challenge = memo[key]
+            return self._base
         schemes = ["https"] if self.verify else ["https", "http"]
         last: str = ""
         for scheme in schemes:
@@ -148,6 +169,8 @@ class Client:
                 self._base = f"{scheme}://{self.api_host}"
                 if resp.status == 401:
                     self._note_challenge(resp)
+                if memo is not None:
+                    memo[key] = (self._base, self._challenge)
                 return self._base
             last = f"{url}: {_error_text(resp)}"
         hint = ("" if not self.verify

@@ -227,6 +227,8 @@ class RegistrySource:
                 primary.add_note("mirrors also failed: " + "; ".join(f"[{w}: {e}]" for w, e in failed[:-1]))
             raise primary
         self._manifests[digest] = manifest
+        self._sizes: dict[Digest, int] = {}
+        self._note_sizes(digest, manifest)
         # Named by tag, the image's identity is its full docker reference (what sign/verify default to, as a
         # layout's ref name "docker.io/library/foo:1" is); copy drops source names at the destination.
         registry, _, repo = split_name(ref.path)
@@ -240,13 +242,33 @@ class RegistrySource:
         if m is None:
             m, _ = fetch_manifest(self._client, str(desc.digest), f"{self.ref}: manifest {desc.digest}", desc)
             self._manifests[desc.digest] = m
+            self._note_sizes(desc.digest, m)
         return m
+
+    def _note_sizes(self, digest: Digest, manifest: Manifest) -> None:
+        """Remember the size of a verified manifest and those it gives its config and layers, so
+        :meth:`stat_blob` answers them without a HEAD each (a sync of many small images spent half its
+        requests there). A blob the registry lacks still fails its GET; foreign layers (``urls``) are still
+        asked about."""
+        self._sizes[digest] = len(manifest.raw)
+        if manifest.is_index or manifest.is_schema1:
+            return
+        try:
+            blobs = ([manifest.config] if "config" in manifest.doc else []) + manifest.layers
+        except (InvalidManifest, ValueError, TypeError):
+            return  # the walk reports a malformed manifest itself
+        for d in blobs:
+            if not d.urls:
+                self._sizes[d.digest] = d.size
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         reader = BlobReader(self._client, f"blobs/{desc.digest}", desc.size, f"{self.ref}: blob {desc.digest}")
         return reader  # type: ignore[return-value]  # a readable binary stream (read/readinto/close)
 
     def stat_blob(self, digest: Digest) -> int | None:
+        known = self._sizes.get(digest)
+        if known is not None:
+            return known
         resp = self._client.request("HEAD", f"blobs/{digest}", follow=True)
         resp.release_conn()
         if resp.status != 200:
