@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DigestMismatch, InvalidDigest, SizeMismatch
 
-__all__ = ["ALGORITHMS", "CHUNK", "Digest", "VerifyingReader", "digest_stream", "read_verified"]
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+__all__ = ["ALGORITHMS", "CHUNK", "SMALL_HASH", "Digest", "VerifyingReader", "digest_stream", "new_hash",
+           "read_verified"]
 
 #: Supported algorithms and the exact hex length of their encoded value.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -17,6 +20,33 @@ ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 CHUNK = 1 << 20
 
 _HEX = re.compile(r"[a-f0-9]+")
+#: Data up to this size is hashed by the interpreter's own small sha2 module, not OpenSSL's (see new_hash).
+SMALL_HASH = 256 << 10
+
+
+def new_hash(algorithm: str, size: int | None = None) -> _Hash:
+    """A new hash object for ``algorithm`` (sha256, sha512); raises ValueError for another.
+
+    For data known to be at most :data:`SMALL_HASH` bytes (``size``: manifests, configs, index.json) it is
+    the interpreter's built-in ``_sha256`` / ``_sha512``: loading OpenSSL's ``_hashlib`` costs a short
+    command such as ``inspect`` about 3 ms, more than hashing its documents. Anything larger or of unknown
+    size gets hashlib's OpenSSL object, several times faster per byte. The digests are the same.
+    """
+    if size is not None and size <= SMALL_HASH:
+        try:
+            if algorithm == "sha256":
+                import _sha256  # type: ignore[import-not-found]
+
+                return _sha256.sha256()  # type: ignore[no-any-return]
+            if algorithm == "sha512":
+                import _sha512  # type: ignore[import-not-found]
+
+                return _sha512.sha512()  # type: ignore[no-any-return]
+        except ImportError:  # pragma: no cover - an interpreter built without them
+            pass
+    import hashlib
+
+    return hashlib.new(algorithm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +82,9 @@ class Digest:
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """The digest of ``data``."""
-        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+        h = new_hash(algorithm, len(data))
+        h.update(data)
+        return cls(algorithm, h.hexdigest())
 
     @property
     def short(self) -> str:
@@ -66,7 +98,8 @@ class Digest:
 def digest_stream(stream: BinaryIO, algorithm: str = "sha256", *, initial: bytes = b"") -> tuple[Digest, int]:
     """Hash ``initial`` then ``stream`` to its end in constant memory; returns the digest and the byte count
     (``initial`` lets a caller look at a stream's first bytes and still hash them)."""
-    h = hashlib.new(algorithm, initial)
+    h = new_hash(algorithm)
+    h.update(initial)
     size = len(initial)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -120,7 +153,7 @@ class VerifyingReader:
         self.expected_digest = expected_digest
         self.expected_size = expected_size
         alg = algorithm or (expected_digest.algorithm if expected_digest else "sha256")
-        self._hash = hashlib.new(alg)
+        self._hash = new_hash(alg, expected_size)
         self.size = 0
         self._done = False
         self._what = what

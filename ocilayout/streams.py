@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
-from .digest import CHUNK, Digest, VerifyingReader
+from .digest import CHUNK, Digest, VerifyingReader, new_hash
 from .errors import DigestMismatch, SizeMismatch
 
 __all__ = ["PIPELINE_MIN", "Readable", "copy_region_hashed", "pump", "region_of", "write_verified"]
@@ -111,7 +110,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
     SizeMismatch when the source ends early, OSError on I/O errors.
     """
     src_fd, src_off, size = src
-    h = hashlib.new(algorithm)
+    h = new_hash(algorithm)
     done = 0
     failure: list[BaseException] = []
     cond = threading.Condition()

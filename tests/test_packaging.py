@@ -76,9 +76,13 @@ HEAVY = [
 #: text (``rich_markup_mode=None``), and rich costs about 100 ms.
 HEAVY_FOR_HELP = ["rich", "tqdm", "urllib3", "requests", "http.client", "ssl", "cryptography", "nacl", "zstandard",
                   "isal", "pydantic"]
-#: ``ocilayout inspect`` of an oci: image: none of the above, and none of our modules for other commands.
+#: ``ocilayout inspect`` of an oci: image: none of the above, and none of our modules for other commands: not
+#: the copy planner and its walk (the platform choice is ocilayout.selection), nor OpenSSL's ``_hashlib``
+#: (manifests and configs are hashed by the interpreter's small sha2 modules: digest.new_hash).
 HEAVY_FOR_INSPECT = [*HEAVY_FOR_HELP, "ocilayout.signature", "ocilayout.validate", "ocilayout.gc", "ocilayout.archive",
-                     "ocilayout.listing", "ocilayout.compression", "ocilayout.tags", "ocilayout.sample"]
+                     "ocilayout.listing", "ocilayout.compression", "ocilayout.tags", "ocilayout.sample",
+                     "ocilayout.copy", "ocilayout.plan", "ocilayout.graph", "ocilayout.pipeline", "_hashlib",
+                     "base64"]
 
 
 def _env() -> dict[str, str]:
