@@ -277,7 +277,7 @@ def test_wheel_ships_py_typed(tmp_path: Path) -> None:
     assert "ocilayout/py.typed" in names
     assert "ocilayout/__main__.py" in names
     assert not any(n.startswith(("tests/", "fixtures/", "benchmarks/")) for n in names)
-    assert "ocilayout = ocilayout.cli:main" in entry_points
+    assert "ocilayout = ocilayout.cli:run" in entry_points
 
 
 def test_cli_module_is_importable_lazily() -> None:
