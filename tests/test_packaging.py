@@ -177,6 +177,18 @@ def test_inspect_loads_no_other_commands_modules(tmp_path: Path) -> None:
     assert not bad, "ocilayout inspect loaded: " + "; ".join(_chain(report, b) for b in bad)
 
 
+@pytest.mark.parametrize("dest", ["dir:{t}/d", "oci:{t}/o:v1", "docker-archive:{t}/a.tar:app:1"])
+def test_copy_of_an_unsigned_image_loads_no_signature_code(tmp_path: Path, dest: str) -> None:
+    """A source with no signatures says so without importing ocilayout.signature.storage (~10 ms)."""
+    from ocilayout.sample import build_sample_layout
+
+    build_sample_layout(tmp_path / "s", compression="none")
+    modules, report = _run_cli_modules(["copy", "-q", f"oci:{tmp_path / 's'}:v1", dest.format(t=tmp_path)])
+    assert "ocilayout.copy" in modules
+    bad = _loaded(modules, ["ocilayout.signature.storage", "ocilayout.signature.model"])
+    assert not bad, "ocilayout copy loaded: " + "; ".join(_chain(report, b) for b in bad)
+
+
 def test_all_is_pinned_and_importable() -> None:
     assert sorted(ocilayout.__all__) == sorted(EXPECTED_ALL)
     assert len(set(ocilayout.__all__)) == len(ocilayout.__all__), "duplicates in __all__"
