@@ -226,8 +226,10 @@ def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Calla
     SizeMismatch); without it the digest uses ``algorithm``.
 
     A large blob that is a plain file or an archive member is copied by the kernel (:func:`copy_region_hashed`)
-    while the copy is hashed; anything else is streamed through a :class:`VerifyingReader` with
-    :func:`pump`. Every destination that writes files uses this one loop.
+    while the copy is hashed; a stream that hashes what it yields (``yields_digest``, ``yielded_digest()``: a
+    decompressing :mod:`~ocilayout.pipeline` stage) is written as it is and named by that digest; anything
+    else is streamed through a :class:`VerifyingReader` with :func:`pump`. Every destination that writes
+    files uses this one loop.
     """
     if expected is not None and expected.size > PIPELINE_MIN:
         region = region_of(stream)
@@ -239,6 +241,11 @@ def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Calla
                 if got != expected.digest:
                     raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
                 return got, expected.size
+    if expected is None and getattr(stream, "yields_digest", None) == algorithm:
+        # A stage that hashes what it yields (a decompressing transcoder: its diff_id is the digest of the
+        # very bytes handed over here) is not hashed twice.
+        n = pump(stream, f, progress, pipelined=False)  # type: ignore[arg-type]
+        return stream.yielded_digest(), n  # type: ignore[attr-defined]
     reader = VerifyingReader(stream, expected.digest if expected else None, expected.size if expected else None,
                              algorithm=expected.digest.algorithm if expected else algorithm)
     pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)

@@ -126,3 +126,34 @@ def test_converted_layers_are_copied_into_the_archive_without_a_second_hash(tmp_
     copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'a.tar'}:app:1")
     assert sum(copied) == len(plain) and hashed == []  # staged (hashed once, as written), then a kernel copy
     assert _members(tmp_path / "a.tar")[f"{hashlib.sha256(plain).hexdigest()}.tar"] == plain
+
+
+@pytest.mark.parametrize("dest", ["docker-archive:{t}/a.tar:app:1", "oci:{t}/o:v1", "dir:{t}/d"])
+def test_a_decompressed_layer_is_hashed_once_on_its_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        dest: str) -> None:
+    """gzip -> none: the transcoder hashes the bytes it yields (they must match the config's diff_id) and the
+    destination names the blob by that digest instead of hashing the same bytes again."""
+    from ocilayout.copy import CopyOptions
+    from ocilayout.plan import Conversion
+    from ocilayout.transports import open_source
+
+    store = LayoutStore.create(tmp_path / "src")
+    files = {"f.bin": _random(6 * MiB, 40)}
+    make_image(store, [files, {"small": b"x"}], compression="gzip", tag="v1")
+    plain = make_layer(files)
+    verifying: list[object] = []
+    real = streams.VerifyingReader
+
+    def spy(stream: object, expected: object = None, *args: object, **kwargs: object) -> object:
+        verifying.append(expected)
+        return real(stream, expected, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streams, "VerifyingReader", spy)
+    ref = dest.format(t=tmp_path)
+    copy(f"oci:{tmp_path / 'src'}:v1", ref, CopyOptions(convert=Conversion(decompress=True)))
+    assert None not in verifying  # no blob of unknown digest was hashed by the destination
+    with open_source(ref.rsplit(":", 2)[0] if ref.startswith("docker-archive") else ref) as src:
+        layers = src.get_manifest().layers
+        assert str(layers[0].digest) == f"sha256:{hashlib.sha256(plain).hexdigest()}"
+        with src.open_blob(layers[0]) as f:
+            assert f.read() == plain
