@@ -110,17 +110,22 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
-                       progress: Callable[[int], None] | None = None, *, dst_offset: int = 0) -> Digest | None:
+                       progress: Callable[[int], None] | None = None, *, dst_offset: int = 0,
+                       copy_lock: threading.Lock | None = None) -> Digest | None:
     """Copy a file region into ``dst_fd`` (opened read-write; nothing at ``dst_offset`` and after yet) in the
     kernel, hashing what was *written* (read back from the page cache) in parallel; returns its digest.
 
     One thread runs ``copy_file_range`` while this one hashes the destination up to where the copy has got,
     so hashing and copying overlap and no byte passes through a user-space write. What is hashed is handed
     to the kernel's writeback at once (:func:`start_writeback`), so disk writes overlap the copy too and the
-    caller's fsync is short. Returns None, with nothing written, when the kernel or filesystem cannot do it
-    (the caller then streams). Raises SizeMismatch when the source ends early, OSError on I/O errors.
+    caller's fsync is short. Several copies into one file (the members of a tar) pass one ``copy_lock``: the
+    kernel serialises writers of a file anyway, and waiting on the lock costs no CPU where contending for the
+    inode does; their hashing still runs in parallel. Returns None, with nothing written, when the kernel or
+    filesystem cannot do it (the caller then streams). Raises SizeMismatch when the source ends early,
+    OSError on I/O errors.
     """
     src_fd, src_off, size = src
+    lock = copy_lock if copy_lock is not None else contextlib.nullcontext()
     h = new_hash(algorithm, size)
     done = 0
     failure: list[BaseException] = []
@@ -130,8 +135,9 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
         nonlocal done
         try:
             while done < size:
-                n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done,
-                                       dst_offset + done)
+                with lock:
+                    n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done,
+                                           dst_offset + done)
                 if n == 0:
                     raise SizeMismatch(f"source ended after {done} of {size} bytes")
                 with cond:
@@ -178,16 +184,20 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
 
 
 def copy_region(src: tuple[int, int, int], dst_fd: int, dst_offset: int,
-                progress: Callable[[int], None] | None = None) -> bool:
+                progress: Callable[[int], None] | None = None, *, copy_lock: threading.Lock | None = None) -> bool:
     """Copy a file region to ``dst_offset`` of ``dst_fd`` in the kernel, without hashing (for bytes this
-    process has already hashed, e.g. its own staged file), starting writeback as it goes. Returns False, with
+    process has already hashed, e.g. its own staged file), starting writeback as it goes (``copy_lock``: see
+    :func:`copy_region_hashed`). Returns False, with
     nothing written, when the kernel or filesystem cannot do it. Raises SizeMismatch when the source ends
     early, OSError on I/O errors."""
     src_fd, src_off, size = src
+    lock = copy_lock if copy_lock is not None else contextlib.nullcontext()
     done = flushed = 0
     try:
         while done < size:
-            n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done, dst_offset + done)
+            with lock:
+                n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done,
+                                       dst_offset + done)
             if n == 0:
                 raise SizeMismatch(f"source ended after {done} of {size} bytes")
             done += n

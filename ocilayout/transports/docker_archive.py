@@ -51,6 +51,8 @@ from ..tarfs import TarTree
 from .base import BlobOpener, Capabilities, ProgressFn, Transport
 
 if TYPE_CHECKING:
+    import threading
+
     from ..signature.model import Signature
 
 __all__ = ["DOCKER_ARCHIVE_CAPABILITIES", "DockerArchive", "DockerArchiveDestination", "DockerArchiveSource",
@@ -653,6 +655,7 @@ class DockerArchiveDestination:
         from concurrent.futures import ThreadPoolExecutor
 
         failed = threading.Event()
+        copy_lock = threading.Lock()  # one kernel copy into the tar at a time; hashing in parallel
 
         def tick(progress: ProgressFn | None) -> ProgressFn:
             def advance(n: int) -> None:
@@ -664,7 +667,8 @@ class DockerArchiveDestination:
 
         def one(digest: Digest, blob: _Blob, offset: int) -> None:
             try:
-                self._fill_one(fd, digest, blob, offset, tick(self._progress if digest in self._blobs else None))
+                self._fill_one(fd, digest, blob, offset, tick(self._progress if digest in self._blobs else None),
+                               copy_lock)
             except BaseException:
                 failed.set()
                 raise
@@ -677,7 +681,8 @@ class DockerArchiveDestination:
         if errors:
             raise (real or errors)[0]
 
-    def _fill_one(self, fd: int, digest: Digest, blob: _Blob, offset: int, progress: ProgressFn) -> None:
+    def _fill_one(self, fd: int, digest: Digest, blob: _Blob, offset: int, progress: ProgressFn,
+                  copy_lock: threading.Lock) -> None:
         from ..errors import DigestMismatch, SizeMismatch
         from ..streams import PIPELINE_MIN, copy_region, copy_region_hashed, pwrite_all, region_of
 
@@ -687,10 +692,11 @@ class DockerArchiveDestination:
                 if region[2] != blob.size:
                     raise SizeMismatch(f"blob {digest} is {region[2]} bytes, expected {blob.size}")
                 if digest in self._staged:
-                    if copy_region(region, fd, offset, progress):
+                    if copy_region(region, fd, offset, progress, copy_lock=copy_lock):
                         return
                 else:
-                    got = copy_region_hashed(region, fd, digest.algorithm, progress, dst_offset=offset)
+                    got = copy_region_hashed(region, fd, digest.algorithm, progress, dst_offset=offset,
+                                             copy_lock=copy_lock)
                     if got is not None:
                         if got != digest:
                             raise DigestMismatch(f"blob digest mismatch: expected {digest}, got {got}")
