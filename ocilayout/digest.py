@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -20,27 +21,33 @@ ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 CHUNK = 1 << 20
 
 _HEX = re.compile(r"[a-f0-9]+")
-#: Data up to this size is hashed by the interpreter's own small sha2 module, not OpenSSL's (see new_hash).
+#: Data up to this size is hashed by the interpreter's own small sha2 module, not OpenSSL's (see new_hash)...
 SMALL_HASH = 256 << 10
+#: ... until this many bytes have been hashed that way (that module is ~6x slower per byte than OpenSSL's,
+#: so past ~1 MiB loading OpenSSL, ~3 ms, has paid for itself).
+_SMALL_BUDGET = [1 << 20]
 
 
 def new_hash(algorithm: str, size: int | None = None) -> _Hash:
     """A new hash object for ``algorithm`` (sha256, sha512); raises ValueError for another.
 
-    For data known to be at most :data:`SMALL_HASH` bytes (``size``: manifests, configs, index.json) it is
-    the interpreter's built-in ``_sha256`` / ``_sha512``: loading OpenSSL's ``_hashlib`` costs a short
-    command such as ``inspect`` about 3 ms, more than hashing its documents. Anything larger or of unknown
-    size gets hashlib's OpenSSL object, several times faster per byte. The digests are the same.
+    While OpenSSL's ``_hashlib`` is not loaded, data known to be at most :data:`SMALL_HASH` bytes (``size``:
+    manifests, configs, index.json) is hashed by the interpreter's built-in ``_sha256`` / ``_sha512``, for
+    the first MiB: loading OpenSSL costs a short command such as ``inspect`` about 3 ms, more than hashing its
+    documents. Anything larger, of unknown size, or after that gets hashlib's OpenSSL object, several times
+    faster per byte. The digests are the same.
     """
-    if size is not None and size <= SMALL_HASH:
+    if size is not None and size <= SMALL_HASH and size <= _SMALL_BUDGET[0] and "_hashlib" not in sys.modules:
         try:
             if algorithm == "sha256":
                 import _sha256  # type: ignore[import-not-found]
 
+                _SMALL_BUDGET[0] -= size
                 return _sha256.sha256()  # type: ignore[no-any-return]
             if algorithm == "sha512":
                 import _sha512  # type: ignore[import-not-found]
 
+                _SMALL_BUDGET[0] -= size
                 return _sha512.sha512()  # type: ignore[no-any-return]
         except ImportError:  # pragma: no cover - an interpreter built without them
             pass

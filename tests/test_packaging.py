@@ -189,6 +189,26 @@ def test_copy_of_an_unsigned_image_loads_no_signature_code(tmp_path: Path, dest:
     assert not bad, "ocilayout copy loaded: " + "; ".join(_chain(report, b) for b in bad)
 
 
+def test_small_documents_skip_openssl_only_for_the_first_mib() -> None:
+    """digest.new_hash: small documents are hashed without loading OpenSSL's _hashlib (inspect's start-up),
+    but only for the first MiB: the built-in module is ~6x slower per byte, so an fsck of many small blobs
+    must still get OpenSSL. The digests are the same either way."""
+    code = ("import sys, os\n"
+            "from ocilayout.digest import Digest\n"
+            "doc = os.urandom(8192)\n"
+            "first = Digest.of(doc)\n"
+            "assert '_hashlib' not in sys.modules\n"
+            "for _ in range(200):\n"
+            "    assert Digest.of(doc) == first\n"
+            "assert '_hashlib' in sys.modules\n"
+            "import hashlib\n"
+            "assert first.hex == hashlib.sha256(doc).hexdigest()\n"
+            "big = os.urandom(300 << 10)\n"
+            "assert Digest.of(big, 'sha512').hex == hashlib.sha512(big).hexdigest()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_all_is_pinned_and_importable() -> None:
     assert sorted(ocilayout.__all__) == sorted(EXPECTED_ALL)
     assert len(set(ocilayout.__all__)) == len(ocilayout.__all__), "duplicates in __all__"
