@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
+import sys
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DigestMismatch, InvalidDigest, SizeMismatch
 
-__all__ = ["ALGORITHMS", "CHUNK", "Digest", "VerifyingReader", "digest_stream", "read_verified"]
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+__all__ = ["ALGORITHMS", "CHUNK", "SMALL_HASH", "Digest", "VerifyingReader", "digest_stream", "new_hash",
+           "read_verified"]
 
 #: Supported algorithms and the exact hex length of their encoded value.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -17,6 +21,39 @@ ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 CHUNK = 1 << 20
 
 _HEX = re.compile(r"[a-f0-9]+")
+#: Data up to this size is hashed by the interpreter's own small sha2 module, not OpenSSL's (see new_hash)...
+SMALL_HASH = 256 << 10
+#: ... until this many bytes have been hashed that way (that module is ~6x slower per byte than OpenSSL's,
+#: so past ~1 MiB loading OpenSSL, ~3 ms, has paid for itself).
+_SMALL_BUDGET = [1 << 20]
+
+
+def new_hash(algorithm: str, size: int | None = None) -> _Hash:
+    """A new hash object for ``algorithm`` (sha256, sha512); raises ValueError for another.
+
+    While OpenSSL's ``_hashlib`` is not loaded, data known to be at most :data:`SMALL_HASH` bytes (``size``:
+    manifests, configs, index.json) is hashed by the interpreter's built-in ``_sha256`` / ``_sha512``, for
+    the first MiB: loading OpenSSL costs a short command such as ``inspect`` about 3 ms, more than hashing its
+    documents. Anything larger, of unknown size, or after that gets hashlib's OpenSSL object, several times
+    faster per byte. The digests are the same.
+    """
+    if size is not None and size <= SMALL_HASH and size <= _SMALL_BUDGET[0] and "_hashlib" not in sys.modules:
+        try:
+            if algorithm == "sha256":
+                import _sha256  # type: ignore[import-not-found]
+
+                _SMALL_BUDGET[0] -= size
+                return _sha256.sha256()  # type: ignore[no-any-return]
+            if algorithm == "sha512":
+                import _sha512  # type: ignore[import-not-found]
+
+                _SMALL_BUDGET[0] -= size
+                return _sha512.sha512()  # type: ignore[no-any-return]
+        except ImportError:  # pragma: no cover - an interpreter built without them
+            pass
+    import hashlib
+
+    return hashlib.new(algorithm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +89,9 @@ class Digest:
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """The digest of ``data``."""
-        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+        h = new_hash(algorithm, len(data))
+        h.update(data)
+        return cls(algorithm, h.hexdigest())
 
     @property
     def short(self) -> str:
@@ -66,7 +105,8 @@ class Digest:
 def digest_stream(stream: BinaryIO, algorithm: str = "sha256", *, initial: bytes = b"") -> tuple[Digest, int]:
     """Hash ``initial`` then ``stream`` to its end in constant memory; returns the digest and the byte count
     (``initial`` lets a caller look at a stream's first bytes and still hash them)."""
-    h = hashlib.new(algorithm, initial)
+    h = new_hash(algorithm)
+    h.update(initial)
     size = len(initial)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -120,7 +160,7 @@ class VerifyingReader:
         self.expected_digest = expected_digest
         self.expected_size = expected_size
         alg = algorithm or (expected_digest.algorithm if expected_digest else "sha256")
-        self._hash = hashlib.new(alg)
+        self._hash = new_hash(alg, expected_size)
         self.size = 0
         self._done = False
         self._what = what

@@ -34,8 +34,9 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[Path, BinaryIO]]:
-    """A new temp file in ``directory``, exclusively flock()ed while open, removed on error.
+def temp_file(directory: Path, suffix: str = "", *, readable: bool = False) -> Iterator[tuple[Path, BinaryIO]]:
+    """A new temp file in ``directory`` (opened for writing; also for reading with ``readable``), exclusively
+    flock()ed while open, removed on error.
 
     The lock lets ``gc`` tell a live writer's temp file from a dead one. On normal exit the caller must
     have renamed the file away (or it is removed).
@@ -43,7 +44,7 @@ def temp_file(directory: Path, suffix: str = "") -> Iterator[tuple[Path, BinaryI
     token = f"{os.getpid()}-{os.urandom(8).hex()}"
     making = directory / f".ocilayout-new-{token}"
     path = directory / f"{TMP_PREFIX}{token}{suffix}"
-    f = open(making, "xb")  # noqa: SIM115 - closed below
+    f = open(making, "x+b" if readable else "xb")  # noqa: SIM115 - closed below
     try:
         # Locked before it carries the temp prefix, so a gc probing it never sees it unlocked.
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest, read_verified
-from .errors import NotFound, OcilayoutError, UnsupportedFormat
-from .manifest import MAX_MANIFEST_SIZE, Manifest
+from .errors import NotFound, OcilayoutError
+from .manifest import MAX_MANIFEST_SIZE, Manifest, read_manifest
+from .mediatypes import is_manifest_like
 
 if TYPE_CHECKING:
     from .store import LayoutReader
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: The OCI 1.1 release candidates' artifact manifest (its payload is under ``blobs``); never followed.
-ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"
+ARTIFACT_MANIFEST = mt.ARTIFACT_MANIFEST
 
 #: Roles a node can be reached in.
 ENTRY, CHILD, CONFIG, LAYER, SUBJECT, SCHEMA1_LAYER = "entry", "manifest", "config", "layer", "subject", \
@@ -100,11 +101,6 @@ class WalkProblem:
         return isinstance(self.error, NotFound)
 
 
-def is_manifest_like(media_type: str) -> bool:
-    """True for media types that name a document the walk must read (manifests, indexes, artifact manifests)."""
-    return mt.is_index(media_type) or mt.is_manifest(media_type) or media_type == ARTIFACT_MANIFEST
-
-
 def sniffable(desc: Descriptor, role: str) -> bool:
     """True when a descriptor reached in ``role`` says too little and its blob must be sniffed for a manifest."""
     mtype = desc.media_type
@@ -119,14 +115,6 @@ def sniff_manifest(raw: bytes) -> Manifest | None:
     except (OcilayoutError, ValueError, TypeError, KeyError, AttributeError):
         return None
     return m if not m.is_schema1 and (m.is_index or "layers" in m.doc) else None
-
-
-def read_manifest(reader: ContentReader, desc: Descriptor) -> Manifest:
-    """``reader.get_manifest(desc)``, refusing the artifact manifest the walk never follows (UnsupportedFormat)."""
-    if desc.media_type == ARTIFACT_MANIFEST:
-        raise UnsupportedFormat(f"{desc.digest} is an OCI artifact manifest ({ARTIFACT_MANIFEST}, withdrawn "
-                                "from OCI 1.1); ocilayout does not follow it")
-    return reader.get_manifest(desc)
 
 
 def _sniff(reader: ContentReader, desc: Descriptor, size: int) -> Manifest | None:

@@ -14,8 +14,8 @@ from . import mediatypes as mt
 from .descriptor import Descriptor
 from .errors import InvalidManifest, UnsupportedFormat
 from .manifest import ImageConfig, Manifest, load_json
-from .plan import Selection, select_root
 from .schema import check_image_config
+from .selection import Selection, select_root
 from .transports.base import Source, read_blob_bytes
 
 __all__ = ["go_json", "go_time", "image_config", "inspect_image", "pretty_config"]

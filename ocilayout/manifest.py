@@ -6,17 +6,19 @@ Existing content is never re-serialized: :attr:`Manifest.raw` is what travels. N
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import mediatypes as mt
 from .descriptor import Descriptor, Platform
 from .digest import Digest
 from .errors import InvalidManifest, UnsupportedFormat
 from .schema import check_image_config, check_manifest
+
+if TYPE_CHECKING:
+    from .graph import ContentReader
 
 __all__ = [
     "MAX_MANIFEST_SIZE",
@@ -26,6 +28,7 @@ __all__ = [
     "guess_media_type",
     "load_json",
     "manifest_digest",
+    "read_manifest",
 ]
 
 #: Manifests, indexes, configs and index.json larger than this are refused (as containers/image does).
@@ -122,6 +125,8 @@ def check_unambiguous(doc: Mapping[str, Any], *claims: str | None) -> None:
 
 def _schema1_payload(raw: bytes, doc: dict[str, Any]) -> bytes:
     """The JWS payload of a signed schema1 manifest (libtrust's ParsePrettySignature)."""
+    import base64  # (schema1 only: not loaded by every command that parses a manifest)
+
     sigs = doc.get("signatures")
     if not isinstance(sigs, list) or not sigs:
         raise InvalidManifest("schema1 manifest has invalid signatures (must be a non-empty array)")
@@ -355,3 +360,11 @@ class ImageConfig:
     def created(self) -> str | None:
         c = self.doc.get("created")
         return c if isinstance(c, str) else None
+
+
+def read_manifest(reader: ContentReader, desc: Descriptor) -> Manifest:
+    """``reader.get_manifest(desc)``, refusing the artifact manifest the walk never follows (UnsupportedFormat)."""
+    if desc.media_type == mt.ARTIFACT_MANIFEST:
+        raise UnsupportedFormat(f"{desc.digest} is an OCI artifact manifest ({mt.ARTIFACT_MANIFEST}, withdrawn "
+                                "from OCI 1.1); ocilayout does not follow it")
+    return reader.get_manifest(desc)

@@ -51,6 +51,8 @@ DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzi
 DOCKER_FOREIGN_LAYER_TAR = "application/vnd.docker.image.rootfs.foreign.diff.tar"
 DOCKER_V2S1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_V2S1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+#: The OCI 1.1 release candidates' artifact manifest (its payload is under ``blobs``); never followed.
+ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"
 
 COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 
@@ -97,6 +99,11 @@ def is_index(media_type: str | None) -> bool:
 def is_manifest(media_type: str | None) -> bool:
     """True for a single-image manifest (OCI, Docker v2s2 or v2s1)."""
     return media_type in MANIFEST_TYPES or media_type in SCHEMA1_TYPES
+
+
+def is_manifest_like(media_type: str) -> bool:
+    """True for media types that name a document the walk must read (manifests, indexes, artifact manifests)."""
+    return is_index(media_type) or is_manifest(media_type) or media_type == ARTIFACT_MANIFEST
 
 
 def layer_compression(media_type: str) -> str | None:

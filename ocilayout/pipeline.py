@@ -92,6 +92,11 @@ class _PipeReader(io.RawIOBase):
         self._thread: threading.Thread | None = None
         self._buf = memoryview(b"")
         self._eof = False
+        #: The algorithm of :meth:`yielded_digest`, when this stream knows the digest of the bytes it yields:
+        #: a decompression (target "none") yields exactly the bytes whose diff_id the producer hashes.
+        self.yields_digest: str | None = (job.diff_id.algorithm if job.diff_id else "sha256") \
+            if job.target_kind == "none" else None
+        self._yielded: Digest | None = None
 
     def readable(self) -> bool:
         return True
@@ -152,6 +157,7 @@ class _PipeReader(io.RawIOBase):
         if self._cancel.is_set():
             return
         got = Digest(diff.name, diff.hexdigest())
+        self._yielded = got
         if job.diff_id is not None and got != job.diff_id:
             raise DigestMismatch(f"layer {job.digest}: uncompressed content is {got}, but the image config "
                                  f"says its diff_id is {job.diff_id}")
@@ -171,6 +177,13 @@ class _PipeReader(io.RawIOBase):
             return False
         self._buf = memoryview(chunk)
         return True
+
+    def yielded_digest(self) -> Digest:
+        """The digest of every byte this stream yielded (see :attr:`yields_digest`), once it has reported
+        EOF without an error; raises IntegrityError before that."""
+        if not self._eof or self._error is not None or self._yielded is None or self.yields_digest is None:
+            raise IntegrityError(f"layer {self._job.digest}: the converted stream was not read to its end")
+        return self._yielded
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._buf:

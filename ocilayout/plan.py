@@ -25,17 +25,18 @@ Config bytes are never changed, so a format round trip keeps the config digest.
 from __future__ import annotations
 
 import os
-import platform as _platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import mediatypes as mt
-from .descriptor import Descriptor, Platform
+from .descriptor import Descriptor
 from .digest import Digest
 from .errors import InvalidArgument, InvalidReference, NotFound, UnsupportedFormat
-from .graph import ARTIFACT_MANIFEST, read_manifest, walk
-from .manifest import ImageConfig, Manifest, canonical_json
+from .graph import walk
+from .manifest import ImageConfig, Manifest, canonical_json, read_manifest
+from .mediatypes import ARTIFACT_MANIFEST
+from .selection import Selection, host_platform, select_root
 from .transports.base import BlobOpener, Capabilities, Source, read_blob_bytes
 
 Format = Literal["oci", "v2s2"]
@@ -45,33 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BlobStep", "Conversion", "Format", "ManifestStep", "Plan", "Selection", "Signing", "cannot_modify_reason",
            "host_platform", "plan_copy", "select_root"]
-
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-         "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-
-
-def host_platform() -> Platform:
-    """The platform of this machine, as skopeo picks by default (linux/<arch>)."""
-    machine = _platform.machine().lower()
-    return Platform("linux", _ARCH.get(machine, machine))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Selection:
-    """Which images of an index to copy: ``all`` of it, the ``platforms`` listed, or (neither) the host's.
-    Raises InvalidArgument when both are given: they exclude each other."""
-
-    all: bool = False
-    platforms: tuple[Platform, ...] = ()
-    #: skopeo's ``--multi-arch index-only``: the index without the images it lists (refused: see plan_copy).
-    index_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.all and self.platforms:
-            raise InvalidArgument("--all and --platform exclude each other")
-        if self.index_only and (self.all or self.platforms):
-            raise InvalidArgument("--multi-arch index-only excludes --all and --platform")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Conversion:
@@ -157,47 +131,6 @@ class Plan:
     #: Subject digest -> the referrers (OCI 1.1 ``subject`` manifests) carried with it; their trees are in
     #: ``blobs`` and ``manifests`` (before the image's own, so the root stays last).
     referrers: Mapping[Digest, tuple[Descriptor, ...]] = field(default_factory=dict)
-
-
-def _plats(plats: Sequence[Platform]) -> str:
-    return ", ".join(str(p) for p in plats)
-
-
-def select_root(src: Source, selection: Selection) -> tuple[Descriptor, Manifest | None]:
-    """The descriptor to copy, and a new index to write when a platform subset of several is asked for.
-
-    Single images are copied as they are (a ``platforms`` that does not match them is an error). An index
-    is copied whole with ``all``; with ``platforms``, one match gives that image alone and several a new
-    index of the matches; by default the image for the host platform is chosen, as skopeo does. Raises
-    NotFound when nothing matches.
-    """
-    root = src.root
-    manifest = read_manifest(src, root)
-    if not manifest.is_index:
-        if selection.platforms and not manifest.is_schema1 and "config" in manifest.doc:
-            cfg = manifest.config
-            plat = ImageConfig.parse(read_blob_bytes(src, cfg), cfg.media_type).platform
-            if not any(plat.matches(p) for p in selection.platforms):
-                raise NotFound(f"{src.ref} is a single {plat} image, not {_plats(selection.platforms)}")
-        return root, None
-    if selection.all:
-        return root, None
-    children = manifest.manifests
-    wanted = selection.platforms or (host_platform(),)
-    chosen = [c for c in children if c.platform is not None and any(c.platform.matches(p) for p in wanted)]
-    if not selection.platforms:
-        chosen = chosen[:1]
-    if not chosen:
-        have = ", ".join(sorted({str(c.platform) for c in children if c.platform})) or "none"
-        raise NotFound(f"{src.ref}: no image for {_plats(wanted)} in the index (platforms: {have}); "
-                       "use --all or --platform")
-    if len(chosen) == 1:
-        return chosen[0], None
-    doc = dict(manifest.doc)
-    keep = {str(c.digest) for c in chosen}
-    doc["manifests"] = [d for d in manifest.doc["manifests"] if d.get("digest") in keep]
-    subset = Manifest.parse(canonical_json(doc), manifest.media_type)
-    return subset.descriptor, subset
 
 
 def cannot_modify_reason(src: Source, new_index: Manifest | None, signing: Signing,

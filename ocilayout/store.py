@@ -226,10 +226,10 @@ class LayoutReader:
 
     def _typed(self, desc: Descriptor) -> Descriptor:
         """``desc`` with the media type of the document it names, when the descriptor does not say."""
-        from .graph import is_manifest_like, sniff_manifest
-
-        if is_manifest_like(desc.media_type):
+        if mt.is_manifest_like(desc.media_type):
             return desc
+        from .graph import sniff_manifest
+
         size = self.stat_blob(desc.digest)
         if size is None or size > MAX_MANIFEST_SIZE or size != desc.size:
             return desc

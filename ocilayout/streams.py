@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import hashlib
 import io
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
-from .digest import CHUNK, Digest, VerifyingReader
+from .digest import CHUNK, Digest, VerifyingReader, new_hash
 from .errors import DigestMismatch, SizeMismatch
 
-__all__ = ["PIPELINE_MIN", "Readable", "copy_region_hashed", "pump", "region_of", "write_verified"]
+__all__ = ["PIPELINE_MIN", "Readable", "copy_region", "copy_region_hashed", "pump", "pwrite_all", "region_of",
+           "start_writeback", "write_verified"]
 
 #: Streams longer than this are worth a writer thread: hashing (in the reader) and disk writes overlap.
 PIPELINE_MIN = 4 * CHUNK
@@ -100,18 +101,32 @@ def region_of(stream: object) -> tuple[int, int, int] | None:
     return None
 
 
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` of ``fd`` to disk now, without waiting
+    (``posix_fadvise(DONTNEED)``: dirty pages go to writeback, clean ones leave the page cache), so that the
+    final fsync of a large file waits for its tail, not for all of it. Never fails: it is only advice."""
+    with contextlib.suppress(OSError, AttributeError):  # a filesystem or platform without it
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
-                       progress: Callable[[int], None] | None = None) -> Digest | None:
-    """Copy a file region into ``dst_fd`` (an empty file opened read-write) in the kernel, hashing what was
-    *written* (read back from the page cache) in parallel; returns its digest.
+                       progress: Callable[[int], None] | None = None, *, dst_offset: int = 0,
+                       copy_lock: threading.Lock | None = None) -> Digest | None:
+    """Copy a file region into ``dst_fd`` (opened read-write; nothing at ``dst_offset`` and after yet) in the
+    kernel, hashing what was *written* (read back from the page cache) in parallel; returns its digest.
 
     One thread runs ``copy_file_range`` while this one hashes the destination up to where the copy has got,
-    so hashing and copying overlap and no byte passes through a user-space write. Returns None, with
-    nothing written, when the kernel or filesystem cannot do it (the caller then streams). Raises
-    SizeMismatch when the source ends early, OSError on I/O errors.
+    so hashing and copying overlap and no byte passes through a user-space write. What is hashed is handed
+    to the kernel's writeback at once (:func:`start_writeback`), so disk writes overlap the copy too and the
+    caller's fsync is short. Several copies into one file (the members of a tar) pass one ``copy_lock``: the
+    kernel serialises writers of a file anyway, and waiting on the lock costs no CPU where contending for the
+    inode does; their hashing still runs in parallel. Returns None, with nothing written, when the kernel or
+    filesystem cannot do it (the caller then streams). Raises SizeMismatch when the source ends early,
+    OSError on I/O errors.
     """
     src_fd, src_off, size = src
-    h = hashlib.new(algorithm)
+    lock = copy_lock if copy_lock is not None else contextlib.nullcontext()
+    h = new_hash(algorithm, size)
     done = 0
     failure: list[BaseException] = []
     cond = threading.Condition()
@@ -120,7 +135,9 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
         nonlocal done
         try:
             while done < size:
-                n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done, done)
+                with lock:
+                    n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done,
+                                           dst_offset + done)
                 if n == 0:
                     raise SizeMismatch(f"source ended after {done} of {size} bytes")
                 with cond:
@@ -135,7 +152,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
     thread.start()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    pos = 0
+    pos = flushed = 0
     try:
         while pos < size:
             with cond:
@@ -145,20 +162,71 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
             if failure and upto <= pos:
                 break
             while pos < upto:
-                n = os.preadv(dst_fd, [view[: min(CHUNK, upto - pos)]], pos)
+                n = os.preadv(dst_fd, [view[: min(CHUNK, upto - pos)]], dst_offset + pos)
+                if n == 0:
+                    raise SizeMismatch(f"destination ended after {pos} of {size} bytes")
                 h.update(view[:n])
                 pos += n
                 if progress is not None:
                     progress(n)
+            if pos - flushed >= REGION_STEP:
+                start_writeback(dst_fd, dst_offset + flushed, pos - flushed)
+                flushed = pos
     finally:
         thread.join()
     if failure:
         err = failure[0]
         if isinstance(err, OSError) and err.errno in _UNSUPPORTED and pos == 0:
-            os.ftruncate(dst_fd, 0)
+            os.ftruncate(dst_fd, dst_offset)
             return None
         raise err
     return Digest(algorithm, h.hexdigest())
+
+
+def copy_region(src: tuple[int, int, int], dst_fd: int, dst_offset: int,
+                progress: Callable[[int], None] | None = None, *, copy_lock: threading.Lock | None = None) -> bool:
+    """Copy a file region to ``dst_offset`` of ``dst_fd`` in the kernel, without hashing (for bytes this
+    process has already hashed, e.g. its own staged file), starting writeback as it goes (``copy_lock``: see
+    :func:`copy_region_hashed`). Returns False, with
+    nothing written, when the kernel or filesystem cannot do it. Raises SizeMismatch when the source ends
+    early, OSError on I/O errors."""
+    src_fd, src_off, size = src
+    lock = copy_lock if copy_lock is not None else contextlib.nullcontext()
+    done = flushed = 0
+    try:
+        while done < size:
+            with lock:
+                n = os.copy_file_range(src_fd, dst_fd, min(REGION_STEP, size - done), src_off + done,
+                                       dst_offset + done)
+            if n == 0:
+                raise SizeMismatch(f"source ended after {done} of {size} bytes")
+            done += n
+            if progress is not None:
+                progress(n)
+            if done - flushed >= REGION_STEP:
+                start_writeback(dst_fd, dst_offset + flushed, done - flushed)
+                flushed = done
+    except OSError as err:
+        if err.errno in _UNSUPPORTED and done == 0:
+            return False
+        raise
+    return True
+
+
+def pwrite_all(reader: Readable, dst_fd: int, dst_offset: int, progress: Callable[[int], None] | None = None) -> int:
+    """Write ``reader`` (a VerifyingReader when the bytes must be checked) to ``dst_offset`` of ``dst_fd``
+    with ``pwrite`` until EOF; returns the byte count. The caller checks it against what it reserved."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    total = 0
+    while n := reader.readinto(buf):
+        written = 0
+        while written < n:
+            written += os.pwrite(dst_fd, view[written:n], dst_offset + total + written)
+        total += n
+        if progress is not None:
+            progress(n)
+    return total
 
 
 def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Callable[[int], None] | None = None,
@@ -168,8 +236,10 @@ def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Calla
     SizeMismatch); without it the digest uses ``algorithm``.
 
     A large blob that is a plain file or an archive member is copied by the kernel (:func:`copy_region_hashed`)
-    while the copy is hashed; anything else is streamed through a :class:`VerifyingReader` with
-    :func:`pump`. Every destination that writes files uses this one loop.
+    while the copy is hashed; a stream that hashes what it yields (``yields_digest``, ``yielded_digest()``: a
+    decompressing :mod:`~ocilayout.pipeline` stage) is written as it is and named by that digest; anything
+    else is streamed through a :class:`VerifyingReader` with :func:`pump`. Every destination that writes
+    files uses this one loop.
     """
     if expected is not None and expected.size > PIPELINE_MIN:
         region = region_of(stream)
@@ -181,6 +251,11 @@ def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Calla
                 if got != expected.digest:
                     raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
                 return got, expected.size
+    if expected is None and getattr(stream, "yields_digest", None) == algorithm:
+        # A stage that hashes what it yields (a decompressing transcoder: its diff_id is the digest of the
+        # very bytes handed over here) is not hashed twice.
+        n = pump(stream, f, progress, pipelined=False)  # type: ignore[arg-type]
+        return stream.yielded_digest(), n  # type: ignore[attr-defined]
     reader = VerifyingReader(stream, expected.digest if expected else None, expected.size if expected else None,
                              algorithm=expected.digest.algorithm if expected else algorithm)
     pump(reader, f, progress, pipelined=expected is None or expected.size > PIPELINE_MIN)

@@ -533,16 +533,17 @@ class TarWriter:
     file and leaves ``out`` unchanged. Entries are written in call order; callers sort them.
     """
 
-    def __init__(self, out: Path | str, *, mtime: int | None = None) -> None:
+    def __init__(self, out: Path | str, *, mtime: int | None = None, readable: bool = False) -> None:
         self.out = Path(out)
         self.mtime = source_date_epoch(mtime)
+        self._readable = readable
         self._ctx: contextlib.AbstractContextManager[tuple[Path, BinaryIO]] | None = None
         self._tmp: Path | None = None
         self._f: BinaryIO | None = None
 
     def __enter__(self) -> TarWriter:
         parent = self.out.parent if str(self.out.parent) else Path(".")
-        self._ctx = temp_file(parent, suffix=".tar")
+        self._ctx = temp_file(parent, suffix=".tar", readable=self._readable)
         self._tmp, self._f = self._ctx.__enter__()
         return self
 
@@ -577,6 +578,19 @@ class TarWriter:
         if n != size:
             raise SizeMismatch(f"{name}: wrote {n} bytes, its header says {size}")
         f.write(_pad(size))
+
+    def reserve(self, name: str, size: int) -> tuple[int, int]:
+        """Write the header of a ``size``-byte member ``name`` and skip its data and padding; returns the file
+        descriptor and the data's offset, for the caller to fill (``pwrite``, ``copy_file_range``) before
+        :meth:`commit`. Members reserved one after another can so be filled in parallel; the padding is
+        left as a hole, which reads as the zeros a tar pads with. (With ``readable``, the data written can be
+        read back from the descriptor to hash it.)"""
+        f = self._file
+        f.write(_header(name, size=size, mtime=self.mtime))
+        f.flush()
+        offset = f.tell()
+        f.seek(offset + size + (-size % BLOCK))
+        return f.fileno(), offset
 
     def commit(self) -> None:
         """Finish the tar (end-of-archive blocks), fsync, rename over ``out``, fsync the directory."""

@@ -87,6 +87,37 @@ def test_closed_stderr_pipe_keeps_the_error_code(sample: Path, tmp_path: Path) -
     assert_fsck(tmp_path / "d")
 
 
+CONSOLE = [str(Path(sys.executable).with_name("ocilayout"))]
+
+
+@pytest.mark.parametrize("args", [
+    ["inspect", "oci:{s}:v1"],
+    ["inspect", "oci:{s}/none:v1"],
+    ["list-tags", "oci:{s}"],
+    ["no-such-command"],
+    ["--help"],
+], ids=" ".join)
+@pytest.mark.parametrize("closed", [False, True], ids=["open", "closed-stdout"])
+def test_console_script_exits_as_python_m(sample: Path, args: list[str], closed: bool) -> None:
+    """The console script (cli.run: main, flush, exit without the interpreter's teardown) prints the same
+    bytes and exits with the same code as ``python -m ocilayout`` (the ordinary exit), also into a closed pipe."""
+    argv = [a.format(s=sample) for a in args]
+    results = []
+    for cmd in (CLI, CONSOLE):
+        w = _closed_pipe() if closed else subprocess.PIPE
+        try:
+            proc = subprocess.run([*cmd, *argv], stdout=w, stderr=subprocess.PIPE, timeout=60, env=_env())
+        finally:
+            if closed:
+                os.close(w)  # type: ignore[arg-type]
+        results.append((proc.returncode, proc.stdout, proc.stderr))
+    assert results[0] == results[1]
+    if "none" in args[-1] or args[0] == "no-such-command":
+        assert results[0][0] == (3 if "none" in args[-1] else 2)  # an error: nothing for stdout
+    else:
+        assert results[0][0] == (141 if closed else 0)
+
+
 def test_closed_stdout_descriptor(sample: Path) -> None:
     proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *CLI, "inspect", f"oci:{sample}:v1"],
                           capture_output=True, text=True, timeout=60, env=_env())

@@ -77,10 +77,13 @@ HEAVY = [
 #: text (``rich_markup_mode=None``), and rich costs about 100 ms.
 HEAVY_FOR_HELP = ["rich", "tqdm", "urllib3", "requests", "http.client", "ssl", "cryptography", "nacl", "zstandard",
                   "isal", "yaml", "pydantic"]
-#: ``ocilayout inspect`` of an oci: image: none of the above, and none of our modules for other commands.
+#: ``ocilayout inspect`` of an oci: image: none of the above, and none of our modules for other commands: not
+#: the copy planner and its walk (the platform choice is ocilayout.selection), nor OpenSSL's ``_hashlib``
+#: (manifests and configs are hashed by the interpreter's small sha2 modules: digest.new_hash).
 HEAVY_FOR_INSPECT = [*HEAVY_FOR_HELP, "ocilayout.signature", "ocilayout.validate", "ocilayout.gc", "ocilayout.archive",
                      "ocilayout.listing", "ocilayout.compression", "ocilayout.tags", "ocilayout.sample",
-                     "ocilayout.sync", "ocilayout.semver"]
+                     "ocilayout.copy", "ocilayout.plan", "ocilayout.graph", "ocilayout.pipeline", "_hashlib",
+                     "base64", "ocilayout.sync", "ocilayout.semver"]
 
 
 def _env() -> dict[str, str]:
@@ -173,6 +176,38 @@ def test_inspect_loads_no_other_commands_modules(tmp_path: Path) -> None:
     assert "ocilayout.inspect" in modules
     bad = _loaded(modules, HEAVY_FOR_INSPECT)
     assert not bad, "ocilayout inspect loaded: " + "; ".join(_chain(report, b) for b in bad)
+
+
+@pytest.mark.parametrize("dest", ["dir:{t}/d", "oci:{t}/o:v1", "docker-archive:{t}/a.tar:app:1"])
+def test_copy_of_an_unsigned_image_loads_no_signature_code(tmp_path: Path, dest: str) -> None:
+    """A source with no signatures says so without importing ocilayout.signature.storage (~10 ms)."""
+    from ocilayout.sample import build_sample_layout
+
+    build_sample_layout(tmp_path / "s", compression="none")
+    modules, report = _run_cli_modules(["copy", "-q", f"oci:{tmp_path / 's'}:v1", dest.format(t=tmp_path)])
+    assert "ocilayout.copy" in modules
+    bad = _loaded(modules, ["ocilayout.signature.storage", "ocilayout.signature.model"])
+    assert not bad, "ocilayout copy loaded: " + "; ".join(_chain(report, b) for b in bad)
+
+
+def test_small_documents_skip_openssl_only_for_the_first_mib() -> None:
+    """digest.new_hash: small documents are hashed without loading OpenSSL's _hashlib (inspect's start-up),
+    but only for the first MiB: the built-in module is ~6x slower per byte, so an fsck of many small blobs
+    must still get OpenSSL. The digests are the same either way."""
+    code = ("import sys, os\n"
+            "from ocilayout.digest import Digest\n"
+            "doc = os.urandom(8192)\n"
+            "first = Digest.of(doc)\n"
+            "assert '_hashlib' not in sys.modules\n"
+            "for _ in range(200):\n"
+            "    assert Digest.of(doc) == first\n"
+            "assert '_hashlib' in sys.modules\n"
+            "import hashlib\n"
+            "assert first.hex == hashlib.sha256(doc).hexdigest()\n"
+            "big = os.urandom(300 << 10)\n"
+            "assert Digest.of(big, 'sha512').hex == hashlib.sha512(big).hexdigest()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_all_is_pinned_and_importable() -> None:
@@ -275,7 +310,7 @@ def test_wheel_ships_py_typed(tmp_path: Path) -> None:
     assert "ocilayout/py.typed" in names
     assert "ocilayout/__main__.py" in names
     assert not any(n.startswith(("tests/", "fixtures/", "benchmarks/")) for n in names)
-    assert "ocilayout = ocilayout.cli:main" in entry_points
+    assert "ocilayout = ocilayout.cli:run" in entry_points
 
 
 def test_cli_module_is_importable_lazily() -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._app import main
+from ._app import main, run
 
 if TYPE_CHECKING:
     import typer
 
     app: typer.Typer
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
 
 
 def __getattr__(name: str) -> object:

@@ -219,3 +219,24 @@ def main(argv: list[str] | None = None) -> int:
         _display.error_line(f"internal error: {type(err).__name__}: {_message(err)} (run with --debug)")
         return EXIT_INTERNAL
     return rc if isinstance(rc, int) else 0
+
+
+def run() -> None:
+    """The ``ocilayout`` console script: :func:`main`, then the exit without the interpreter's teardown.
+
+    Everything a command opens is closed by then (files, temp directories and thread pools live in ``with``
+    blocks), so what the teardown would do -- freeing every module's objects one by one, about 10% of the
+    instructions of a short command such as ``inspect`` -- only delays the exit. stdout and stderr are
+    flushed first; when that fails, or under coverage measurement (which writes its data at exit), the exit
+    is the interpreter's ordinary one, as before.
+    """
+    code = main()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except Exception:
+        sys.exit(code)
+    if "coverage" in sys.modules:
+        sys.exit(code)
+    os._exit(code)

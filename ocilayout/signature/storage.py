@@ -23,6 +23,7 @@ from ..fsutil import create_exclusive
 from ..manifest import MAX_MANIFEST_SIZE, guess_media_type, load_json, manifest_digest
 from ..store import LayoutReader, LayoutStore
 from ..tarfs import DirTree
+from . import sig_tag
 from .model import MAX_SIGNATURE_SIZE, Signature, SigstoreSignature, signature_from_blob
 from .payload import go_json
 
@@ -167,11 +168,6 @@ def signature_prefix(digest: Digest, top: Digest | None) -> str:
 
 _OCI_CONFIG = mt.OCI_CONFIG
 _OCI_MANIFEST = mt.OCI_MANIFEST
-
-
-def sig_tag(manifest_digest: Digest) -> str:
-    """cosign's signature tag for an image: ``<alg>-<hex>.sig``."""
-    return f"{manifest_digest.algorithm}-{manifest_digest.hex}.sig"
 
 
 def _go_descriptor(d: dict[str, Any]) -> bytes:

@@ -196,6 +196,8 @@ class DirSource:
         return ()  # this transport keeps no referrers
 
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
+        if not _has_signature_files(Path(self.ref.path)):
+            return ()  # (without loading the signature code)
         from ..signature.storage import DirSignatures
 
         return DirSignatures(self.ref.path).list(manifest_digest)
@@ -223,6 +225,15 @@ def _sig_key(blob: bytes) -> bytes:
 
 def _ours(name: str) -> bool:
     return name.startswith(_OURS)
+
+
+def _has_signature_files(path: Path) -> bool:
+    """Whether the directory holds any ``signature-N`` / ``<hex>.signature-N`` name (False when unreadable:
+    a reader then finds none either)."""
+    try:
+        return any("signature-" in n for n in os.listdir(path))
+    except OSError:
+        return False
 
 
 def _regular_size(path: Path) -> int | None:
@@ -475,7 +486,8 @@ class DirDestination:
                                   "another writer; run the copy again")
             root_file = self._manifests[self._root.digest]
             top_raw = (staging / root_file).read_bytes()
-            sig_files = self._signature_files(manifest_digest(top_raw))
+            sig_files = (self._signature_files(manifest_digest(top_raw))
+                         if self._signatures or _has_signature_files(path) else {})
             for name, data in sig_files.items():
                 _write_file(staging / name, data)
             _write_file(staging / VERSION_FILE, VERSION)

@@ -30,7 +30,6 @@ layers as they come (:data:`HYBRID_CAPABILITIES`). fsck and images read any arch
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -60,6 +59,8 @@ from ..tarfs import TarTree
 from .base import BlobOpener, Capabilities, ProgressFn, Transport, no_referrers
 
 if TYPE_CHECKING:
+    import threading
+
     from ..signature.model import Signature
     from ..store import LayoutReader
 
@@ -474,6 +475,8 @@ class DockerArchiveDestination:
             raise NotFound(f"cannot write {self.path}: directory {parent} does not exist")
         self._parent = parent
         self._blobs: dict[Digest, _Blob] = {}
+        #: Blobs put without an expected digest: staged in ``_dir`` and hashed by put_blob as it wrote them.
+        self._staged: set[Digest] = set()
         self._manifests: dict[Digest, Manifest] = {}
         self._tags: list[tuple[Descriptor, str | None]] = []
         self._progress: ProgressFn | None = None
@@ -524,20 +527,15 @@ class DockerArchiveDestination:
             self._blobs[expected.digest] = _Blob(open_, expected.size)
             self._progress = progress
             return expected.with_(media_type=media_type)
-        h = hashlib.sha256()
+        from ..streams import write_verified
+
         tmp = self._dir / f"blob-{len(self._blobs)}-{os.urandom(4).hex()}"
-        size = 0
         with open_() as src, open(tmp, "xb") as out:
-            while chunk := src.read(CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-        digest = Digest("sha256", h.hexdigest())
+            digest, size = write_verified(out, src, None, progress)  # hashed as written, write overlapped
         final = self._dir / digest.hex
         os.replace(tmp, final)
         self._blobs[digest] = _Blob(lambda: open(final, "rb"), size)  # noqa: SIM115 - the caller closes it
+        self._staged.add(digest)
         return Descriptor(media_type, digest, size)
 
     def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
@@ -708,12 +706,15 @@ class DockerArchiveDestination:
                 for tag in o.repo_tags:
                     name, t = split_tag(tag)
                     repos.setdefault(name, {})[t] = v1[-1].id
-        with TarWriter(self.path) as tar:
+        with TarWriter(self.path, readable=True) as tar:
+            slots = []
+            fd = -1
             for name in sorted(files):
                 digest, blob = files[name]
-                with blob.open() as raw:
-                    tar.add_stream(name, blob.size, VerifyingReader(raw, digest, blob.size), self._progress
-                                   if digest in self._blobs else None)
+                fd, offset = tar.reserve(name, blob.size)
+                slots.append((digest, blob, offset))
+            if slots:
+                self._fill(fd, slots)
             for layer_id in sorted(legacy):
                 target, doc = legacy[layer_id]
                 tar.add_dir(layer_id)
@@ -768,6 +769,70 @@ class DockerArchiveDestination:
                 out.repo_tags.append(tag)
         write_hybrid(self.path, images, blobs, lambda d: self._progress if d in self._blobs else None)
 
+
+    def _fill(self, fd: int, slots: list[tuple[Digest, _Blob, int]]) -> None:
+        """Write each blob into the member data reserved for it at ``offset`` of the tar ``fd``, several at
+        once (the first failure stops the others at their next chunk; it is raised).
+
+        A blob that is a file region (a layout's blob file, a member of the archive appended to) is copied
+        by the kernel while what was written is hashed (:func:`~ocilayout.streams.copy_region_hashed`); a
+        blob this destination staged itself (a converted layer, hashed as put_blob wrote it) is copied by
+        the kernel without hashing it again; anything else is streamed through a VerifyingReader.
+        """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        failed = threading.Event()
+        copy_lock = threading.Lock()  # one kernel copy into the tar at a time; hashing in parallel
+
+        def tick(progress: ProgressFn | None) -> ProgressFn:
+            def advance(n: int) -> None:
+                if failed.is_set():
+                    raise _Stopped
+                if progress is not None:
+                    progress(n)
+            return advance
+
+        def one(digest: Digest, blob: _Blob, offset: int) -> None:
+            try:
+                self._fill_one(fd, digest, blob, offset, tick(self._progress if digest in self._blobs else None),
+                               copy_lock)
+            except BaseException:
+                failed.set()
+                raise
+
+        slots = sorted(slots, key=lambda s: -s[1].size)  # largest first: the pool ends together
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(slots)))) as pool:
+            futures = [pool.submit(one, *slot) for slot in slots]
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        real = [e for e in errors if not isinstance(e, _Stopped)]
+        if errors:
+            raise (real or errors)[0]
+
+    def _fill_one(self, fd: int, digest: Digest, blob: _Blob, offset: int, progress: ProgressFn,
+                  copy_lock: threading.Lock) -> None:
+        from ..errors import DigestMismatch, SizeMismatch
+        from ..streams import PIPELINE_MIN, copy_region, copy_region_hashed, pwrite_all, region_of
+
+        with blob.open() as raw:
+            region = region_of(raw) if blob.size > PIPELINE_MIN else None
+            if region is not None:
+                if region[2] != blob.size:
+                    raise SizeMismatch(f"blob {digest} is {region[2]} bytes, expected {blob.size}")
+                if digest in self._staged:
+                    if copy_region(region, fd, offset, progress, copy_lock=copy_lock):
+                        return
+                else:
+                    got = copy_region_hashed(region, fd, digest.algorithm, progress, dst_offset=offset,
+                                             copy_lock=copy_lock)
+                    if got is not None:
+                        if got != digest:
+                            raise DigestMismatch(f"blob digest mismatch: expected {digest}, got {got}")
+                        return
+            n = pwrite_all(VerifyingReader(raw, digest, blob.size), fd, offset, progress)
+        if n != blob.size:
+            raise SizeMismatch(f"blob {digest}: wrote {n} bytes, its member is {blob.size}")
+
     def close(self) -> None:
         from ..fsutil import discard_temp_dir
 
@@ -792,6 +857,10 @@ def _check_index_covered(archive: DockerArchive) -> None:
         raise UnsupportedFormat(f"{archive.location}: index.json names {len(extra)} manifest(s) that no "
                                 f"manifest.json image is ({', '.join(extra[:3])}); rewriting the archive would "
                                 "drop them: write the new image to another file")
+
+
+class _Stopped(Exception):
+    """Raised in a blob writer when another one has already failed."""
 
 
 def _bind(archive: DockerArchive, img: _Image, digest: Digest) -> BlobOpener:

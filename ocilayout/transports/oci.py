@@ -68,12 +68,14 @@ class LayoutSource:
         return self._reader.stat_blob(digest)
 
     def signatures(self, manifest_digest: Digest) -> Sequence[Signature]:
-        from ..signature.storage import LayoutSignatures, sig_tag
+        from ..signature import sig_tag
 
         if self._names is None:  # index.json is read once per source, not once per manifest asked about
             self._names = frozenset(self._reader.refs())
         if sig_tag(manifest_digest) not in self._names:
-            return ()
+            return ()  # (without loading the signature code)
+        from ..signature.storage import LayoutSignatures
+
         return LayoutSignatures(self._reader).list(manifest_digest)
 
     def referrers(self, manifest_digest: Digest) -> Sequence[Descriptor]:
@@ -293,6 +295,8 @@ class LayoutDestination:
         self._names.append((name, entry))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
+        if not sigs:
+            return  # (without loading the signature code)
         from ..signature.model import SigstoreSignature
 
         for sig in sigs:
@@ -328,6 +332,8 @@ class LayoutDestination:
     def stage_signature_tags(self, current: LayoutReader) -> list[dict[str, Any]]:
         """Stage the ``.sig`` manifests that append the staged signatures to those ``current`` holds now;
         returns their ``index.json`` entries. Call under the lock that serialises signers."""
+        if not self._signatures:
+            return []
         from ..signature.storage import LayoutSignatures, appended_sig_blobs, sig_tag
 
         entries: list[dict[str, Any]] = []

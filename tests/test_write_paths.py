@@ -1,0 +1,159 @@
+"""The fast write paths: members of a tar reserved and filled in parallel, blobs copied by the kernel at an
+offset while what was written is hashed, converted layers copied without a second hash. Each test checks
+the bytes against a plain reference and that the fast path was really taken."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ocilayout import streams
+from ocilayout.copy import copy
+from ocilayout.digest import Digest
+from ocilayout.errors import IntegrityError
+from ocilayout.sample import make_image, make_layer
+from ocilayout.store import LayoutStore
+from ocilayout.tarfs import TarWriter
+
+MiB = 1 << 20
+
+
+def _random(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def test_reserved_members_are_the_bytes_add_stream_writes(tmp_path: Path) -> None:
+    members = [("a.bin", _random(5 * MiB + 7, 1)), ("b.json", b'{"x":1}'), ("empty", b""), ("c.bin", _random(513, 2))]
+    with TarWriter(tmp_path / "ref.tar", mtime=0) as tar:
+        for name, data in members:
+            tar.add_stream(name, len(data), io.BytesIO(data))
+        tar.add_bytes("last", b"end")
+        tar.commit()
+    with TarWriter(tmp_path / "res.tar", mtime=0, readable=True) as tar:
+        slots = [(tar.reserve(name, len(data)), data) for name, data in members]
+        tar.add_bytes("last", b"end")
+        for (fd, offset), data in reversed(slots):  # filled in any order, after later entries
+            os.pwrite(fd, data, offset)
+        tar.commit()
+    assert (tmp_path / "res.tar").read_bytes() == (tmp_path / "ref.tar").read_bytes()
+
+
+def test_copy_region_hashed_writes_at_an_offset(tmp_path: Path) -> None:
+    data = _random(9 * MiB + 3, 3)
+    (tmp_path / "src").write_bytes(data)
+    prefix = b"p" * 1000
+    with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst:
+        dst.write(prefix)
+        dst.flush()
+        got = streams.copy_region_hashed((src.fileno(), 0, len(data)), dst.fileno(), "sha256", dst_offset=len(prefix))
+    assert got == Digest.of(data)
+    assert (tmp_path / "dst").read_bytes() == prefix + data
+
+
+def _count_kernel_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    copied: list[int] = []
+    real = os.copy_file_range
+
+    def counting(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
+        n = real(src, dst, count, offset_src, offset_dst)
+        copied.append(n)
+        return n
+
+    monkeypatch.setattr(os, "copy_file_range", counting)
+    return copied
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: f.read() for m in tar.getmembers() if m.isfile() and (f := tar.extractfile(m)) is not None}
+
+
+def test_large_layers_are_copied_into_the_archive_by_the_kernel_and_hashed(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LayoutStore.create(tmp_path / "src")
+    big = [{f"f{i}.bin": _random(5 * MiB, 10 + i)} for i in range(3)]
+    make_image(store, [*big, {"small.txt": b"small\n"}], compression="none", tag="v1")
+    layers = [make_layer(files) for files in [*big, {"small.txt": b"small\n"}]]
+    copied = _count_kernel_copies(monkeypatch)
+    copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'a.tar'}:app:1")
+    assert sum(copied) == sum(len(x) for x in layers[:3])  # the small layer and the config are written
+    members = _members(tmp_path / "a.tar")
+    for layer in layers:
+        assert members[f"{hashlib.sha256(layer).hexdigest()}.tar"] == layer
+    monkeypatch.undo()
+    copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'b.tar'}:app:1")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+@pytest.mark.damages_layouts
+def test_a_large_layer_that_does_not_match_fails_the_archive_write(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "src")
+    desc = make_image(store, [{"f.bin": _random(6 * MiB, 20)}, {"g.bin": _random(6 * MiB, 21)}],
+                      compression="none", tag="v1")
+    layer = store.get_manifest(desc).layers[1]
+    blob = tmp_path / "src" / "blobs" / "sha256" / layer.digest.hex
+    data = bytearray(blob.read_bytes())
+    data[3 * MiB] ^= 1  # same size, other bytes
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IntegrityError, match="digest mismatch"):
+        copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'out' / 'a.tar'}:app:1")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_converted_layers_are_copied_into_the_archive_without_a_second_hash(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LayoutStore.create(tmp_path / "src")
+    files = {"f.bin": _random(6 * MiB, 30)}
+    make_image(store, [files], compression="gzip", tag="v1")
+    plain = make_layer(files)
+    hashed: list[int] = []
+    real = streams.copy_region_hashed
+
+    def spy(src: tuple[int, int, int], *args: object, **kwargs: object) -> Digest | None:
+        hashed.append(src[2])
+        return real(src, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streams, "copy_region_hashed", spy)
+    copied = _count_kernel_copies(monkeypatch)
+    copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'a.tar'}:app:1")
+    assert sum(copied) == len(plain) and hashed == []  # staged (hashed once, as written), then a kernel copy
+    assert _members(tmp_path / "a.tar")[f"{hashlib.sha256(plain).hexdigest()}.tar"] == plain
+
+
+@pytest.mark.parametrize("dest", ["docker-archive:{t}/a.tar:app:1", "oci:{t}/o:v1", "dir:{t}/d"])
+def test_a_decompressed_layer_is_hashed_once_on_its_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        dest: str) -> None:
+    """gzip -> none: the transcoder hashes the bytes it yields (they must match the config's diff_id) and the
+    destination names the blob by that digest instead of hashing the same bytes again."""
+    from ocilayout.copy import CopyOptions
+    from ocilayout.plan import Conversion
+    from ocilayout.transports import open_source
+
+    store = LayoutStore.create(tmp_path / "src")
+    files = {"f.bin": _random(6 * MiB, 40)}
+    make_image(store, [files, {"small": b"x"}], compression="gzip", tag="v1")
+    plain = make_layer(files)
+    verifying: list[object] = []
+    real = streams.VerifyingReader
+
+    def spy(stream: object, expected: object = None, *args: object, **kwargs: object) -> object:
+        verifying.append(expected)
+        return real(stream, expected, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streams, "VerifyingReader", spy)
+    ref = dest.format(t=tmp_path)
+    copy(f"oci:{tmp_path / 'src'}:v1", ref, CopyOptions(convert=Conversion(decompress=True)))
+    assert None not in verifying  # no blob of unknown digest was hashed by the destination
+    with open_source(ref.rsplit(":", 2)[0] if ref.startswith("docker-archive") else ref) as src:
+        layers = src.get_manifest().layers
+        assert str(layers[0].digest) == f"sha256:{hashlib.sha256(plain).hexdigest()}"
+        with src.open_blob(layers[0]) as f:
+            assert f.read() == plain
