@@ -329,3 +329,15 @@ def test_fixture_script_is_deterministic(tmp_path: Path) -> None:
     documented = (ROOT / "fixtures" / "README.md").read_text()
     for line in out.splitlines():
         assert line in documented, f"fixtures/README.md does not show {line!r}: update it with the new digests"
+
+
+def test_the_readme_demo_runs_offline_and_checks_itself() -> None:
+    """README's first command: scripts/demo runs the main job on the built-in sample (it exits non-zero
+    when an output is not reproducible or not fsck-clean)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OCILAYOUT_VENV": str(Path(sys.executable).resolve().parent.parent)}
+    env.pop("SOURCE_DATE_EPOCH", None)
+    proc = subprocess.run([str(root / "scripts" / "demo")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "demo OK" in proc.stderr and "(reproducible)" in proc.stdout
+    assert proc.stderr.count(", 0 errors, ") == 6  # every fsck of the demo's outputs is clean
