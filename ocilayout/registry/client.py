@@ -33,7 +33,7 @@ from ..errors import InvalidArgument, NotFound, RegistryError
 from .auth import Challenge, Credentials, find_credentials, parse_challenges
 from .options import RegistryOptions
 
-__all__ = ["RETRY_STATUS", "BlobReader", "Client", "TransientError", "next_link", "sleep_for"]
+__all__ = ["MAX_PAGES", "RETRY_STATUS", "BlobReader", "Client", "Pages", "TransientError", "next_link", "sleep_for"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Attempts for a request that can be repeated (the first one included).
@@ -41,6 +41,8 @@ ATTEMPTS = 5
 BACKOFF = 0.25
 MAX_ERROR_BODY = 64 << 10
 MAX_TOKEN_BODY = 1 << 20
+#: Pages a ``Link``-paginated listing may have (tags, catalog, referrers).
+MAX_PAGES = 10000
 
 
 class TransientError(RegistryError):
@@ -82,7 +84,7 @@ def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
                     parts.append(f"{code}: {msg}" if msg else str(code))
             if parts:
                 return "; ".join(parts)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the parser
         pass
     return f"HTTP {resp.status} {resp.reason or ''}".strip()
 
@@ -201,7 +203,7 @@ class Client:
             raise RegistryError(f"{self.registry}: token server answered {_error_text(resp)}")
         try:
             doc = json.loads(resp.data[:MAX_TOKEN_BODY])
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
@@ -250,9 +252,9 @@ class Client:
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         repeatable = body is None or isinstance(body, bytes)
         hdrs = dict(headers or {})
-        # Credentials go to the registry's own host only, never to a URL it points elsewhere (an upload
-        # Location, a Link page, a redirect).
-        ours = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base()).netloc
+        # Credentials go to the registry's own origin (scheme, host, port) only, never to a URL it points
+        # elsewhere (an upload Location, a Link page, a redirect), nor over plain HTTP when it is HTTPS.
+        ours = _origin(url) == _origin(self.base())
         auth = self._auth_header(actions, also) if ours else None
         if auth:
             hdrs["Authorization"] = auth
@@ -278,7 +280,7 @@ class Client:
         if resp.status == 403:
             raise RegistryError(f"{self.where}: access denied (HTTP 403): {_error_text(resp)}")
         hops = 0
-        origin = urllib.parse.urlsplit(url).netloc
+        origin = _origin(url)
         while follow and resp.status in (301, 302, 303, 307, 308) and hops < 5:
             location = resp.headers.get("Location")
             if not location:
@@ -286,7 +288,7 @@ class Client:
             resp.drain_conn()
             resp.release_conn()
             url = urllib.parse.urljoin(url, location)
-            if urllib.parse.urlsplit(url).netloc != origin:
+            if _origin(url) != origin:
                 hdrs.pop("Authorization", None)
             resp = self._send("GET" if resp.status == 303 else method, url, hdrs, body, stream=stream,
                               repeatable=repeatable)
@@ -306,20 +308,22 @@ class Client:
 
     def paginate(self, path: str, key: str, *, also: str | None = None) -> Iterator[Any]:
         """Every item of ``key`` across the pages of a ``Link: <...>; rel="next"`` list (tags, catalog)."""
+        pages = Pages(f"{self.where}: listing {key}")
         url: str | None = path
-        seen = 0
-        while url is not None and seen < 10000:
+        while url is not None:
+            pages.visit(url if "://" in url else self.url(url))
             resp = self.request("GET", url, also=also)
             if resp.status != 200:
                 raise self.fail(resp, f"{self.where}: listing {key}")
             try:
                 doc = json.loads(resp.data[: 16 << 20])
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(f"{self.registry}: the {key} list is not JSON") from None
             items = doc.get(key) if isinstance(doc, dict) else None
+            if items is not None and not (isinstance(items, list) and all(isinstance(i, str) for i in items)):
+                raise RegistryError(f"{self.registry}: the {key} list is not an array of strings")
             yield from (items or [])
             url = next_link(resp.headers.get("Link", ""), self.base())
-            seen += 1
 
 
 def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.SSLContext | None:
@@ -345,6 +349,28 @@ def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.S
     return ctx
 
 
+class Pages:
+    """Guards a ``Link``-paginated listing: :meth:`visit` raises RegistryError when a page's URL was read
+    already (a registry whose next page points back: it would never end) or after ``limit`` pages (a
+    listing is never cut short silently). URLs are compared absolute."""
+
+    def __init__(self, what: str, limit: int = MAX_PAGES) -> None:
+        self._what = what
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def visit(self, url: str) -> None:
+        if url in self._seen:
+            raise RegistryError(f"{self._what}: the registry's next page ({_safe(url)}) was read already: "
+                                "its Link header loops")
+        if len(self._seen) >= self._limit:
+            raise RegistryError(f"{self._what}: over {self._limit} pages")
+        self._seen.add(url)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 def next_link(header: str, base: str) -> str | None:
     """The absolute URL of a ``Link: <...>; rel="next"`` header, None when there is no next page."""
     for part in header.split(","):
@@ -353,6 +379,18 @@ def next_link(header: str, base: str) -> str | None:
             if 0 <= start < end:
                 return urllib.parse.urljoin(base + "/", part[start + 1 : end])
     return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port made explicit: credentials go to one origin only, so an
+    ``https://host`` registry pointing to ``http://host`` (plain text) or another port gets none."""
+    s = urllib.parse.urlsplit(url)
+    try:
+        port = s.port
+    except ValueError:
+        port = -1
+    scheme = s.scheme.lower()
+    return scheme, (s.hostname or "").lower(), port if port is not None else {"https": 443, "http": 80}.get(scheme)
 
 
 def _safe(url: str) -> str:
