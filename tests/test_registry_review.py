@@ -402,3 +402,11 @@ def test_a_retried_upload_is_counted_once_in_progress(registry: Registry, sample
         proxy.close()
     assert proxy.count("PUT", target) == 3  # the layer was sent three times
     assert progress.advanced == progress.total == result.bytes_copied
+
+
+@pytest.mark.parametrize("command", ["login", "logout", "referrers", "sign", "verify"])
+def test_registry_command_help_names_every_value(cli, command: str) -> None:  # type: ignore[no-untyped-def]
+    """Values are named as skopeo's help names them (FILE, DIR, USER...), never typer's bare ``<str>``."""
+    r = cli(command, "--help")
+    assert r.exit_code == 0, r
+    assert "<str>" not in r.stdout and "--authfile" in r.stdout
