@@ -410,3 +410,41 @@ def test_registry_command_help_names_every_value(cli, command: str) -> None:  # 
     r = cli(command, "--help")
     assert r.exit_code == 0, r
     assert "<str>" not in r.stdout and "--authfile" in r.stdout
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("how", ["creds", "authfile"])
+def test_a_mirror_on_another_host_gets_only_its_own_credentials(cli, hostile, registry: Registry,  # type: ignore[no-untyped-def]
+                                                               sample: Path, tmp_path: Path, how: str) -> None:
+    """The primary's --creds or auth.json entry never goes to a mirror; an auth.json entry for the mirror's
+    host does. The mirror here asks for Basic credentials and refuses everything, so the pull falls back to
+    the primary (the real registry)."""
+    def ask(h: http.server.BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        return 401, {"WWW-Authenticate": 'Basic realm="mirror"'}, b""
+
+    repo = f"m{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]}/app"
+    mirror = hostile({"/v2/": ask, f"/v2/{repo}/manifests/v1": ask})
+    o = RegistryOptions(tls_verify=False)
+    with use_options(o, o):
+        copy(f"oci:{sample}:v1", f"docker://{registry.host}/{repo}:v1")
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n'
+                    f'[[registry.mirror]]\nlocation = "{mirror.host}"\ninsecure = true\n')
+    primary_secret = "primary-Pw1"
+    auth = tmp_path / "auth.json"
+    entries = {registry.host: "alice:" + primary_secret}
+    if how == "authfile":
+        entries[mirror.host] = "bob:mirror-Pw2"
+    auth.write_text(json.dumps({"auths": {k: {"auth": _b64(v)} for k, v in entries.items()}}))
+    flags = ["--creds", f"alice:{primary_secret}"] if how == "creds" else ["--authfile", str(auth)]
+    r = cli("inspect", "--registries-conf", conf, *flags, f"docker://{registry.host}/{repo}:v1")
+    assert r.exit_code == 0, r
+    sent = {a for _, p, a in mirror.requests if p.startswith(f"/v2/{repo}/")}
+    assert any(p.startswith(f"/v2/{repo}/") for _, p, _ in mirror.requests)  # the mirror was tried first
+    assert sent == ({None} if how == "creds" else {"Basic " + _b64("bob:mirror-Pw2")})
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
