@@ -315,7 +315,9 @@ def test_an_error_body_nested_too_deeply_still_gives_the_status(hostile) -> None
         list(_client(server).paginate("tags/list", "tags"))
 
 
-def test_a_referrers_page_linking_to_itself_is_an_error(cli, hostile) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("loop", [True, False])
+def test_a_referrers_page_linking_to_itself_is_an_error(cli, hostile, loop: bool) -> None:  # type: ignore[no-untyped-def]
+    """A self-linking page is read once; a hostile artifactType reaches the terminal escaped."""
     config = b"{}"
     manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
         "mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config),
@@ -325,15 +327,20 @@ def test_a_referrers_page_linking_to_itself_is_an_error(cli, hostile) -> None:  
         {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "1" * 64, "size": 2, "artifactType": "x/\x1b[31my"}]})
 
     def referrers(h: http.server.BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
-        return 200, {"Content-Type": OCI_INDEX, "Link": f'<{h.path}>; rel="next"'}, page.encode()
+        link = {"Link": f'<{h.path}>; rel="next"'} if loop else {}
+        return 200, {"Content-Type": OCI_INDEX, **link}, page.encode()
 
     server = hostile({"/v2/": _ok,
                       "/v2/x/manifests/v1": lambda h: (200, {"Content-Type": OCI_MANIFEST}, manifest),
                       f"/v2/x/referrers/{digest}": referrers})
     r = cli("referrers", "--tls-verify=false", f"docker://{server.host}/x:v1")
-    assert r.exit_code == 7, r
-    assert "Link header loops" in r.stderr
     assert sum(1 for m, p, _ in server.requests if "/referrers/" in p) == 1
+    if loop:
+        assert r.exit_code == 7, r
+        assert "Link header loops" in r.stderr
+    else:
+        assert r.exit_code == 0, r
+        assert "\x1b" not in r.stdout and json.loads(r.stdout)["manifests"][0]["artifactType"] == "x/\x1b[31my"
 
 
 def test_credentials_go_to_the_registry_origin_only() -> None:
@@ -448,3 +455,14 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("files", [{"ca.crt": "garbage\n"}, {"ca.crt": ""}, {"c.cert": "x\n", "c.key": "y\n"}])
+def test_garbage_certificates_name_the_file(cli, tmp_path: Path, files: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name, text in files.items():
+        (certs / name).write_text(text)
+    r = cli("inspect", "--cert-dir", certs, "docker://127.0.0.1:1/x")
+    assert r.exit_code == 2, r
+    assert str(certs / sorted(files)[0]) in r.stderr and len(r.stderr.splitlines()) == 1

@@ -335,14 +335,18 @@ def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.S
     if not files.cas and not files.client_pairs:
         return None
     ctx = ssl.create_default_context()  # the system roots (SSL_CERT_FILE / SSL_CERT_DIR honoured)
+    where = ""
     try:
         for ca in files.cas:
+            where = str(ca)
             ctx.load_verify_locations(cafile=str(ca))
         if files.client_pairs:  # an SSLContext holds one client chain: the first pair, in name order
             cert, key = files.client_pairs[0]
+            where = f"{cert} and {key}"
             ctx.load_cert_chain(str(cert), str(key))
     except (ssl.SSLError, OSError) as err:
-        raise InvalidArgument(f"certificates for {registry}: {getattr(err, 'reason', None) or err}") from None
+        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
+        raise InvalidArgument(f"certificates for {registry}: {where}: {reason}") from None
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
