@@ -466,3 +466,29 @@ def test_garbage_certificates_name_the_file(cli, tmp_path: Path, files: dict[str
     r = cli("inspect", "--cert-dir", certs, "docker://127.0.0.1:1/x")
     assert r.exit_code == 2, r
     assert str(certs / sorted(files)[0]) in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.interop
+def test_a_mirror_whose_tag_answer_fails_its_own_digest_is_passed_over(cli, hostile, registry: Registry,  # type: ignore[no-untyped-def]
+                                                                      sample: Path, tmp_path: Path) -> None:
+    """By tag there is no digest to ask for, but the mirror's Docker-Content-Digest is checked: a body that
+    does not match it is refused and the pull goes on to the primary. (A mirror consistent with itself is
+    believed by tag, as upstream believes it: ``pull-from-mirror = "digest-only"`` is the way to distrust
+    mirrors for tags.)"""
+    repo = f"w{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]}/app"
+    o = RegistryOptions(tls_verify=False)
+    with use_options(o, o):
+        copy(f"oci:{sample}:v1", f"docker://{registry.host}/{repo}:v1")
+    status, _, real = registry.get(f"/v2/{repo}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert status == 200
+    real_digest = "sha256:" + hashlib.sha256(real).hexdigest()
+    forged = real.replace(b'"schemaVersion"', b'"annotations":{"evil":"1"},"schemaVersion"', 1)
+    mirror = hostile({"/v2/": _ok, f"/v2/{repo}/manifests/v1": lambda h: (
+        200, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": real_digest}, forged)})
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n'
+                    f'[[registry.mirror]]\nlocation = "{mirror.host}"\ninsecure = true\n')
+    r = cli("inspect", "--raw", "--registries-conf", conf, f"docker://{registry.host}/{repo}:v1")
+    assert r.exit_code == 0, r
+    assert r.stdout.encode() == real
+    assert any(p == f"/v2/{repo}/manifests/v1" for _, p, _ in mirror.requests)
