@@ -93,14 +93,25 @@ def _ocilayout(*args: str, env: dict[str, str] | None = None, stdin: str = "") -
 
 
 def test_registries_conf_fifo_or_directory_is_refused_not_waited_on(tmp_path: Path) -> None:
-    """A FIFO given as registries.conf (or found as a drop-in) used to block forever in open()."""
+    """A FIFO nobody writes to, given as registries.conf (or found as a drop-in), used to block forever in
+    open()."""
     fifo = tmp_path / "fifo.conf"
     os.mkfifo(fifo)
-    for conf in (fifo, tmp_path):
+    for conf, why in ((fifo, "a FIFO with nothing written to it"), (tmp_path, "is a directory")):
         r = _ocilayout("inspect", "--registries-conf", str(conf), "docker://127.0.0.1:1/x",
                        env={**os.environ, "HOME": str(tmp_path / "home")})
         assert r.returncode == 2, r
-        assert r.stderr.strip() == f"ocilayout: error: registries configuration {conf}: not a regular file"
+        assert r.stderr.strip() == f"ocilayout: error: registries configuration {conf}: {why}"
+
+
+def test_registries_conf_from_a_pipe_or_dev_null(tmp_path: Path) -> None:
+    """What skopeo users write still works: ``--registries-conf <(...)`` (a pipe with data) and /dev/null."""
+    script = ('exec "$0" -m ocilayout inspect --registries-conf <(printf \'[[registry]]\\nlocation = '
+              '"127.0.0.1:1"\\nblocked = true\\n\') docker://127.0.0.1:1/x')
+    r = subprocess.run(["bash", "-c", script, sys.executable], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "HOME": str(tmp_path / "home")})
+    assert r.returncode == 7 and "registry 127.0.0.1:1 is blocked in /dev/fd/" in r.stderr, r
+    assert load_registries_conf("/dev/null").find("127.0.0.1:1/x") is None
 
 
 def test_registries_conf_drop_in_fifo_is_refused(tmp_path: Path) -> None:
@@ -113,7 +124,8 @@ def test_registries_conf_drop_in_fifo_is_refused(tmp_path: Path) -> None:
     r = _ocilayout("inspect", "--registries-conf", str(conf), "docker://127.0.0.1:1/x",
                    env={**os.environ, "HOME": str(home)})
     assert r.returncode == 2, r
-    assert r.stderr.strip() == f"ocilayout: error: registries configuration {drop / '10-fifo.conf'}: not a regular file"
+    assert r.stderr.strip() == (f"ocilayout: error: registries configuration {drop / '10-fifo.conf'}: "
+                                "a FIFO with nothing written to it")
 
 
 def test_cert_dir_that_is_a_file_or_holds_a_fifo_is_an_error(tmp_path: Path) -> None:

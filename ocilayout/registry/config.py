@@ -213,7 +213,7 @@ def _v2_set(doc: dict[str, Any]) -> bool:
 def _parse_file(path: Path, *, v2_only: bool) -> list[RegistryEntry]:
     """The validated entries of one file (v1 converted to v2), deduplicated by prefix (first wins) and
     sorted by prefix as upstream keeps them. Raises InvalidArgument (bad file), OSError (unreadable)."""
-    data = _read_regular(path)
+    data = _read_conf(path)
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
@@ -253,19 +253,24 @@ def _parse_file(path: Path, *, v2_only: bool) -> list[RegistryEntry]:
     return [unique[p] for p in sorted(unique)]
 
 
-def _read_regular(path: Path) -> bytes:
-    """The bytes of ``path`` (symlinks followed), at most :data:`MAX_CONF_SIZE`. A FIFO, device or directory
-    is refused without blocking on it (opened non-blocking, checked with fstat). Raises InvalidArgument,
-    OSError (FileNotFoundError: missing)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+def _read_conf(path: Path) -> bytes:
+    """The bytes of ``path`` (symlinks followed), at most :data:`MAX_CONF_SIZE`; never waits for a writer
+    that is not there. A file, ``/dev/null`` (no configuration, a common idiom), or a pipe
+    (``--registries-conf <(...)``, as skopeo reads one) that holds data or has a writer; a FIFO nobody
+    writes to (open() would block forever) and a directory are refused. Raises InvalidArgument, OSError
+    (FileNotFoundError: missing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO's open() does not wait
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _bad(path, "not a regular file")
-        os.set_blocking(fd, True)
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _bad(path, "is a directory")
+        os.set_blocking(fd, True)  # a pipe's writer is waited for; with no writer a read is EOF at once
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(MAX_CONF_SIZE + 1)
     finally:
         os.close(fd)
+    if not data and stat.S_ISFIFO(mode):
+        raise _bad(path, "a FIFO with nothing written to it")
     if len(data) > MAX_CONF_SIZE:
         raise _bad(path, f"over the {MAX_CONF_SIZE}-byte limit")
     return data
