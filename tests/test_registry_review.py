@@ -504,3 +504,27 @@ def test_a_mirror_whose_tag_answer_fails_its_own_digest_is_passed_over(cli, host
     assert r.exit_code == 0, r
     assert r.stdout.encode() == real
     assert any(p == f"/v2/{repo}/manifests/v1" for _, p, _ in mirror.requests)
+
+
+@pytest.mark.interop
+def test_a_retry_never_reuses_a_stream_already_read(registry: Registry, tmp_path: Path) -> None:
+    """An opener that hands back the same stream (against the BlobOpener contract) used to be read again by
+    the retry: closed, a ValueError (an internal error); a stream left open would have been uploaded from
+    where it stopped and, with no expected digest, reported as the blob written."""
+    import io
+
+    proxy = UploadProxy(registry, lambda m, k, n: ("status", 500) if k == "patch" and n == 1 else None)
+    repo = f"o{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]}/app"
+    from ocilayout.reference import parse_reference
+    from ocilayout.transports.registry import RegistryDestination
+
+    stream = io.BytesIO(b"layer bytes " * 100)
+    dest = RegistryDestination(parse_reference(f"docker://{proxy.host}/{repo}:v1"), RegistryOptions(tls_verify=False))
+    try:
+        with pytest.raises(RegistryError, match="cannot retry the blob upload"):
+            dest.put_blob(lambda: stream, None, media_type="application/octet-stream")
+        fresh = dest.put_blob(lambda: io.BytesIO(b"layer bytes " * 100), None, media_type="application/octet-stream")
+        assert str(fresh.digest) == "sha256:" + hashlib.sha256(b"layer bytes " * 100).hexdigest()
+    finally:
+        dest.close()
+        proxy.close()

@@ -431,6 +431,18 @@ class RegistryDestination:
         from ..registry.client import TransientError, sleep_for
 
         reported = [0]  # bytes already reported: a retry sends them again, progress counts them once
+        given: list[BinaryIO] = []
+
+        def fresh() -> BinaryIO:
+            """``open_()``, refusing a stream an earlier attempt already read (an opener that is one-shot
+            against the contract: a retry would send what is left of it -- without ``expected``, silently
+            as another blob)."""
+            stream = open_()
+            if any(stream is g for g in given):
+                raise RegistryError(f"{self.ref}: cannot retry the blob upload: its opener gave the stream "
+                                    "already read again (a retry needs a fresh stream of the same bytes)")
+            given.append(stream)
+            return stream
 
         for attempt in range(UPLOAD_ATTEMPTS):
             sent = [0]
@@ -443,7 +455,7 @@ class RegistryDestination:
                 progress(ahead)  # also when 0: the copy's cancellation check runs on every chunk
 
             try:
-                return self._put_blob_once(open_, expected, media_type=media_type,
+                return self._put_blob_once(fresh, expected, media_type=media_type,
                                            progress=tick if progress is not None else None)
             except TransientError as err:
                 if attempt + 1 >= UPLOAD_ATTEMPTS:
