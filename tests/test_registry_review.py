@@ -528,3 +528,29 @@ def test_a_retry_never_reuses_a_stream_already_read(registry: Registry, tmp_path
     finally:
         dest.close()
         proxy.close()
+
+
+@pytest.mark.interop
+def test_credentials_are_not_sent_to_a_plain_http_token_server_of_an_https_registry(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The real registry over verified TLS, its token realm plain HTTP: the password would cross the network in
+    clear. Refused (exit 7) before the token server is asked; with --tls-verify=false (an insecure choice
+    already made) it is sent, as upstream sends it."""
+    from conftest import TokenServer, start_registry, stop_registry, throwaway_ca
+
+    ca, cert, key = throwaway_ca(tmp_path / "pki")
+    token = TokenServer(tmp_path / "token", {"alice": "s3cret-Pa55"})
+    reg = start_registry(tmp_path / "reg", token=token, tls=(cert, key))
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(ca.read_bytes())
+    try:
+        r = cli("inspect", "--cert-dir", certs, "--creds", "alice:s3cret-Pa55", f"docker://{reg.host}/x/y:1")
+        assert r.exit_code == 7, r
+        assert "plain HTTP while the registry is HTTPS" in r.stderr and "s3cret" not in r.stderr
+        assert not [u for u, _ in token.requests if u]
+        r = cli("inspect", "--tls-verify=false", "--creds", "alice:s3cret-Pa55", f"docker://{reg.host}/x/y:1")
+        assert r.exit_code == 3, r  # authenticated, and the image is not there
+        assert [u for u, _ in token.requests if u]
+    finally:
+        stop_registry(reg)
+        token.close()

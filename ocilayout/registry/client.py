@@ -194,6 +194,10 @@ class Client:
         if ch.params.get("service"):
             query.append(("service", ch.params["service"]))
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        if (creds is not None and self.verify and urllib.parse.urlsplit(realm).scheme == "http"
+                and self.base().startswith("https://")):
+            raise RegistryError(f"{self.registry}: the token server {_safe(realm)} is plain HTTP while the registry "
+                                "is HTTPS: credentials are not sent in clear (--tls-verify=false allows it)")
         headers = {"Authorization": creds.basic()} if creds is not None else {}
         resp = self._send("GET", url, headers, None, stream=False, repeatable=True)
         if resp.status in (401, 403):
