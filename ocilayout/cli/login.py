@@ -14,7 +14,8 @@ from ._app import app, fail
 from ._display import echo
 from ._registry import CERT_DIR_HELP, TLS_HELP
 
-_AUTHFILE = "auth.json to write (default: $REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json)."
+_AUTHFILE = ("auth.json to edit (default: $REGISTRY_AUTH_FILE, else $DOCKER_CONFIG/config.json, else "
+             "${XDG_RUNTIME_DIR}/containers/auth.json).")
 _COMPAT = "Docker config.json to write in Docker's own format (instead of --authfile)."
 
 
@@ -44,14 +45,18 @@ def _terminal() -> bool:
 @app.command()
 def login(
     registry: str = typer.Argument(..., metavar="REGISTRY", help="HOST[:PORT] or HOST[:PORT]/REPOSITORY"),
-    username: str | None = typer.Option(None, "--username", "-u", help="User name (asked for on a terminal)."),
-    password: str | None = typer.Option(None, "--password", "-p", help="Password (asked for on a terminal)."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    username: str | None = typer.Option(None, "--username", "-u", metavar="USER",
+                                        help="User name (asked for on a terminal)."),
+    password: str | None = typer.Option(None, "--password", "-p", metavar="PASSWORD",
+                                        help="Password (asked for on a terminal; other users may see it in the "
+                                        "process list: prefer --password-stdin)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the password from stdin (needs --username)."),
     get_login: bool = typer.Option(False, "--get-login", help="Print the user name recorded for REGISTRY."),
-    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE),
-    compat_auth_file: str | None = typer.Option(None, "--compat-auth-file", help=_COMPAT),
+    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE),
+    compat_auth_file: str | None = typer.Option(None, "--compat-auth-file", metavar="FILE", help=_COMPAT),
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", help=CERT_DIR_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say where the credentials were written."),
 ) -> None:
     """Check credentials with a registry, then record them in auth.json (or its credential helper)."""
@@ -80,9 +85,10 @@ def login(
 def logout(
     registry: str | None = typer.Argument(None, metavar="REGISTRY", help="HOST[:PORT] or HOST[:PORT]/REPOSITORY"),
     all_: bool = typer.Option(False, "--all", "-a", help="Remove the credentials of every registry."),
-    authfile: str | None = typer.Option(None, "--authfile", help=_AUTHFILE),
-    compat_auth_file: str | None = typer.Option(None, "--compat-auth-file", help=_COMPAT),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE),
+    compat_auth_file: str | None = typer.Option(None, "--compat-auth-file", metavar="FILE", help=_COMPAT),
+    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL",
+                                         help="Accepted as skopeo accepts it; logout contacts no registry."),
 ) -> None:
     """Remove recorded credentials for a registry (or, with --all, for every registry)."""
     from pathlib import Path

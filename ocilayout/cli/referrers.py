@@ -16,7 +16,7 @@ def referrers(
                                              help="Only referrers of this artifactType."),
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP),
     cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
     registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
 ) -> None:

@@ -169,14 +169,16 @@ def standalone_verify(
 def sign(
     image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF], dir:PATH or "
                                "docker://HOST/REPO:TAG"),
-    key: str = typer.Option(..., "--key", help="Sigstore private key."),
-    identity: str | None = typer.Option(None, "--identity", help="Docker reference to claim (default: the "
-                                        "image's ref name when it is a full docker reference)."),
-    passphrase_file: str | None = typer.Option(None, "--passphrase-file"),
+    key: str = typer.Option(..., "--key", metavar="FILE", help="Sigstore private key."),
+    identity: str | None = typer.Option(None, "--identity", metavar="DOCKER-REFERENCE",
+                                        help="Docker reference to claim (default: the image's ref name when it "
+                                        "is a full docker reference)."),
+    passphrase_file: str | None = typer.Option(None, "--passphrase-file", metavar="FILE",
+                                                help="Read the private key's passphrase from FILE."),
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", help=CERT_DIR_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
     registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
 ) -> None:
     """Sign an image with a sigstore key and store the signature with it (cosign's .sig tag in layouts and
@@ -198,14 +200,17 @@ def sign(
 def verify(
     image: str = typer.Argument(..., metavar="IMAGE", help="oci:PATH[:REF], oci-archive:FILE[:REF], dir:PATH or "
                                "docker://HOST/REPO:TAG"),
-    public_key: list[str] = typer.Option([], "--public-key", help="Sigstore public key (repeatable)."),
-    identity: str | None = typer.Option(None, "--identity", help="Docker reference the signature must claim "
-                                        "(with a policy: the reference the image is meant to be)."),
-    policy: str | None = typer.Option(None, "--policy", help="containers-policy.json to evaluate instead."),
+    public_key: list[str] = typer.Option([], "--public-key", metavar="FILE",
+                                          help="Sigstore public key (repeatable)."),
+    identity: str | None = typer.Option(None, "--identity", metavar="DOCKER-REFERENCE",
+                                        help="Docker reference the signature must claim (with a policy: the "
+                                        "reference the image is meant to be)."),
+    policy: str | None = typer.Option(None, "--policy", metavar="FILE",
+                                      help="containers-policy.json to evaluate instead."),
     tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
     creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", help=AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", help=CERT_DIR_HELP),
+    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP),
+    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
     registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
 ) -> None:
     """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""

@@ -34,7 +34,8 @@ from ..errors import InvalidArgument, NotFound, RegistryError
 from .auth import Challenge, Credentials, find_credentials, parse_challenges
 from .options import RegistryOptions
 
-__all__ = ["RETRY_STATUS", "BlobReader", "Client", "TransientError", "next_link", "shared_probes", "sleep_for"]
+__all__ = ["MAX_PAGES", "RETRY_STATUS", "BlobReader", "Client", "Pages", "TransientError", "next_link",
+           "shared_probes", "sleep_for"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Attempts for a request that can be repeated (the first one included).
@@ -42,6 +43,8 @@ ATTEMPTS = 5
 BACKOFF = 0.25
 MAX_ERROR_BODY = 64 << 10
 MAX_TOKEN_BODY = 1 << 20
+#: Pages a ``Link``-paginated listing may have (tags, catalog, referrers).
+MAX_PAGES = 10000
 
 
 class TransientError(RegistryError):
@@ -83,7 +86,7 @@ def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
                     parts.append(f"{code}: {msg}" if msg else str(code))
             if parts:
                 return "; ".join(parts)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the parser
         pass
     return f"HTTP {resp.status} {resp.reason or ''}".strip()
 
@@ -215,6 +218,10 @@ class Client:
         if ch.params.get("service"):
             query.append(("service", ch.params["service"]))
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        if (creds is not None and self.verify and urllib.parse.urlsplit(realm).scheme == "http"
+                and self.base().startswith("https://")):
+            raise RegistryError(f"{self.registry}: the token server {_safe(realm)} is plain HTTP while the registry "
+                                "is HTTPS: credentials are not sent in clear (--tls-verify=false allows it)")
         headers = {"Authorization": creds.basic()} if creds is not None else {}
         resp = self._send("GET", url, headers, None, stream=False, repeatable=True)
         if resp.status in (401, 403):
@@ -224,7 +231,7 @@ class Client:
             raise RegistryError(f"{self.registry}: token server answered {_error_text(resp)}")
         try:
             doc = json.loads(resp.data[:MAX_TOKEN_BODY])
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
@@ -273,9 +280,9 @@ class Client:
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         repeatable = body is None or isinstance(body, bytes)
         hdrs = dict(headers or {})
-        # Credentials go to the registry's own host only, never to a URL it points elsewhere (an upload
-        # Location, a Link page, a redirect).
-        ours = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.base()).netloc
+        # Credentials go to the registry's own origin (scheme, host, port) only, never to a URL it points
+        # elsewhere (an upload Location, a Link page, a redirect), nor over plain HTTP when it is HTTPS.
+        ours = _origin(url) == _origin(self.base())
         auth = self._auth_header(actions, also) if ours else None
         if auth:
             hdrs["Authorization"] = auth
@@ -301,7 +308,7 @@ class Client:
         if resp.status == 403:
             raise RegistryError(f"{self.where}: access denied (HTTP 403): {_error_text(resp)}")
         hops = 0
-        origin = urllib.parse.urlsplit(url).netloc
+        origin = _origin(url)
         while follow and resp.status in (301, 302, 303, 307, 308) and hops < 5:
             location = resp.headers.get("Location")
             if not location:
@@ -309,7 +316,7 @@ class Client:
             resp.drain_conn()
             resp.release_conn()
             url = urllib.parse.urljoin(url, location)
-            if urllib.parse.urlsplit(url).netloc != origin:
+            if _origin(url) != origin:
                 hdrs.pop("Authorization", None)
             resp = self._send("GET" if resp.status == 303 else method, url, hdrs, body, stream=stream,
                               repeatable=repeatable)
@@ -329,20 +336,22 @@ class Client:
 
     def paginate(self, path: str, key: str, *, also: str | None = None) -> Iterator[Any]:
         """Every item of ``key`` across the pages of a ``Link: <...>; rel="next"`` list (tags, catalog)."""
+        pages = Pages(f"{self.where}: listing {key}")
         url: str | None = path
-        seen = 0
-        while url is not None and seen < 10000:
+        while url is not None:
+            pages.visit(url if "://" in url else self.url(url))
             resp = self.request("GET", url, also=also)
             if resp.status != 200:
                 raise self.fail(resp, f"{self.where}: listing {key}")
             try:
                 doc = json.loads(resp.data[: 16 << 20])
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(f"{self.registry}: the {key} list is not JSON") from None
             items = doc.get(key) if isinstance(doc, dict) else None
+            if items is not None and not (isinstance(items, list) and all(isinstance(i, str) for i in items)):
+                raise RegistryError(f"{self.registry}: the {key} list is not an array of strings")
             yield from (items or [])
             url = next_link(resp.headers.get("Link", ""), self.base())
-            seen += 1
 
 
 def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.SSLContext | None:
@@ -354,18 +363,44 @@ def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.S
     if not files.cas and not files.client_pairs:
         return None
     ctx = ssl.create_default_context()  # the system roots (SSL_CERT_FILE / SSL_CERT_DIR honoured)
+    where = ""
     try:
         for ca in files.cas:
+            where = str(ca)
             ctx.load_verify_locations(cafile=str(ca))
         if files.client_pairs:  # an SSLContext holds one client chain: the first pair, in name order
             cert, key = files.client_pairs[0]
+            where = f"{cert} and {key}"
             ctx.load_cert_chain(str(cert), str(key))
     except (ssl.SSLError, OSError) as err:
-        raise InvalidArgument(f"certificates for {registry}: {getattr(err, 'reason', None) or err}") from None
+        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
+        raise InvalidArgument(f"certificates for {registry}: {where}: {reason}") from None
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class Pages:
+    """Guards a ``Link``-paginated listing: :meth:`visit` raises RegistryError when a page's URL was read
+    already (a registry whose next page points back: it would never end) or after ``limit`` pages (a
+    listing is never cut short silently). URLs are compared absolute."""
+
+    def __init__(self, what: str, limit: int = MAX_PAGES) -> None:
+        self._what = what
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def visit(self, url: str) -> None:
+        if url in self._seen:
+            raise RegistryError(f"{self._what}: the registry's next page ({_safe(url)}) was read already: "
+                                "its Link header loops")
+        if len(self._seen) >= self._limit:
+            raise RegistryError(f"{self._what}: over {self._limit} pages")
+        self._seen.add(url)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def next_link(header: str, base: str) -> str | None:
@@ -376,6 +411,18 @@ def next_link(header: str, base: str) -> str | None:
             if 0 <= start < end:
                 return urllib.parse.urljoin(base + "/", part[start + 1 : end])
     return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port made explicit: credentials go to one origin only, so an
+    ``https://host`` registry pointing to ``http://host`` (plain text) or another port gets none."""
+    s = urllib.parse.urlsplit(url)
+    try:
+        port = s.port
+    except ValueError:
+        port = -1
+    scheme = s.scheme.lower()
+    return scheme, (s.hostname or "").lower(), port if port is not None else {"https": 443, "http": 80}.get(scheme)
 
 
 def _safe(url: str) -> str:

@@ -27,6 +27,7 @@ system roots) and ``*.cert``/``*.key`` pairs (client certificates; one without t
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -190,8 +191,10 @@ def _v1_lists(path: Path, doc: dict[str, Any]) -> dict[str, list[str]] | None:
     lists: dict[str, list[str]] = {}
     for kind in ("search", "insecure", "block"):
         sect = v1.get(kind)
-        if not isinstance(sect, dict):
+        if sect is None:
             continue
+        if not isinstance(sect, dict):
+            raise _bad(path, f"[registries.{kind}] must be a table")
         regs = sect.get("registries")
         if regs is None:
             continue
@@ -210,14 +213,13 @@ def _v2_set(doc: dict[str, Any]) -> bool:
 def _parse_file(path: Path, *, v2_only: bool) -> list[RegistryEntry]:
     """The validated entries of one file (v1 converted to v2), deduplicated by prefix (first wins) and
     sorted by prefix as upstream keeps them. Raises InvalidArgument (bad file), OSError (unreadable)."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_CONF_SIZE + 1)
-    if len(data) > MAX_CONF_SIZE:
-        raise _bad(path, f"over the {MAX_CONF_SIZE}-byte limit")
+    data = _read_conf(path)
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise _bad(path, f"not valid TOML: {err}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise _bad(path, "not valid TOML: nested too deeply") from None
     v1 = _v1_lists(path, doc)
     raw: list[dict[str, Any]]
     if v1 is not None:
@@ -251,6 +253,29 @@ def _parse_file(path: Path, *, v2_only: bool) -> list[RegistryEntry]:
     return [unique[p] for p in sorted(unique)]
 
 
+def _read_conf(path: Path) -> bytes:
+    """The bytes of ``path`` (symlinks followed), at most :data:`MAX_CONF_SIZE`; never waits for a writer
+    that is not there. A file, ``/dev/null`` (no configuration, a common idiom), or a pipe
+    (``--registries-conf <(...)``, as skopeo reads one) that holds data or has a writer; a FIFO nobody
+    writes to (open() would block forever) and a directory are refused. Raises InvalidArgument, OSError
+    (FileNotFoundError: missing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO's open() does not wait
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _bad(path, "is a directory")
+        os.set_blocking(fd, True)  # a pipe's writer is waited for; with no writer a read is EOF at once
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_CONF_SIZE + 1)
+    finally:
+        os.close(fd)
+    if not data and stat.S_ISFIFO(mode):
+        raise _bad(path, "a FIFO with nothing written to it")
+    if len(data) > MAX_CONF_SIZE:
+        raise _bad(path, f"over the {MAX_CONF_SIZE}-byte limit")
+    return data
+
+
 def _entry(path: Path, table: dict[str, Any]) -> RegistryEntry:
     location = _location(path, table.get("location"), "location")
     prefix = _location(path, table.get("prefix"), "prefix")
@@ -274,7 +299,9 @@ def _entry(path: Path, table: dict[str, Any]) -> RegistryEntry:
         loc = _location(path, m.get("location"), "mirror location")
         if not loc:
             raise _bad(path, "invalid condition: mirror location is unset")
-        mode = m.get("pull-from-mirror", "") or ""
+        mode = m.get("pull-from-mirror", "")
+        if not isinstance(mode, str):
+            raise _bad(path, f"pull-from-mirror of mirror {loc!r} must be a string")
         if by_digest and mode:
             raise _bad(path, f"cannot set mirror usage mirror-by-digest-only for the registry ({prefix!r}) and "
                              f"pull-from-mirror for per-mirror ({loc!r}) at the same time")
@@ -395,6 +422,15 @@ class TlsFiles:
     client_pairs: tuple[tuple[Path, Path], ...] = ()
 
 
+def _check_regular(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise InvalidArgument(f"certificate file {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        raise InvalidArgument(f"certificate file {path}: not a regular file")
+
+
 def cert_dir_for(host: str, explicit: str | None = None) -> Path | None:
     """``explicit`` (``--cert-dir``), else the first existing ``DIR/host`` of the certs.d search path
     (user, /etc/containers, /etc/docker), else None. ``host`` is ``HOST[:PORT]`` as the user wrote it."""
@@ -420,11 +456,14 @@ def tls_files(directory: Path | None) -> TlsFiles:
         return TlsFiles()
     try:
         names = sorted(e.name for e in os.scandir(directory))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except FileNotFoundError:  # as upstream: a missing directory holds nothing; unreadable is an error
         return TlsFiles()
     except OSError as err:
         raise InvalidArgument(f"certificate directory {directory}: {err.strerror or err}") from None
     present = set(names)
+    for name in names:  # a FIFO or device would block the TLS set-up reading it; a directory cannot be read
+        if name.endswith((".crt", ".cert", ".key")):
+            _check_regular(directory / name)
     cas: list[Path] = []
     pairs: list[tuple[Path, Path]] = []
     for name in names:

@@ -12,7 +12,8 @@ reads what the other wrote:
   one); else -- docker's extension, which containers/image does not read -- the file's ``credsStore``;
 * written: one file (:func:`write_target`), ``{"auths": {KEY: {"auth": base64(USER:PASSWORD)}}}``,
   through ``credHelpers[KEY]`` (or ``credsStore``) when the file names a helper; 0600, new directories
-  0700, replaced atomically, every other key of the file kept.
+  0700, replaced atomically, every other key of the file kept; the read-modify-write holds a flock on the
+  file's directory, so concurrent ocilayout logins never lose each other's entries.
 
 Helpers speak docker's protocol: ``get``/``erase`` read the server URL on stdin, ``store`` a JSON
 ``{"ServerURL","Username","Secret"}``, ``list`` answers ``{URL: USER}``; a helper that says ``credentials
@@ -23,12 +24,14 @@ not found`` means no credentials. Nothing here prints or logs a secret: :class:`
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,7 +219,7 @@ def _load(f: AuthFile) -> dict[str, object] | None:
         raise RegistryError(f"auth file {f.path} is over {MAX_AUTH_FILE} bytes")
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for the parser
         raise RegistryError(f"auth file {f.path} is not valid JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError(f"auth file {f.path} is not a JSON object")
@@ -370,6 +373,31 @@ def _edit(f: AuthFile, editor: Editor) -> None:
     if f.legacy:
         raise RegistryError(f"writes to {f.path} using legacy format are not supported")
     _make_dirs(f.path.parent)
+    with _locked(f.path.parent):
+        _edit_locked(f, editor)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive flock(2) on ``directory`` (the auth file's; no lock file is created) while an
+    edit reads, changes and replaces the file: two ocilayout logins at once both land, neither entry is
+    lost. containers/image takes no lock (podman and skopeo may still race with us: the file is replaced
+    atomically, so it is never corrupt, at worst one entry is lost). A directory that cannot be opened or
+    locked is edited without the lock."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # e.g. a file system without flock
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _edit_locked(f: AuthFile, editor: Editor) -> None:
     doc = _load(f)
     doc = {} if doc is None else doc
     auths = dict(_section(doc, "auths", f))
@@ -506,7 +534,7 @@ def helper_get(name: str, server: str) -> Credentials | None:
         raise _helper_failure(name, "get", out)
     try:
         doc = json.loads(out)
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None  # the output is not shown: it may hold the secret
     if not isinstance(doc, dict) or not isinstance(doc.get("Username"), str) or not isinstance(doc.get("Secret"), str):
         raise RegistryError(f"credential helper {HELPER_PREFIX}{name} get answered something that is not "
@@ -541,7 +569,7 @@ def helper_list(name: str) -> dict[str, str]:
         raise _helper_failure(name, "list", out)
     try:
         doc = json.loads(out)
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         raise RegistryError(f"credential helper {HELPER_PREFIX}{name} list did not answer a JSON object")

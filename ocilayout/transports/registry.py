@@ -83,6 +83,8 @@ UPLOAD_ATTEMPTS = 5
 #: Tags asked for per page of ``tags/list`` (the registry may send fewer and a ``Link`` to the next page).
 TAGS_PAGE = 1000
 DOCKER_HUB = "docker.io"
+#: Pages of the referrers API read for one manifest (each up to MAX_MANIFEST_SIZE) before giving up.
+REFERRERS_PAGES = 1000
 
 
 def split_name(path: str) -> tuple[str, str, str]:
@@ -303,19 +305,20 @@ class RegistrySource:
         index (none: empty). Filtered by ``artifact_type`` here unless the registry says it did
         (``OCI-Filters-Applied``). Raises RegistryError, InvalidManifest, UnsupportedFormat."""
         from ..referrers import parse_index, select
-        from ..registry.client import next_link
+        from ..registry.client import Pages, next_link
 
         what = f"{self.ref}: referrers of {digest}"
         query = "?" + urllib.parse.urlencode({"artifactType": artifact_type}) if artifact_type else ""
-        url: str | None = f"referrers/{digest}{query}"
+        url: str | None = self._client.url(f"referrers/{digest}{query}")
         found: list[Descriptor] = []
         filtered = False
-        pages = 0
-        while url is not None and pages < 1000:
+        pages = Pages(what, REFERRERS_PAGES)
+        while url is not None:
+            pages.visit(url)
             resp = self._client.request("GET", url, headers={"Accept": mt.OCI_INDEX}, stream=True)
             api = resp.status == 200 and _content_type(resp.headers.get("Content-Type")) == mt.OCI_INDEX
             if not api:
-                if pages == 0 and resp.status in (200, 404):
+                if len(pages) == 1 and resp.status in (200, 404):
                     resp.drain_conn()
                     resp.release_conn()
                     return self._fallback_referrers(digest, artifact_type, what)
@@ -325,7 +328,6 @@ class RegistrySource:
             _, descs = parse_index(_read_small(resp, what), what)
             found.extend(descs)
             url = next_link(link, self._client.base())
-            pages += 1
         return found if filtered else select(found, artifact_type)
 
     def _fallback_referrers(self, digest: Digest, artifact_type: str | None, what: str) -> list[Descriptor]:
@@ -445,14 +447,39 @@ class RegistryDestination:
                  progress: ProgressFn | None = None) -> Descriptor:
         """Upload (or mount) a blob. An upload that fails with a connection error, 429 or 5xx is started
         again from the beginning (a new upload session, ``open_`` called again) after a backoff, up to
-        :data:`UPLOAD_ATTEMPTS` times; a digest or size mismatch is never retried."""
+        :data:`UPLOAD_ATTEMPTS` times; a digest or size mismatch is never retried. ``progress`` hears of each
+        byte once: what a retry sends again is not counted twice."""
         import time
 
         from ..registry.client import TransientError, sleep_for
 
+        reported = [0]  # bytes already reported: a retry sends them again, progress counts them once
+        given: list[BinaryIO] = []
+
+        def fresh() -> BinaryIO:
+            """``open_()``, refusing a stream an earlier attempt already read (an opener that is one-shot
+            against the contract: a retry would send what is left of it -- without ``expected``, silently
+            as another blob)."""
+            stream = open_()
+            if any(stream is g for g in given):
+                raise RegistryError(f"{self.ref}: cannot retry the blob upload: its opener gave the stream "
+                                    "already read again (a retry needs a fresh stream of the same bytes)")
+            given.append(stream)
+            return stream
+
         for attempt in range(UPLOAD_ATTEMPTS):
+            sent = [0]
+
+            def tick(n: int, sent: list[int] = sent) -> None:
+                sent[0] += n
+                ahead = max(sent[0] - reported[0], 0)
+                reported[0] += ahead
+                assert progress is not None
+                progress(ahead)  # also when 0: the copy's cancellation check runs on every chunk
+
             try:
-                return self._put_blob_once(open_, expected, media_type=media_type, progress=progress)
+                return self._put_blob_once(fresh, expected, media_type=media_type,
+                                           progress=tick if progress is not None else None)
             except TransientError as err:
                 if attempt + 1 >= UPLOAD_ATTEMPTS:
                     raise
