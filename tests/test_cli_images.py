@@ -140,11 +140,11 @@ def test_unsafe_archive_members(cli, tmp_path: Path, kind: str) -> None:  # type
     assert sorted(os.listdir(tmp_path)) == listing  # nothing written, not even the destination
 
 
-def test_debug_shows_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ocilayout.errors import NotFound
-
-    with pytest.raises(NotFound):
-        cli("--debug", "inspect", f"oci:{tmp_path}/none:v1")
+def test_debug_shows_traceback_and_keeps_the_exit_code(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    res = cli("--debug", "inspect", f"oci:{tmp_path}/none:v1")
+    assert res.exit_code == 3, res  # NotFound's documented code, not Python's 1
+    assert "Traceback" in res.stderr and "NotFound" in res.stderr
+    assert res.stderr.rstrip().splitlines()[-1].startswith("ocilayout: error: ")
 
 
 def test_manifest_digest_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -173,8 +173,16 @@ def _output_closed() -> int:
     return EXIT_OUTPUT_CLOSED
 
 
+def _traceback() -> None:
+    """``--debug``: the traceback of the error being handled, on stderr, before its one-line message."""
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code. Every failure becomes one escaped line on stderr, no traceback."""
+    """Run the CLI; returns the exit code. Every failure becomes one escaped line on stderr and its
+    documented exit code; ``--debug`` (or ``OCILAYOUT_DEBUG=1``) prints the traceback before that line."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("OCILAYOUT_DEBUG") == "1"
     _guard_std_fds()
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except OcilayoutError as err:
         if debug:
-            raise
+            _traceback()
         _display.error_line(f"error: {_message(err)}")
         return err.exit_code
     except typer.Exit as ex:
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             code: int = err.exit_code  # type: ignore[attr-defined]  # checked just above
             return code
         if debug:
-            raise
+            _traceback()
         if isinstance(err, OSError):
             code, text = describe_os_error(err)
             _display.error_line(f"error: {text}")
