@@ -85,8 +85,10 @@ def _write_output(path: str, data: bytes) -> None:
 
 @app.command("generate-sigstore-key")
 def generate_sigstore_key(
-    output_prefix: str = typer.Option(..., "--output-prefix", help="Write PREFIX.private and PREFIX.pub."),
-    passphrase_file: str | None = typer.Option(None, "--passphrase-file", help="Read the passphrase from the "
+    output_prefix: str = typer.Option(..., "--output-prefix", metavar="PREFIX",
+                                      help="Write PREFIX.private and PREFIX.pub."),
+    passphrase_file: str | None = typer.Option(None, "--passphrase-file", metavar="FILE",
+                                               help="Read the passphrase from the "
                                                "first line of this file."),
 ) -> None:
     """Generate an ECDSA P-256 sigstore key pair (private key encrypted as cosign/skopeo expect)."""
@@ -104,9 +106,11 @@ def standalone_sign(
     docker_reference: str = typer.Argument(..., metavar="DOCKER-REFERENCE"),
     fingerprint: str | None = typer.Argument(None, metavar="[KEY-FINGERPRINT]",
                                              help="GPG key to sign with (when --key is not given)."),
-    output: str = typer.Option(..., "--output", "-o", help="Write the signature here."),
-    key: str | None = typer.Option(None, "--key", help="Sigstore private key (sign with sigstore instead of GPG)."),
-    passphrase_file: str | None = typer.Option(None, "--passphrase-file"),
+    output: str = typer.Option(..., "--output", "-o", metavar="FILE", help="Write the signature here."),
+    key: str | None = typer.Option(None, "--key", metavar="FILE",
+                                   help="Sigstore private key (sign with sigstore instead of GPG)."),
+    passphrase_file: str | None = typer.Option(None, "--passphrase-file", metavar="FILE",
+                                               help="Read the private key's passphrase from FILE."),
 ) -> None:
     """Sign a manifest file: sigstore with --key, or GPG simple signing with KEY-FINGERPRINT."""
     from ..signature.dockerref import parse_normalized
@@ -133,10 +137,12 @@ def standalone_verify(
     docker_reference: str = typer.Argument(..., metavar="DOCKER-REFERENCE"),
     third: str = typer.Argument(..., metavar="KEY-FINGERPRINT[,...]|SIGNATURE"),
     fourth: str | None = typer.Argument(None, metavar="[SIGNATURE]"),
-    public_key: list[str] = typer.Option([], "--public-key", help="Sigstore public key (repeatable); then the "
-                                         "arguments are MANIFEST DOCKER-REFERENCE SIGNATURE."),
-    keyring: list[str] = typer.Option([], "--keyring", help="GPG public key file to trust (repeatable); "
-                                      "without it $GNUPGHOME / ~/.gnupg is used."),
+    public_key: list[str] = typer.Option([], "--public-key", metavar="FILE",
+                                         help="Sigstore public key (repeatable); then the arguments are MANIFEST "
+                                         "DOCKER-REFERENCE SIGNATURE."),
+    keyring: list[str] = typer.Option([], "--keyring", metavar="FILE",
+                                      help="GPG public key file to trust (repeatable); without it $GNUPGHOME / "
+                                      "~/.gnupg is used."),
 ) -> None:
     """Verify a signature of a manifest file, as skopeo standalone-verify.
 
