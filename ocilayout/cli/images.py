@@ -172,7 +172,7 @@ def copy(
         from .sign import _load_private_key
 
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
-    from .edit import check_destination, naming, print_warnings
+    from ._write import check_destination, naming, print_warnings
 
     names = naming(ref_name, image_name)
     if names is not None:
@@ -196,8 +196,7 @@ def copy(
         extra += f", {result.referrers_copied} referrers carried" if result.referrers_copied else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
              f"{result.blobs_skipped} already present{extra})", err=True)
-    if not destination.startswith("docker://"):
-        print_warnings(destination, result.descriptor.digest)
+    print_warnings(destination, result.descriptor.digest)
 
 
 def _archive_format(form: str | None) -> contextlib.AbstractContextManager[None]:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from .overlay import OverlaySource
     from .rewrite import ImageEdit, IndexEdit
 
-__all__ = ["ConfigChanges", "apply", "format_time", "mutate", "parse_changes", "parse_platforms", "parse_time"]
+__all__ = ["ConfigChanges", "apply", "format_time", "mutate", "parse_changes", "parse_pairs", "parse_platforms",
+           "parse_time"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigChanges:
@@ -95,6 +96,11 @@ def _pairs(flag: str, items: Sequence[str], *, key: re.Pattern[str] | None = Non
             raise InvalidArgument(f"{flag} {item!r}: want KEY=VALUE")
         out.append((k, v))
     return tuple(out)
+
+
+def parse_pairs(flag: str, items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items (``--annotation``) as a dict, the last of a key winning; raises InvalidArgument."""
+    return dict(_pairs(flag, items))
 
 
 def _keys(flag: str, items: Sequence[str]) -> tuple[str, ...]:
