@@ -1,0 +1,210 @@
+"""The one write path of every edit command (ocilayout.edit.write.write_edited, cli/_write.py): the in-place
+rule, untagged in-place edits, the shared naming flags and output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocilayout.descriptor import CONTAINERD_NAME, REF_NAME
+
+
+def _ok(res: Any) -> Any:
+    assert res.exit_code == 0, res
+    return res
+
+
+def _one_line_error(res: Any, code: int) -> None:
+    assert res.exit_code == code, res
+    assert res.stderr.startswith("ocilayout: error: "), res
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
+
+
+def _index(layout: Path) -> list[dict[str, Any]]:
+    return json.loads((layout / "index.json").read_bytes())["manifests"]  # type: ignore[no-any-return]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def layer_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "files"
+    (d / "etc").mkdir(parents=True)
+    (d / "etc" / "added").write_text("new\n")
+    return d
+
+
+#: Every edit command that writes an image, as (args before SOURCE, args after DESTINATION) given a layer dir.
+def _edits(layer_dir: Path) -> dict[str, tuple[list[str], list[str]]]:
+    return {
+        "mutate": (["mutate"], ["--env", "A=1"]),
+        "append": (["append"], ["--layer", str(layer_dir)]),
+        "flatten": (["flatten"], []),
+        "normalize": (["normalize"], ["--timestamp", "0", "--all-layers"]),
+    }
+
+
+EDITS = ["mutate", "append", "flatten", "normalize"]
+
+
+def _unnamed_layout(cli: Any, sample: Path, tmp_path: Path, name: str = "ko") -> Path:
+    """A ko / rules_oci layout: one untagged entry."""
+    out = tmp_path / name
+    _ok(cli("copy", f"oci:{sample}:v1", f"oci:{out}", "--ref-name", "none"))
+    (entry,) = _index(out)
+    assert REF_NAME not in (entry.get("annotations") or {})
+    return out
+
+
+# -- untagged in-place edits -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", EDITS)
+def test_in_place_edit_of_the_only_untagged_entry_replaces_it(cli: Any, sample: Path, tmp_path: Path,
+                                                               layer_dir: Path, command: str) -> None:
+    layout = _unnamed_layout(cli, sample, tmp_path)
+    (old,) = _index(layout)
+    pre, post = _edits(layer_dir)[command]
+    res = _ok(cli(*pre, f"oci:{layout}", *post, "-q"))
+    (new,) = _index(layout)  # one entry, still unnamed, the edited image
+    assert new["digest"] == res.stdout.strip() != old["digest"]
+    assert REF_NAME not in (new.get("annotations") or {})
+
+
+def test_in_place_edit_by_digest_replaces_that_untagged_entry_and_keeps_the_tags(cli: Any, sample: Path,
+                                                                                  tmp_path: Path) -> None:
+    layout = _unnamed_layout(cli, sample, tmp_path)
+    _ok(cli("copy", f"oci:{sample}:multi", f"oci:{layout}:multi"))
+    untagged, tagged = _index(layout)
+    res = _ok(cli("mutate", f"oci:{layout}@{untagged['digest']}", "--label", "x=y", "-q"))
+    after = _index(layout)
+    assert after[0] == tagged
+    assert [e["digest"] for e in after[1:]] == [res.stdout.strip()]
+    assert REF_NAME not in (after[1].get("annotations") or {})
+
+
+def test_in_place_edit_of_an_untagged_archive_entry_replaces_it(cli: Any, sample: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "ko.tar"
+    _ok(cli("copy", f"oci:{sample}:v1", f"oci-archive:{archive}", "--ref-name", "none"))
+    res = _ok(cli("mutate", f"oci-archive:{archive}", "--env", "A=1", "-q"))
+    from ocilayout.transports import open_source, transport
+
+    with open_source(f"oci-archive:{archive}") as src:  # the only image: the edited one
+        assert str(src.root.digest) == res.stdout.strip()
+    from ocilayout.reference import parse_reference
+
+    with transport("oci-archive").open_reader(parse_reference(f"oci-archive:{archive}")) as reader:
+        assert [e.name for e in reader.entries()] == [None]
+
+
+def test_in_place_edit_of_a_tagged_image_by_digest_is_refused(cli: Any, sample: Path) -> None:
+    (v1,) = [e for e in _index(sample) if e["annotations"][REF_NAME] == "v1"]
+    before = _snapshot(sample)
+    res = cli("mutate", f"oci:{sample}@{v1['digest']}", "--env", "A=1")
+    _one_line_error(res, 2)
+    assert "tagged (v1)" in res.stderr
+    assert _snapshot(sample) == before
+
+
+def test_in_place_edit_of_an_image_inside_an_index_is_refused(cli: Any, sample: Path) -> None:
+    from ocilayout.store import LayoutStore
+
+    with LayoutStore.open(sample) as r:
+        child = json.loads(r.get_manifest(r.resolve("multi")).raw)["manifests"][0]["digest"]
+    before = _snapshot(sample)
+    res = cli("append", f"oci:{sample}@{child}", "--layer", str(sample / "oci-layout"))
+    _one_line_error(res, 2)
+    assert "not an entry of the layout's index.json" in res.stderr
+    assert _snapshot(sample) == before
+
+
+@pytest.mark.parametrize("command", EDITS)
+def test_in_place_edit_of_a_one_image_destination_is_refused_for_every_command(
+        cli: Any, sample: Path, tmp_path: Path, layer_dir: Path, command: str) -> None:
+    d = tmp_path / "d"
+    _ok(cli("copy", f"oci:{sample}:v1", f"dir:{d}"))
+    before = _snapshot(d)
+    pre, post = _edits(layer_dir)[command]
+    res = cli(*pre, f"dir:{d}", *post)
+    _one_line_error(res, 2)
+    assert "cannot be edited in place" in res.stderr
+    assert _snapshot(d) == before
+
+
+# -- the shared naming flags and output ----------------------------------------------------------------------------
+@pytest.mark.parametrize("command", EDITS)
+def test_every_edit_takes_ref_name_and_image_name(cli: Any, sample: Path, tmp_path: Path, layer_dir: Path,
+                                                  command: str) -> None:
+    out = tmp_path / "out"
+    pre, post = _edits(layer_dir)[command]
+    res = _ok(cli(*pre, f"oci:{sample}:v1", f"oci:{out}:1.0", *post, "--ref-name", "tag", "--image-name",
+                  "example.com/app", "-q"))
+    (entry,) = _index(out)
+    assert entry["digest"] == res.stdout.strip()
+    assert entry["annotations"][REF_NAME] == "1.0"
+    assert entry["annotations"][CONTAINERD_NAME] == "example.com/app:1.0"
+
+
+@pytest.mark.parametrize("command", EDITS)
+def test_every_edit_refuses_names_that_do_not_fit_before_reading(cli: Any, sample: Path, tmp_path: Path,
+                                                                 layer_dir: Path, command: str) -> None:
+    pre, post = _edits(layer_dir)[command]
+    res = cli(*pre, f"oci:{tmp_path}/missing:v1", f"oci:{tmp_path}/out:1.0", *post, "--ref-name", "none")
+    _one_line_error(res, 2)  # the names are refused first (the missing source would be exit 3)
+    assert not (tmp_path / "out").exists()
+
+
+def test_index_commands_take_the_naming_flags(cli: Any, sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "idx"
+    res = _ok(cli("index", "create", f"oci:{out}", "--image", f"oci:{sample}:v1", "--ref-name", "full",
+                  "--image-name", "example.com/app:2.0", "-q"))
+    (entry,) = _index(out)
+    assert entry["annotations"][REF_NAME] == "example.com/app:2.0"
+    assert entry["digest"] == res.stdout.strip()
+    # in place: index add keeps the full name the entry had
+    res = _ok(cli("index", "add", f"oci:{out}:example.com/app:2.0", "--image", f"oci:{sample}:multi",
+                  "--flatten", "--allow-duplicate-platforms", "-q"))
+    (entry,) = _index(out)
+    assert entry["annotations"][REF_NAME] == "example.com/app:2.0"
+    assert entry["digest"] == res.stdout.strip()
+    # to another name, unnamed
+    other = tmp_path / "other"
+    res = _ok(cli("index", "remove", f"oci:{out}:2.0", f"oci:{other}", "--platform", "linux/arm64",
+                  "--ref-name", "none", "-q"))
+    (entry,) = _index(other)
+    assert REF_NAME not in (entry.get("annotations") or {})
+
+
+@pytest.mark.parametrize("command", EDITS)
+def test_every_edit_reports_alike(cli: Any, sample: Path, tmp_path: Path, layer_dir: Path, command: str) -> None:
+    """Digest on stdout and in --digestfile; a summary naming the destination on stderr, none with -q."""
+    pre, post = _edits(layer_dir)[command]
+    loud = _ok(cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/a:x", *post, "--digestfile", tmp_path / "a.txt"))
+    assert loud.stdout.strip() == (tmp_path / "a.txt").read_text()
+    assert f"oci:{tmp_path}/a:x" in loud.stderr
+    quiet = _ok(cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/b:x", *post, "-q"))
+    assert quiet.stdout == loud.stdout and quiet.stderr == ""
+
+
+def test_edit_warnings_print_for_every_command(cli: Any, sample: Path, tmp_path: Path, layer_dir: Path) -> None:
+    """Consumer warnings come from the shared path: an oci-archive named by a bare tag warns for append too."""
+    res = _ok(cli("append", f"oci:{sample}:v1", f"oci-archive:{tmp_path}/a.tar:1.0", "--layer", str(layer_dir),
+                  "-q"))
+    assert "podman load names the image localhost/1.0:latest" in res.stderr
+
+
+def test_no_consumer_warning_reads_a_registry_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """print_warnings asks the transport (``remote``), not the reference text, whether to read the result."""
+    import ocilayout.compat
+    from ocilayout.cli._write import print_warnings
+    from ocilayout.transports import transport
+
+    def never(*_a: object, **_k: object) -> object:
+        raise AssertionError("a remote result was read back")
+
+    monkeypatch.setattr(ocilayout.compat, "facts_of", never)
+    assert transport("docker").remote and not transport("oci").remote
+    print_warnings("docker://127.0.0.1:9/repo:1")
