@@ -74,6 +74,16 @@ def test_in_place_edit_of_the_only_untagged_entry_replaces_it(cli: Any, sample: 
     assert REF_NAME not in (new.get("annotations") or {})
 
 
+def test_untagged_in_place_result_is_read_by_skopeo(cli: Any, sample: Path, tmp_path: Path, layer_dir: Path,
+                                                    skopeo: Any) -> None:
+    layout = _unnamed_layout(cli, sample, tmp_path)
+    _ok(cli("mutate", f"oci:{layout}", "--env", "EDITED=1", "-q"))
+    _ok(cli("append", f"oci:{layout}", "--layer", str(layer_dir), "-q"))
+    cfg = json.loads(skopeo("inspect", "--config", f"oci:{layout}").stdout)  # skopeo reads the only image
+    assert "EDITED=1" in cfg["config"]["Env"]
+    assert len(cfg["rootfs"]["diff_ids"]) == 3  # the sample's two layers and the appended one
+
+
 def test_in_place_edit_by_digest_replaces_that_untagged_entry_and_keeps_the_tags(cli: Any, sample: Path,
                                                                                   tmp_path: Path) -> None:
     layout = _unnamed_layout(cli, sample, tmp_path)
@@ -119,6 +129,29 @@ def test_in_place_edit_of_an_image_inside_an_index_is_refused(cli: Any, sample: 
     _one_line_error(res, 2)
     assert "not an entry of the layout's index.json" in res.stderr
     assert _snapshot(sample) == before
+
+
+@pytest.mark.parametrize("flags", [["--ref-name", "none"], ["--ref-name", "full", "--image-name", "example.com/a"]])
+def test_in_place_edit_that_would_rename_the_image_is_refused(cli: Any, sample: Path, flags: list[str]) -> None:
+    """Renaming in place would leave the old name on the old image (a full name does not replace a bare tag)."""
+    before = _snapshot(sample)
+    res = cli("mutate", f"oci:{sample}:v1", "--env", "A=1", *flags)
+    _one_line_error(res, 2)
+    assert "keeps the name 'v1'" in res.stderr
+    assert _snapshot(sample) == before
+
+
+def test_in_place_edit_may_add_a_containerd_name_or_name_an_untagged_image(cli: Any, sample: Path,
+                                                                           tmp_path: Path) -> None:
+    res = _ok(cli("mutate", f"oci:{sample}:v1", "--env", "A=1", "--image-name", "example.com/a", "-q"))
+    (v1,) = [e for e in _index(sample) if e["annotations"][REF_NAME] == "v1"]
+    assert v1["digest"] == res.stdout.strip()
+    assert v1["annotations"][CONTAINERD_NAME] == "example.com/a:v1"
+    layout = _unnamed_layout(cli, sample, tmp_path)
+    res = _ok(cli("mutate", f"oci:{layout}", "--env", "A=1", "--ref-name", "tag", "--image-name",
+                  "example.com/b:2", "-q"))
+    (entry,) = _index(layout)  # the untagged entry became the named one
+    assert entry["digest"] == res.stdout.strip() and entry["annotations"][REF_NAME] == "2"
 
 
 @pytest.mark.parametrize("command", EDITS)

@@ -26,6 +26,8 @@ app.add_typer(index_app)
 
 _IMAGE_HELP = "An image or index to list (repeatable): oci:PATH:TAG, oci-archive:FILE:TAG, dir:PATH, docker-archive:..."
 _FLATTEN_HELP = "List the children of an index given with --image directly, instead of the index itself."
+_INDEX = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG).")
+_INDEX_DST = typer.Argument(None, metavar="[DESTINATION]", help="Where to write the result (default: INDEX, in place).")
 _DUP_HELP = "Allow two images of one platform (default: refused; index add replaces the old entry)."
 
 
@@ -92,9 +94,8 @@ def create(
 
 @index_app.command("add")
 def add(
-    index: str = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG)."),
-    destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
-                                             help="Where to write the result (default: INDEX, in place)."),
+    index: str = _INDEX,
+    destination: str | None = _INDEX_DST,
     image: list[str] = typer.Option([], "--image", "-i", metavar="IMAGE", help=_IMAGE_HELP),
     flatten: bool = typer.Option(False, "--flatten", help=_FLATTEN_HELP),
     allow_duplicates: bool = typer.Option(False, "--allow-duplicate-platforms", help=_DUP_HELP),
@@ -120,9 +121,8 @@ def add(
 
 @index_app.command("remove")
 def remove(
-    index: str = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG)."),
-    destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
-                                             help="Where to write the result (default: INDEX, in place)."),
+    index: str = _INDEX,
+    destination: str | None = _INDEX_DST,
     platform: list[str] = typer.Option([], "--platform", metavar="os/arch[/variant]",
                                        help="Remove the entries of this platform (repeatable; os/arch: any variant)."),
     digest: list[str] = typer.Option([], "--digest", metavar="DIGEST", help="Remove the entry of this digest "

@@ -13,8 +13,10 @@ that keeps the other images beside it and names them by ref name (``capabilities
   layout): the new image is added untagged and that entry is dropped in the same commit
   (:meth:`Destination.tag` ``replaces``);
 - refused (InvalidArgument, nothing written): a digest that is not an ``index.json`` entry (an image inside
-  an index: edit the index with ``--platform``), or a *tagged* image named by digest (the tag would move
-  without being named: name it, ``oci:PATH:TAG``).
+  an index: edit the index with ``--platform``); a *tagged* image named by digest (the tag would move
+  without being named: name it, ``oci:PATH:TAG``); naming flags that would rename a named image (its old
+  name would stay on the old image: write to a DESTINATION). Adding a containerd name beside the same tag
+  (``--image-name``) and naming an untagged image are fine.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class InPlace:
 def edit_target(source: ImageReference | str | None, destination: ImageReference | str | None,
                 naming: RefNaming | None = None) -> ImageReference:
     """The reference an edit writes (``destination``, or ``source`` for an in-place edit), checked before
-    anything is read: names that cannot fit ``naming`` raise InvalidArgument now."""
+    anything is read: names that cannot fit ``naming`` raise InvalidArgument now (for an in-place edit they
+    are checked against the entry once it is read)."""
     from ..errors import InvalidArgument
     from ..reference import parse_reference
 
@@ -92,8 +95,8 @@ def edit_target(source: ImageReference | str | None, destination: ImageReference
     if given is None:
         raise InvalidArgument("give a DESTINATION")
     target = parse_reference(given) if isinstance(given, str) else given
-    if naming is not None and (destination is not None or target.ref is not None):
-        naming.entry(target.ref)  # raises now for names that do not fit
+    if naming is not None and destination is not None:
+        naming.entry(target.ref)  # raises now for names that do not fit (in place: checked against the entry)
     return target
 
 
@@ -123,6 +126,20 @@ def in_place_name(src: Source) -> InPlace:
         ann = named[0].descriptor.annotations if named[0].descriptor is not None else {}
         return InPlace(named[0].name, ann.get(CONTAINERD_NAME))
     return InPlace(None, None, root.digest)
+
+
+def _check_keeps_name(src: Source, where: InPlace, naming: RefNaming | None) -> None:
+    """An in-place edit of a named image keeps its ref name: naming flags that would rename it are refused
+    (the old name would stay on the old image). Raises InvalidArgument."""
+    from ..errors import InvalidArgument
+
+    if naming is None or where.name is None:
+        return
+    new = None if naming.mode == "none" else naming.entry(where.name).ref_name
+    if new != where.name:
+        raise InvalidArgument(f"{src.ref}: an in-place edit keeps the name {where.name!r}, but --ref-name/--image-name "
+                              f"would name it {new!r}; give a DESTINATION (the same layout may be it), then delete "
+                              "the old name")
 
 
 def write_edited(make: Callable[[Source | None], OverlaySource], source: ImageReference | str | None,
@@ -158,6 +175,7 @@ def write_edited(make: Callable[[Source | None], OverlaySource], source: ImageRe
                                       "name, oci: and oci-archive:, keep their other images): give a DESTINATION")
             assert src is not None
             where = in_place_name(src)
+            _check_keeps_name(src, where, naming)
         overlay = stack.enter_context(make(src))
         if where is None:
             result = copy_into(overlay, dst, options)

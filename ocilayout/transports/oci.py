@@ -290,8 +290,8 @@ class LayoutDestination:
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
             replaces: Digest | None = None) -> None:
-        if replaces is not None and replaces != desc.digest:
-            self.replaced.add(str(replaces))
+        if replaces is not None and (replaces != desc.digest or name is not None):  # (an unchanged untagged
+            self.replaced.add(str(replaces))  # image keeps its entry where it is)
         entry = index_entry(desc)
         if image_name is not None:
             entry = entry.with_(annotations={**entry.annotations, CONTAINERD_NAME: image_name})
