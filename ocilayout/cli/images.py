@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _write as _w
 from ._app import app
 from ._display import echo, escape_json, write_bytes
 from ._registry import AUTHFILE_HELP as _AUTHFILE_HELP
@@ -140,11 +141,8 @@ def copy(
     src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
-    ref_name: str | None = typer.Option(None, "--ref-name", metavar="tag|full|none",
-                                        help="How an oci:/oci-archive: index.json names the image: the tag, "
-                                             "the full reference or nothing (docs/references.md)."),
-    image_name: str | None = typer.Option(None, "--image-name", metavar="NAME",
-                                          help="The full reference --ref-name tag or full records."),
+    ref_name: str | None = _w.REF_NAME,
+    image_name: str | None = _w.IMAGE_NAME,
 ) -> None:
     """Copy an image between oci: layouts, oci-archive:, docker-archive: and dir: files and docker://
     registries, verifying every blob.
