@@ -309,3 +309,11 @@ def test_every_edit_gives_one_digest_in_oci_and_oci_archive(cli: Any, sample: Pa
     c = _ok(cli(*pre, f"oci-archive:{tmp_path}/a.tar:x", f"oci:{tmp_path}/c:x", *post, "-q")).stdout
     d = _ok(cli(*pre, f"oci:{tmp_path}/l:x", f"oci:{tmp_path}/d:x", *post, "-q")).stdout
     assert c == d
+
+
+def test_index_commands_print_the_consumer_warnings(cli: Any, sample: Path, tmp_path: Path) -> None:
+    """index create / add go through the shared output too: a nested index gets its warning."""
+    res = _ok(cli("index", "create", f"oci:{tmp_path}/n:x", "--image", f"oci:{sample}:multi", "-q"))
+    assert "an index inside an index" in res.stderr
+    res = _ok(cli("index", "add", f"oci:{tmp_path}/n:x", "--image", f"oci:{sample}:v1", "-q"))
+    assert "an index inside an index" in res.stderr
