@@ -317,3 +317,15 @@ def test_index_commands_print_the_consumer_warnings(cli: Any, sample: Path, tmp_
     assert "an index inside an index" in res.stderr
     res = _ok(cli("index", "add", f"oci:{tmp_path}/n:x", "--image", f"oci:{sample}:v1", "-q"))
     assert "an index inside an index" in res.stderr
+
+
+@pytest.mark.parametrize("command", EDITS)
+def test_a_platform_that_is_not_the_single_images_is_not_found(cli: Any, sample: Path, tmp_path: Path,
+                                                               layer_dir: Path, command: str) -> None:
+    """--platform on a single image (its index.json entry names linux/amd64) edits it only when it matches:
+    linux/arm64 used to edit the amd64 image anyway."""
+    pre, post = _edits(layer_dir)[command]
+    res = cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/o:x", *post, "--platform", "linux/arm64")
+    _one_line_error(res, 3)
+    assert not (tmp_path / "o").exists()
+    _ok(cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/p:x", *post, "--platform", "linux/amd64", "-q"))
