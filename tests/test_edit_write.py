@@ -329,3 +329,33 @@ def test_a_platform_that_is_not_the_single_images_is_not_found(cli: Any, sample:
     _one_line_error(res, 3)
     assert not (tmp_path / "o").exists()
     _ok(cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/p:x", *post, "--platform", "linux/amd64", "-q"))
+
+
+@pytest.mark.parametrize("args", [
+    ["mutate", "oci:{s}:v1", "--env", "A=1"],
+    ["append", "oci:{s}:v1", "--layer", "{s}/oci-layout"],
+    ["flatten", "oci:{s}:v1", "oci:{t}/out:x"],
+    ["copy", "oci:{s}:v1", "oci:{t}/out:x"],
+    ["index", "create", "oci:{t}/out:x", "--image", "oci:{s}:v1"],
+    ["attach", "oci:{s}:v1", "{s}/oci-layout", "--artifact-type", "a/b"],
+])
+def test_a_digestfile_inside_a_layout_read_or_written_is_refused(cli: Any, sample: Path, tmp_path: Path,
+                                                                 args: list[str]) -> None:
+    """--digestfile LAYOUT/index.json used to replace the layout's index.json with the digest (the layout was
+    lost); now refused before anything is written, for every command that writes a digest file."""
+    before = _snapshot(sample)
+    argv = [a.format(s=sample, t=tmp_path) for a in args]
+    res = cli(*argv, "--digestfile", sample / "index.json")
+    _one_line_error(res, 2)
+    assert "is inside" in res.stderr
+    assert _snapshot(sample) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_digestfile_beside_an_archive_is_fine_but_not_the_archive(cli: Any, sample: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    _ok(cli("copy", f"oci:{sample}:v1", f"oci-archive:{archive}:x", "--digestfile", tmp_path / "d.txt"))
+    before = archive.read_bytes()
+    res = cli("mutate", f"oci-archive:{archive}:x", "--env", "A=1", "--digestfile", archive)
+    _one_line_error(res, 2)
+    assert archive.read_bytes() == before

@@ -59,12 +59,35 @@ def check_destination(source: str, destination: str | None, names: RefNaming | N
     return destination if destination is not None else source
 
 
-def check_digestfile(digestfile: Path | None) -> None:
-    """Refuse an unwritable ``--digestfile`` before anything is written."""
-    if digestfile is not None:
-        from .images import _check_writable
+def check_digestfile(digestfile: Path | None, *refs: str | None) -> None:
+    """Refuse an unwritable ``--digestfile`` before anything is written, and one inside (or equal to) the
+    local location of one of ``refs`` (the images read and written): writing the digest there would
+    overwrite a layout's ``index.json``, a blob or the archive itself. Raises NotFound, LayoutError,
+    InvalidArgument."""
+    if digestfile is None:
+        return
+    import os
 
-        _check_writable(digestfile)
+    from ..errors import InvalidArgument, OcilayoutError
+    from ..reference import parse_reference
+    from ..transports import transport
+    from .images import _check_writable
+
+    _check_writable(digestfile)
+    target = Path(os.path.realpath(digestfile))
+    for ref in refs:
+        if ref is None:
+            continue
+        try:
+            r = parse_reference(ref)
+            if transport(r.transport).remote:
+                continue
+        except OcilayoutError:
+            continue  # reported where the reference is used
+        where = Path(os.path.realpath(r.path))
+        if target == where or where in target.parents:
+            raise InvalidArgument(f"--digestfile {digestfile} is inside {ref}: writing the digest there would "
+                                  "overwrite what the command reads or writes")
 
 
 def progress(quiet: bool) -> BarProgress | None:
@@ -109,7 +132,7 @@ def run_edit(make: Callable[[Source | None], OverlaySource], source: str | None,
     names = naming(ref_name, image_name)
     target = check_destination(source, destination, names) if source is not None else destination
     assert target is not None
-    check_digestfile(digestfile)
+    check_digestfile(digestfile, source, target)
     bar = progress(quiet)
     result = write_edited(make, source, destination, naming=names, jobs=jobs, progress=bar)
     report(result.descriptor.digest, digestfile=digestfile, quiet=quiet, summary=f"{summary} {target}",

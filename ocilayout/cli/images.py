@@ -163,8 +163,7 @@ def copy(
     convert = Conversion(format=_choice("--format", format_, ("oci", "v2s2")),  # type: ignore[arg-type]
                          compress=_choice("--dest-compress-format", compress_format, ("gzip", "zstd", "none")),
                          level=compress_level, decompress=decompress, preserve_digests=preserve_digests)
-    if digestfile is not None:
-        _check_writable(digestfile)  # before anything is copied: a copy must not commit, then fail
+    _w.check_digestfile(digestfile, source, destination)  # before anything is copied: a copy must not commit, then fail
     key = None
     if sign_key is not None:
         from .sign import _load_private_key

@@ -85,7 +85,7 @@ def create(
     fmt = _format(format_)
     ann = _annotations(annotation)
     names = w.naming(ref_name, image_name)
-    w.check_digestfile(digestfile)
+    w.check_digestfile(digestfile, destination, *image)
     res = create_index(destination, image, flatten=flatten, allow_duplicate_platforms=allow_duplicates,
                        annotations=ann, format=fmt, naming=names, jobs=jobs, progress=w.progress(quiet))
     w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet, written=destination,
@@ -111,7 +111,7 @@ def add(
 
     names = w.naming(ref_name, image_name)
     target = w.check_destination(index, destination, names)
-    w.check_digestfile(digestfile)
+    w.check_digestfile(digestfile, index, target, *image)
     res = add_to_index(index, image, dst=destination, flatten=flatten, allow_duplicate_platforms=allow_duplicates,
                        naming=names, jobs=jobs, progress=w.progress(quiet))
     replaced = f"; replaced {_listed(res.dropped)}" if res.dropped else ""
@@ -140,7 +140,7 @@ def remove(
     digests = _digests(digest)
     names = w.naming(ref_name, image_name)
     target = w.check_destination(index, destination, names)
-    w.check_digestfile(digestfile)
+    w.check_digestfile(digestfile, index, target)
     res = remove_from_index(index, platforms=platforms, digests=digests, dst=destination, naming=names, jobs=jobs,
                             progress=w.progress(quiet))
     w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet, written=target,
@@ -169,7 +169,7 @@ def attach(
 
     ann = _annotations(annotation)
     plat = _platforms([platform])[0] if platform is not None else None
-    w.check_digestfile(digestfile)
+    w.check_digestfile(digestfile, image)
     res = do_attach(image, file, artifact_type=artifact_type, media_type=media_type, annotations=ann,
                     platform=plat)
     w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet,
