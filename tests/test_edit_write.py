@@ -359,3 +359,14 @@ def test_a_digestfile_beside_an_archive_is_fine_but_not_the_archive(cli: Any, sa
     res = cli("mutate", f"oci-archive:{archive}:x", "--env", "A=1", "--digestfile", archive)
     _one_line_error(res, 2)
     assert archive.read_bytes() == before
+
+
+def test_index_remove_in_place_on_a_ko_layout_replaces_its_one_untagged_index(cli: Any, sample: Path,
+                                                                             tmp_path: Path, skopeo: Any) -> None:
+    layout = tmp_path / "ko"
+    _ok(cli("copy", "--all", f"oci:{sample}:multi", f"oci:{layout}", "--ref-name", "none"))
+    res = _ok(cli("index", "remove", f"oci:{layout}", "--platform", "linux/arm64", "-q"))
+    (entry,) = _index(layout)
+    assert entry["digest"] == res.stdout.strip() and REF_NAME not in (entry.get("annotations") or {})
+    raw = json.loads(skopeo("inspect", "--raw", f"oci:{layout}").stdout)
+    assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64"]
