@@ -127,7 +127,7 @@ def _dir_lock(directory: Path) -> Iterator[None]:
 
 def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None, epoch: int | None = None,
                    extra: Mapping[Digest, ArchiveBlob] | None = None,
-                   progress: Callable[[int], None] | None = None) -> None:
+                   progress: Callable[[int], None] | None = None, replaced: frozenset[str] = frozenset()) -> None:
     """Write the oci-archive ``out`` atomically from ``staging`` plus the existing archive ``base``.
 
     ``base`` defaults to ``out`` when it exists, so appending keeps the archive's other images. The result
@@ -139,6 +139,7 @@ def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None,
 
     ``extra`` adds blobs streamed from elsewhere (copy's source): a blob goes from its source into the
     archive in one pass, never staged. ``progress`` receives the byte count of each chunk of those blobs.
+    The base's untagged entries of a digest in ``replaced`` are dropped (:func:`~ocilayout.index.merge_entries`).
     """
     out = Path(out)
     mtime = source_date_epoch(epoch)
@@ -155,7 +156,7 @@ def commit_archive(out: Path, staging: LayoutStore, *, base: Path | None = None,
             if old is not None and old.tar.compression != "none":
                 raise LayoutError(f"{base_path} is {old.tar.compression}-compressed; ocilayout writes uncompressed "
                                   "archives and cannot add to it: decompress it first")
-            _write(out, staging, old, mtime, extra or {}, progress)
+            _write(out, staging, old, mtime, extra or {}, progress, replaced)
         finally:
             if old is not None:
                 old.close()
@@ -220,13 +221,14 @@ def _check_closure(out: Path, sources: _Sources, entries: list[dict[str, object]
 
 
 def _write(out: Path, staging: LayoutStore, old: ArchiveReader | None, mtime: int,
-           extra: Mapping[Digest, ArchiveBlob], progress: Callable[[int], None] | None) -> None:
+           extra: Mapping[Digest, ArchiveBlob], progress: Callable[[int], None] | None,
+           replaced: frozenset[str] = frozenset()) -> None:
     new_doc = parse_index_doc(staging.index_bytes(), staging.location)
     if old is not None:
         old_raw = old.index_bytes()
         doc = parse_index_doc(old_raw, old.location)
-        doc["manifests"] = merge_entries(doc["manifests"], new_doc["manifests"])
-        index_raw = old_raw if not new_doc["manifests"] else canonical_json(doc)
+        doc["manifests"] = merge_entries(doc["manifests"], new_doc["manifests"], replaced)
+        index_raw = old_raw if not new_doc["manifests"] and not replaced else canonical_json(doc)
     else:
         doc = new_doc
         index_raw = canonical_json(doc)

@@ -117,11 +117,13 @@ _DEST_NAME = object()
 
 
 def copy_into(source: Source, destination: Destination, options: CopyOptions | None = None, *,
-              name: str | object | None = _DEST_NAME, image_name: str | None = None) -> CopyResult:
+              name: str | object | None = _DEST_NAME, image_name: str | None = None,
+              replaces: Digest | None = None) -> CopyResult:
     """Plan the copy and write it into ``destination`` without committing (see :func:`copy`), naming the
     image ``name`` (default: the destination reference's name; None: untagged) and ``image_name`` (see
     :meth:`Destination.tag`), or as ``options.naming`` says. Several calls before one ``commit()`` put
-    several images into one write (sync)."""
+    several images into one write (sync). ``replaces``: the untagged image the copy takes the place of (see
+    :meth:`Destination.tag`)."""
     options = options or CopyOptions()
     tag = destination.ref.ref if name is _DEST_NAME else name
     if tag is not None and not isinstance(tag, str):
@@ -136,11 +138,12 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
                      name=image_name or tag, dest=str(destination.ref), convert=options.convert,
                      referrers=not options.remove_referrers)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress, name=tag,
-                      image_name=image_name)
+                      image_name=image_name, replaces=replaces)
 
 
 def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress: Progress | None = None,
-               name: str | object | None = _DEST_NAME, image_name: str | None = None) -> CopyResult:
+               name: str | object | None = _DEST_NAME, image_name: str | None = None,
+               replaces: Digest | None = None) -> CopyResult:
     """Write a plan: blobs in a thread pool (largest first; the first failure stops the others at their next
     chunk), then manifests children first, the name (``name``, default the plan's, and ``image_name``, see
     :meth:`Destination.tag`), the signatures. Does not commit."""
@@ -159,7 +162,7 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
         root = plan.root.with_(media_type=desc.media_type, digest=desc.digest, size=desc.size)
     tag = plan.name if name is _DEST_NAME else name
     assert tag is None or isinstance(tag, str)
-    destination.tag(root, tag, image_name=image_name)
+    destination.tag(root, tag, image_name=image_name, replaces=replaces)
     carried = 0
     for digest, sigs in plan.carried.items():
         destination.put_signatures(digest, sigs)

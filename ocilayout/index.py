@@ -6,6 +6,7 @@ entries with :func:`merge_entries`, so a tag rule never drifts between ``oci:`` 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .descriptor import CONTAINERD_NAME, REF_NAME, Descriptor
@@ -41,13 +42,15 @@ def with_name(desc: Descriptor, name: str | None) -> dict[str, Any]:
     return desc.with_(annotations=annotations).to_dict()
 
 
-def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_entries(old: list[dict[str, Any]], new: list[dict[str, Any]],
+                  replaced: Collection[str] = ()) -> list[dict[str, Any]]:
     """``old`` with ``new`` merged in order; each new entry goes to the end. A named entry replaces every old
     one of that name; one that also has a containerd full name (``io.containerd.image.name``) replaces the
     old entries of that full name and the old ones of its ref name that have no full name (two images
     containerd exported may share a tag ``1.0``). An untagged entry is appended unless the same digest is
-    already there untagged."""
-    out = list(old)
+    already there untagged. The untagged old entries of a digest in ``replaced`` (an in-place edit of an
+    unnamed image) are dropped first; one another writer already dropped is simply not there."""
+    out = [e for e in old if not (entry_name(e) is None and e.get("digest") in replaced)] if replaced else list(old)
     for entry in new:
         name = entry_name(entry)
         if name is None:

@@ -563,7 +563,7 @@ class _Recording:
         self._inner = inner
         self.ref: ImageReference = inner.ref
         self.capabilities: Capabilities = inner.capabilities
-        self.names: list[tuple[Descriptor, str | None, str | None]] = []
+        self.names: list[tuple[Descriptor, str | None, str | None, Digest | None]] = []
         self.signatures: list[tuple[Digest, Sequence[Signature]]] = []
         self.referrers: list[tuple[Digest, Sequence[Descriptor]]] = []
 
@@ -577,8 +577,9 @@ class _Recording:
     def put_manifest(self, manifest: Manifest, *, algorithm: str = "sha256") -> Descriptor:
         return self._inner.put_manifest(manifest, algorithm=algorithm)
 
-    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
-        self.names.append((desc, name, image_name))
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
+            replaces: Digest | None = None) -> None:
+        self.names.append((desc, name, image_name, replaces))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self.signatures.append((manifest_digest, list(sigs)))
@@ -587,8 +588,8 @@ class _Recording:
         self.referrers.append((subject, list(referrers)))
 
     def replay(self) -> None:
-        for desc, name, image_name in self.names:
-            self._inner.tag(desc, name, image_name=image_name)
+        for desc, name, image_name, replaces in self.names:
+            self._inner.tag(desc, name, image_name=image_name, replaces=replaces)
         for digest, sigs in self.signatures:
             self._inner.put_signatures(digest, sigs)
         for subject, refs in self.referrers:

@@ -107,7 +107,8 @@ def test_a_command_loads_only_its_module() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == ("['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli._registry', "
-                                   "'ocilayout.cli.images']")  # _registry: the shared, light flag helpers
+                                   "'ocilayout.cli._write', 'ocilayout.cli.images']")
+    # _registry, _write: the shared, light flag helpers (registry flags; naming and output flags of writes)
 
 
 def test_bare_ocilayout_prints_the_help_as_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]

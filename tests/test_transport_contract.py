@@ -241,6 +241,44 @@ def test_image_name_is_kept_by_ref_name_destinations_and_ignored_by_others(tmp_p
 
 
 @pytest.mark.parametrize("kind", WRITABLE)
+def test_tag_replaces_drops_the_untagged_entry_or_is_ignored(tmp_path: Path, kind: str) -> None:
+    """``tag(..., replaces=OLD)`` (an in-place edit of an unnamed image): a destination holding untagged
+    entries beside others (multi_image, ref-name) drops OLD's untagged entry in the same commit and keeps the
+    rest; every other destination accepts it and writes the image as without it."""
+    sample = make_sample(tmp_path, kind)
+    cap = caps(kind, tmp_path)
+    if not (cap.multi_image and cap.names == "ref-name"):
+        dst = open_destination(REFS[kind](tmp_path, "1.0"))
+        try:
+            with open_source(f"oci:{sample}:v1") as src:
+                copy_into(src, dst, CopyOptions(select=whole(kind, tmp_path)), replaces=src.root.digest)
+            dst.commit()
+        finally:
+            dst.close()
+        with open_source(REFS[kind](tmp_path, "1.0")) as back, open_source(f"oci:{sample}:v1") as orig:
+            same_image(back, orig, cap.verbatim)
+        return
+    ref = REFS[kind](tmp_path, "1.0")
+    unnamed = ref.rsplit(":", 1)[0]
+    copy(f"oci:{sample}:v1", ref)  # a named image that must survive
+    with open_source(f"oci:{sample}:v1") as v1, open_source(f"oci:{sample}:multi") as multi:
+        old, new = v1.root.digest, multi.root.digest
+        for src, replaces in ((v1, None), (multi, old)):
+            dst = open_destination(unnamed)
+            try:
+                copy_into(src, dst, CopyOptions(select=Selection(all=True)), name=None, replaces=replaces)
+                dst.commit()
+            finally:
+                dst.close()
+    from ocilayout.transports import transport
+
+    loc = open_destination(unnamed).ref
+    with transport(loc.transport).open_reader(loc) as reader:
+        entries = [(e.name, e.descriptor.digest) for e in reader.entries() if e.descriptor is not None]
+    assert entries == [("1.0", old), (None, new)]
+
+
+@pytest.mark.parametrize("kind", WRITABLE)
 def test_referrers_are_kept_with_the_image_or_refused(tmp_path: Path, kind: str) -> None:
     """A destination whose capabilities say it keeps referrers lists them for their subject after commit
     (a duplicate once); any other refuses put_referrers with UnsupportedFormat."""

@@ -1,125 +1,17 @@
-"""Edit commands: mutate (config, annotations, platform), and the helpers every edit command shares.
+"""``mutate``: config, annotations and platform edits in one call (docs/edit.md).
 
-:func:`write_edited` is how an edit command writes its result (M2/M3's commands use it too): DST, or in
-place onto SRC for a layout; ``--ref-name`` / ``--image-name``; the new digest on stdout and in
-``--digestfile``; consumer warnings (:mod:`ocilayout.compat`) on stderr.
+The flags every edit command shares and its output live in :mod:`ocilayout.cli._write`; the write is
+:func:`ocilayout.edit.write.write_edited`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
+from . import _write as w
 from ._app import app
-from ._display import echo
-
-if TYPE_CHECKING:
-    from ..copy import CopyResult
-    from ..digest import Digest
-    from ..edit.overlay import OverlaySource
-    from ..refname import RefNaming
-    from ..transports.base import Source
-
-REF_NAME_HELP = ("How the image is named in an oci:/oci-archive: index.json: tag (containerd/BuildKit: the tag, "
-                 "plus io.containerd.image.name with --image-name), full (Jib: the full reference), none "
-                 "(ko/rules_oci: unnamed). Default: the destination's name as typed.")
-IMAGE_NAME_HELP = "The full reference (REGISTRY/REPO[:TAG]) --ref-name tag or full records."
-
-
-def naming(ref_name: str | None, image_name: str | None) -> RefNaming | None:
-    """``--ref-name`` / ``--image-name`` as a RefNaming (None when neither is given); raises InvalidArgument."""
-    from ..errors import InvalidArgument
-    from ..refname import MODES, RefNaming
-
-    if ref_name is None and image_name is None:
-        return None
-    if ref_name is not None and ref_name not in MODES:
-        raise InvalidArgument(f"--ref-name {ref_name!r}: expected one of {', '.join(MODES)}")
-    return RefNaming(ref_name, image_name)
-
-
-def check_destination(source: str, destination: str | None, names: RefNaming | None) -> str:
-    """The reference to write (``destination``, or ``source`` for an in-place edit), checked before anything
-    is read: an in-place edit needs a named image (``oci:PATH:TAG``); names must fit the mode."""
-    from ..errors import InvalidArgument
-    from ..reference import parse_reference
-
-    src = parse_reference(source)
-    if destination is None:
-        if src.ref is None:
-            raise InvalidArgument(f"{source}: an in-place edit writes back onto a named image of a layout "
-                                  "(oci:PATH:TAG, oci-archive:FILE:TAG); give a DESTINATION")
-        destination = source
-    dst = parse_reference(destination)
-    if names is not None:
-        names.entry(dst.ref)  # raises now for names that do not fit
-    return destination
-
-
-def write_edited(make: Callable[[Source], OverlaySource], source: str, destination: str | None, *,
-                 names: RefNaming | None = None, quiet: bool = False, digestfile: Path | None = None,
-                 jobs: int = 4) -> CopyResult:
-    """Open ``source``, build the edit with ``make``, write it to ``destination`` (None: in place) in one
-    commit, print the new root digest on stdout (and into ``digestfile``), then the consumer warnings.
-    An in-place edit without --ref-name keeps the names the entry had (its tag and containerd name)."""
-    from ..copy import CopyOptions, Selection, copy_into
-    from ..descriptor import CONTAINERD_NAME, REF_NAME
-    from ..errors import InvalidArgument
-    from ..transports import open_destination, open_source
-    from .images import _check_writable, _write_digestfile
-    from .progress import progress_for
-
-    in_place = destination is None
-    target = check_destination(source, destination, names)
-    if digestfile is not None:
-        _check_writable(digestfile)
-    progress = progress_for("Writing", quiet)
-    with open_source(source) as src:
-        overlay = make(src)
-        try:
-            dst = open_destination(target)
-            try:
-                if in_place and dst.capabilities.names != "ref-name":
-                    raise InvalidArgument(f"{source}: in-place edits are for oci: and oci-archive: layouts; give "
-                                          "a DESTINATION")
-                options = CopyOptions(select=Selection(all=True), jobs=jobs, progress=progress, naming=names)
-                if in_place and names is None:
-                    ann = src.root.annotations
-                    result = copy_into(overlay, dst, options, name=ann.get(REF_NAME) or dst.ref.ref,
-                                       image_name=ann.get(CONTAINERD_NAME))
-                else:
-                    result = copy_into(overlay, dst, options)
-                dst.commit()
-            finally:
-                dst.close()
-        finally:
-            overlay.close()
-    if progress is not None:
-        progress.finish()
-    digest = str(result.descriptor.digest)
-    if digestfile is not None:
-        _write_digestfile(digestfile, digest.encode())
-    echo(digest)
-    print_warnings(target, result.descriptor.digest)
-    return result
-
-
-def print_warnings(ref: str, digest: Digest | None = None) -> None:
-    """The consumer warnings for what ``ref`` now holds (the image ``digest`` when given), one
-    ``ocilayout: warning:`` line each on stderr. Advisory: the write is done, so a result that cannot be
-    read back here (a name another writer made ambiguous) gives no warning rather than an error."""
-    from ..compat import facts_of, warnings
-    from ..errors import OcilayoutError
-
-    try:
-        lines = warnings(facts_of(ref, digest))
-    except (OcilayoutError, OSError):
-        return
-    for line in lines:
-        echo(f"ocilayout: warning: {line}", err=True)
 
 
 @app.command()
@@ -160,11 +52,11 @@ def mutate(
                                                   help="Remove an annotation from the root index."),
     platform: list[str] = typer.Option([], "--platform", metavar="OS/ARCH[/VARIANT]",
                                        help="Edit only this platform's image of an index (repeatable)."),
-    ref_name: str | None = typer.Option(None, "--ref-name", metavar="tag|full|none", help=REF_NAME_HELP),
-    image_name: str | None = typer.Option(None, "--image-name", metavar="NAME", help=IMAGE_NAME_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (warnings still print)."),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new manifest's digest here."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Change an image's config (env, labels, entrypoint, ...), annotations or platform, in one call.
 
@@ -173,6 +65,7 @@ def mutate(
     from ..edit.config import mutate as do_mutate
     from ..edit.config import parse_changes, parse_platforms
     from ..errors import InvalidArgument
+    from ._write import given as _given
 
     changes = parse_changes(env=env, env_rm=env_rm, label=label, label_rm=label_rm, entrypoint=entrypoint, cmd=cmd,
                             user=user, workdir=workdir, expose=expose, volume=volume, stop_signal=stop_signal,
@@ -183,6 +76,6 @@ def mutate(
     if changes.empty:
         raise InvalidArgument("mutate: nothing to change (give --env, --label, --annotation, ...; "
                               "see ocilayout mutate --help)")
-    names = naming(ref_name, image_name)
-    write_edited(lambda src: do_mutate(src, changes, platforms=platforms), source, destination, names=names,
-                 quiet=quiet, digestfile=digestfile, jobs=jobs)
+    w.run_edit(lambda src: do_mutate(_given(src), changes, platforms=platforms), source, destination,
+               ref_name=ref_name, image_name=image_name, quiet=quiet, digestfile=digestfile, jobs=jobs,
+               summary="Mutated, written to")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _write as _w
 from ._app import app
 from ._display import echo, escape_json, write_bytes
 from ._registry import AUTHFILE_HELP as _AUTHFILE_HELP
@@ -144,11 +145,8 @@ def copy(
     src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
-    ref_name: str | None = typer.Option(None, "--ref-name", metavar="tag|full|none",
-                                        help="How an oci:/oci-archive: index.json names the image: the tag, "
-                                             "the full reference or nothing (docs/references.md)."),
-    image_name: str | None = typer.Option(None, "--image-name", metavar="NAME",
-                                          help="The full reference --ref-name tag or full records."),
+    ref_name: str | None = _w.REF_NAME,
+    image_name: str | None = _w.IMAGE_NAME,
 ) -> None:
     """Copy an image between oci: layouts, oci-archive:, docker-archive: and dir: files and docker://
     registries, verifying every blob.
@@ -169,14 +167,13 @@ def copy(
     convert = Conversion(format=_choice("--format", format_, ("oci", "v2s2")),  # type: ignore[arg-type]
                          compress=_choice("--dest-compress-format", compress_format, ("gzip", "zstd", "none")),
                          level=compress_level, decompress=decompress, preserve_digests=preserve_digests)
-    if digestfile is not None:
-        _check_writable(digestfile)  # before anything is copied: a copy must not commit, then fail
+    _w.check_digestfile(digestfile, source, destination)  # before anything is copied: a copy must not commit, then fail
     key = None
     if sign_key is not None:
         from .sign import _load_private_key
 
         key = _load_private_key(sign_key, sign_passphrase_file)  # fails before anything is copied
-    from .edit import check_destination, naming, print_warnings
+    from ._write import check_destination, naming, print_warnings
 
     names = naming(ref_name, image_name)
     if names is not None:
@@ -200,8 +197,7 @@ def copy(
         extra += f", {result.referrers_copied} referrers carried" if result.referrers_copied else ""
         echo(f"Copied {result.descriptor.digest} ({result.blobs_copied} blobs copied, "
              f"{result.blobs_skipped} already present{extra})", err=True)
-    if not destination.startswith("docker://"):
-        print_warnings(destination, result.descriptor.digest)
+    print_warnings(destination, result.descriptor.digest)
 
 
 def _archive_format(form: str | None) -> contextlib.AbstractContextManager[None]:

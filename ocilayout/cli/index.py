@@ -1,7 +1,8 @@
 """Index and referrer commands: ``index create / add / remove`` and ``attach``. Parse, call the library, print.
 
-Each prints the digest it wrote on stdout (the new index; the artifact manifest for attach), a summary on
-stderr unless ``-q``, and writes the digest to ``--digestfile`` when asked.
+Each takes the shared flags and output of :mod:`ocilayout.cli._write`: the digest it wrote on stdout (the
+new index; the artifact manifest for attach) and in ``--digestfile``, a summary on stderr unless ``-q``, the
+consumer warnings. The index commands also take ``--ref-name`` / ``--image-name``; attach writes no name.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _write as w
 from ._app import app
-from ._display import echo
 
 if TYPE_CHECKING:
     from ..descriptor import Descriptor, Platform
@@ -25,29 +26,21 @@ app.add_typer(index_app)
 
 _IMAGE_HELP = "An image or index to list (repeatable): oci:PATH:TAG, oci-archive:FILE:TAG, dir:PATH, docker-archive:..."
 _FLATTEN_HELP = "List the children of an index given with --image directly, instead of the index itself."
+_INDEX = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG).")
+_INDEX_DST = typer.Argument(None, metavar="[DESTINATION]", help="Where to write the result (default: INDEX, in place).")
 _DUP_HELP = "Allow two images of one platform (default: refused; index add replaces the old entry)."
 
 
 def _annotations(values: list[str], flag: str = "--annotation") -> dict[str, str]:
-    from ..errors import InvalidArgument
+    from ..edit.config import parse_pairs
 
-    out: dict[str, str] = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        if not sep or not key:
-            raise InvalidArgument(f"{flag} {v!r}: want KEY=VALUE")
-        out[key] = value
-    return out
+    return parse_pairs(flag, values)
 
 
 def _platforms(values: list[str]) -> list[Platform]:
-    from ..descriptor import Platform
-    from ..errors import InvalidReference
+    from ..edit.config import parse_platforms
 
-    try:
-        return [Platform.parse(p) for p in values]
-    except ValueError as err:
-        raise InvalidReference(str(err)) from err
+    return list(parse_platforms(values))
 
 
 def _digests(values: list[str]) -> list[Digest]:
@@ -62,23 +55,6 @@ def _format(value: str) -> IndexFormat:
     if value not in ("oci", "v2s2"):
         raise InvalidArgument(f"--format {value!r}: expected one of oci, v2s2")
     return "oci" if value == "oci" else "v2s2"
-
-
-def _check_digestfile(digestfile: Path | None) -> None:
-    if digestfile is not None:
-        from .images import _check_writable
-
-        _check_writable(digestfile)  # before anything is written
-
-
-def _report(digest: str, digestfile: Path | None, quiet: bool, summary: str) -> None:
-    if digestfile is not None:
-        from .images import _write_digestfile
-
-        _write_digestfile(digestfile, digest.encode())
-    echo(digest)
-    if not quiet:
-        echo(summary, err=True)
 
 
 def _listed(descs: tuple[Descriptor, ...]) -> str:
@@ -96,9 +72,11 @@ def create(
                                           help="An annotation on the index (repeatable; oci format only)."),
     format_: str = typer.Option("oci", "--format", "-f", metavar="oci|v2s2",
                                 help="An OCI index, or a Docker manifest list (every image must be Docker v2s2)."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the index digest here."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Write a new index listing the --image images (platforms from their configs), copying them in with
     one commit; two images of one platform are refused."""
@@ -106,59 +84,67 @@ def create(
 
     fmt = _format(format_)
     ann = _annotations(annotation)
-    _check_digestfile(digestfile)
+    names = w.naming(ref_name, image_name)
+    w.check_digestfile(digestfile, destination, *image)
     res = create_index(destination, image, flatten=flatten, allow_duplicate_platforms=allow_duplicates,
-                       annotations=ann, format=fmt, jobs=jobs)
-    _report(str(res.descriptor.digest), digestfile, quiet,
-            f"Wrote index {res.descriptor.digest} with {len(res.added)} entries: {_listed(res.added)}")
+                       annotations=ann, format=fmt, naming=names, jobs=jobs, progress=w.progress(quiet))
+    w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet, written=destination,
+             summary=f"Wrote index {res.descriptor.digest} with {len(res.added)} entries: {_listed(res.added)}")
 
 
 @index_app.command("add")
 def add(
-    index: str = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG)."),
-    destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
-                                             help="Where to write the result (default: INDEX, in place)."),
+    index: str = _INDEX,
+    destination: str | None = _INDEX_DST,
     image: list[str] = typer.Option([], "--image", "-i", metavar="IMAGE", help=_IMAGE_HELP),
     flatten: bool = typer.Option(False, "--flatten", help=_FLATTEN_HELP),
     allow_duplicates: bool = typer.Option(False, "--allow-duplicate-platforms", help=_DUP_HELP),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new index digest here."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Add images to an index; an image of a platform the index lists replaces that entry (the others keep
     their digests)."""
     from ..edit.index import add_to_index
 
-    _check_digestfile(digestfile)
+    names = w.naming(ref_name, image_name)
+    target = w.check_destination(index, destination, names)
+    w.check_digestfile(digestfile, index, target, *image)
     res = add_to_index(index, image, dst=destination, flatten=flatten, allow_duplicate_platforms=allow_duplicates,
-                       jobs=jobs)
+                       naming=names, jobs=jobs, progress=w.progress(quiet))
     replaced = f"; replaced {_listed(res.dropped)}" if res.dropped else ""
-    _report(str(res.descriptor.digest), digestfile, quiet,
-            f"Wrote index {res.descriptor.digest}: added {_listed(res.added)}{replaced}")
+    w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet, written=target,
+             summary=f"Wrote index {res.descriptor.digest}: added {_listed(res.added)}{replaced}")
 
 
 @index_app.command("remove")
 def remove(
-    index: str = typer.Argument(..., metavar="INDEX", help="The index to edit (oci:PATH:TAG, oci-archive:FILE:TAG)."),
-    destination: str | None = typer.Argument(None, metavar="[DESTINATION]",
-                                             help="Where to write the result (default: INDEX, in place)."),
+    index: str = _INDEX,
+    destination: str | None = _INDEX_DST,
     platform: list[str] = typer.Option([], "--platform", metavar="os/arch[/variant]",
                                        help="Remove the entries of this platform (repeatable; os/arch: any variant)."),
     digest: list[str] = typer.Option([], "--digest", metavar="DIGEST", help="Remove the entry of this digest "
                                      "(repeatable)."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new index digest here."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Remove entries from an index by platform or digest (their blobs stay until gc)."""
     from ..edit.index import remove_from_index
 
     platforms = _platforms(platform)
     digests = _digests(digest)
-    _check_digestfile(digestfile)
-    res = remove_from_index(index, platforms=platforms, digests=digests, dst=destination, jobs=jobs)
-    _report(str(res.descriptor.digest), digestfile, quiet,
-            f"Wrote index {res.descriptor.digest}: removed {_listed(res.dropped)}")
+    names = w.naming(ref_name, image_name)
+    target = w.check_destination(index, destination, names)
+    w.check_digestfile(digestfile, index, target)
+    res = remove_from_index(index, platforms=platforms, digests=digests, dst=destination, naming=names, jobs=jobs,
+                            progress=w.progress(quiet))
+    w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet, written=target,
+             summary=f"Wrote index {res.descriptor.digest}: removed {_listed(res.dropped)}")
 
 
 @app.command()
@@ -174,8 +160,8 @@ def attach(
                                          help="An annotation on the artifact manifest (repeatable)."),
     platform: str | None = typer.Option(None, "--platform", metavar="os/arch[/variant]",
                                         help="Attach to this platform's image of an index (default: IMAGE itself)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the artifact manifest's digest here."),
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
 ) -> None:
     """Attach FILE to IMAGE as an OCI 1.1 referrer (an artifact manifest whose subject is the image), listed
     under the image's sha256-<hex> fallback tag; kept by gc and carried by copy."""
@@ -183,8 +169,9 @@ def attach(
 
     ann = _annotations(annotation)
     plat = _platforms([platform])[0] if platform is not None else None
-    _check_digestfile(digestfile)
+    w.check_digestfile(digestfile, image)
     res = do_attach(image, file, artifact_type=artifact_type, media_type=media_type, annotations=ann,
                     platform=plat)
-    _report(str(res.descriptor.digest), digestfile, quiet,
-            f"Attached {res.descriptor.digest} ({artifact_type}) to {res.subject.digest}, listed under {res.tag}")
+    w.report(res.descriptor.digest, digestfile=digestfile, quiet=quiet,
+             summary=f"Attached {res.descriptor.digest} ({artifact_type}) to {res.subject.digest}, listed under "
+                     f"{res.tag}")

@@ -1,21 +1,18 @@
 """Layer commands: append, flatten, normalize (docs/layers.md).
 
-Each reads SOURCE, builds the edit as an overlay of it and writes that to DESTINATION (any writable
-transport) in one commit; without DESTINATION the edit is written onto SOURCE itself, which needs a
-destination that holds several names (oci:, oci-archive:). The new root digest goes to stdout (and to
---digestfile).
+Each reads SOURCE, builds the edit as an overlay of it and writes it with the shared write path and flags
+(:mod:`ocilayout.cli._write`): DESTINATION, or in place onto SOURCE for oci: and oci-archive:.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from . import _write as w
 from ._app import app
-from ._display import echo
 
 if TYPE_CHECKING:
     from ..descriptor import Platform
@@ -30,13 +27,9 @@ _TS_HELP = ("Set every time to this (seconds, or RFC 3339 like 1980-01-01T00:00:
 
 
 def _platforms(values: list[str]) -> tuple[Platform, ...]:
-    from ..descriptor import Platform
-    from ..errors import InvalidArgument
+    from ..edit.config import parse_platforms
 
-    try:
-        return tuple(Platform.parse(p) for p in values)
-    except ValueError as err:
-        raise InvalidArgument(f"--platform: {err}") from err
+    return parse_platforms(values)
 
 
 def _compression(value: str | None, flag: str = "--compress") -> str | None:
@@ -45,49 +38,6 @@ def _compression(value: str | None, flag: str = "--compress") -> str | None:
     if value is not None and value not in ("gzip", "zstd", "none"):
         raise InvalidArgument(f"{flag} {value!r}: expected one of gzip, zstd, none")
     return value
-
-
-def _given(build: Callable[[Source], OverlaySource]) -> Callable[[Source | None], OverlaySource]:
-    """``build`` for commands that always read a SOURCE."""
-
-    def run(src: Source | None) -> OverlaySource:
-        assert src is not None
-        return build(src)
-
-    return run
-
-
-def _run(source: str | None, destination: str | None, build: Callable[[Source | None], OverlaySource],
-         digestfile: Path | None, quiet: bool, verb: str) -> None:
-    """Open SOURCE (None: nothing to read), build the overlay, write it to DESTINATION (default SOURCE),
-    print the new digest."""
-    import contextlib
-
-    from ..edit import write_edit
-    from ..errors import InvalidArgument
-    from ..transports import open_destination, open_source
-    from .images import _check_writable, _write_digestfile
-
-    target = destination or source
-    assert target is not None
-    if digestfile is not None:
-        _check_writable(digestfile)
-    with contextlib.ExitStack() as stack:
-        src = stack.enter_context(open_source(source)) if source is not None else None
-        dst = open_destination(target)
-        stack.callback(dst.close)
-        caps = dst.capabilities
-        if destination is None and not (caps.multi_image and caps.names == "ref-name"):
-            raise InvalidArgument(f"{source} cannot be edited in place (only layouts that name images by ref "
-                                  "name, oci: and oci-archive:, keep their other images): give a DESTINATION")
-        overlay = stack.enter_context(build(src))
-        result = write_edit(overlay, dst)
-    digest = str(result.descriptor.digest)
-    if digestfile is not None:
-        _write_digestfile(digestfile, digest.encode())
-    if not quiet:
-        echo(f"{verb} {target}", err=True)
-    echo(digest)
 
 
 @app.command()
@@ -105,8 +55,11 @@ def append(
     empty: bool = typer.Option(False, "--empty", help="Start from an empty image (no SOURCE)."),
     base: str | None = typer.Option(None, "--base", metavar="empty", help="--base empty is --empty."),
     platform: list[str] = typer.Option([], "--platform", help=_PLATFORM_HELP + " With --empty: the new image's."),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new manifest's digest here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the digest."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Append layers made from tars or directories (deterministic: sorted, owners 0/0, mtimes clamped to
     SOURCE_DATE_EPOCH); existing layers are kept as they are."""
@@ -136,10 +89,12 @@ def append(
         def build(_src: Source | None) -> OverlaySource:
             return append_layers(empty_image(ref, plat, options.policy), layer, options)
 
-        _run(None, dest, build, digestfile, quiet, "Appended to an empty image in")
+        w.run_edit(build, None, dest, ref_name=ref_name, image_name=image_name, quiet=quiet, digestfile=digestfile,
+                   jobs=jobs, summary="Appended to an empty image in")
         return
-    _run(images[0], images[1] if len(images) > 1 else None, _given(lambda src: append_layers(src, layer, options)),
-         digestfile, quiet, "Appended layers, written to")
+    w.run_edit(lambda src: append_layers(w.given(src), layer, options), images[0],
+               images[1] if len(images) > 1 else None, ref_name=ref_name, image_name=image_name, quiet=quiet,
+               digestfile=digestfile, jobs=jobs, summary="Appended layers, written to")
 
 
 @app.command()
@@ -151,8 +106,11 @@ def flatten(
     history: str | None = typer.Option(None, "--history", metavar="TEXT",
                                        help="created_by of the one history entry (default 'ocilayout flatten')."),
     platform: list[str] = typer.Option([], "--platform", help=_PLATFORM_HELP),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new manifest's digest here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the digest."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Squash every layer of the image into one, whiteouts and opaque directories applied."""
     from ..edit.flatten import FlattenOptions
@@ -160,8 +118,8 @@ def flatten(
 
     options = FlattenOptions(compression=_compression(compress) or "gzip", level=level, history=history,
                              platforms=_platforms(platform))
-    _run(source, destination, _given(lambda src: do_flatten(src, options)), digestfile, quiet,
-         "Flattened, written to")
+    w.run_edit(lambda src: do_flatten(w.given(src), options), source, destination, ref_name=ref_name,
+               image_name=image_name, quiet=quiet, digestfile=digestfile, jobs=jobs, summary="Flattened, written to")
 
 
 @app.command()
@@ -176,8 +134,11 @@ def normalize(
                                         help="Codec of rewritten layers (default: each layer's own)."),
     level: int | None = typer.Option(None, "--level", metavar="N", help="Compression level (codec default)."),
     platform: list[str] = typer.Option([], "--platform", help=_PLATFORM_HELP),
-    digestfile: Path | None = typer.Option(None, "--digestfile", help="Write the new manifest's digest here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the digest."),
+    ref_name: str | None = w.REF_NAME,
+    image_name: str | None = w.IMAGE_NAME,
+    quiet: bool = w.QUIET,
+    digestfile: Path | None = w.DIGESTFILE,
+    jobs: int = w.JOBS,
 ) -> None:
     """Make the image reproducible: times in config, history and layer tars set (--timestamp) or clamped
     (SOURCE_DATE_EPOCH), tar entries sorted, owners fixed, pinned recompression."""
@@ -187,5 +148,5 @@ def normalize(
 
     options = NormalizeOptions(policy=policy_for(timestamp, keep_owners=keep_owners), all_layers=all_layers,
                                compression=_compression(compress), level=level, platforms=_platforms(platform))
-    _run(source, destination, _given(lambda src: do_normalize(src, options)), digestfile, quiet,
-         "Normalized, written to")
+    w.run_edit(lambda src: do_normalize(w.given(src), options), source, destination, ref_name=ref_name,
+               image_name=image_name, quiet=quiet, digestfile=digestfile, jobs=jobs, summary="Normalized, written to")

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from .overlay import OverlaySource
     from .rewrite import ImageEdit, IndexEdit
 
-__all__ = ["ConfigChanges", "apply", "format_time", "mutate", "parse_changes", "parse_platforms", "parse_time"]
+__all__ = ["ConfigChanges", "apply", "format_time", "mutate", "parse_changes", "parse_pairs", "parse_platforms",
+           "parse_time"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigChanges:
@@ -95,6 +96,11 @@ def _pairs(flag: str, items: Sequence[str], *, key: re.Pattern[str] | None = Non
             raise InvalidArgument(f"{flag} {item!r}: want KEY=VALUE")
         out.append((k, v))
     return tuple(out)
+
+
+def parse_pairs(flag: str, items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items (``--annotation``) as a dict, the last of a key winning; raises InvalidArgument."""
+    return dict(_pairs(flag, items))
 
 
 def _keys(flag: str, items: Sequence[str]) -> tuple[str, ...]:
@@ -306,15 +312,7 @@ def apply(edit: ImageEdit, changes: ConfigChanges) -> None:
         top["author"] = changes.author
     if changes.created is not None:
         top["created"] = changes.created
-    if changes.os is not None:
-        top["os"] = changes.os
-    if changes.architecture is not None:
-        top["architecture"] = changes.architecture
-    if changes.variant is not None:
-        if changes.variant:
-            top["variant"] = changes.variant
-        else:
-            top.pop("variant", None)
+    _set_platform(top, changes)
     for text in changes.history:
         entry: dict[str, Any] = {}
         when = changes.created or changes.history_created
@@ -327,17 +325,23 @@ def apply(edit: ImageEdit, changes: ConfigChanges) -> None:
     _set_map(edit.doc, "annotations", changes.annotations, changes.annotations_rm)
 
 
-def _platform_update(raw: dict[str, Any], changes: ConfigChanges) -> dict[str, Any]:
-    platform = dict(raw.get("platform") or {})
+def _set_platform(doc: dict[str, Any], changes: ConfigChanges) -> None:
+    """``--os`` / ``--arch`` / ``--variant`` on a config or a descriptor's platform object ('' removes the
+    variant)."""
     if changes.os is not None:
-        platform["os"] = changes.os
+        doc["os"] = changes.os
     if changes.architecture is not None:
-        platform["architecture"] = changes.architecture
+        doc["architecture"] = changes.architecture
     if changes.variant is not None:
         if changes.variant:
-            platform["variant"] = changes.variant
+            doc["variant"] = changes.variant
         else:
-            platform.pop("variant", None)
+            doc.pop("variant", None)
+
+
+def _platform_update(raw: dict[str, Any], changes: ConfigChanges) -> dict[str, Any]:
+    platform = dict(raw.get("platform") or {})
+    _set_platform(platform, changes)
     return {**raw, "platform": platform}
 
 

@@ -15,7 +15,7 @@ are listed directly (as the nested index described them).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,8 +27,9 @@ from ..manifest import ImageConfig, Manifest, canonical_json
 from .overlay import OverlaySource
 
 if TYPE_CHECKING:
-    from ..copy import CopyResult
+    from ..copy import CopyResult, Progress
     from ..reference import ImageReference
+    from ..refname import RefNaming
     from ..transports.base import Source
 
 __all__ = ["IndexResult", "add_to_index", "create_index", "image_entries", "platform_key", "remove_from_index"]
@@ -175,78 +176,102 @@ def _add_all(overlay: OverlaySource, sources: Sequence[Source]) -> None:
             raise
 
 
-def _write(overlay: OverlaySource, doc: dict[str, Any], media_type: str, dst: ImageReference | str,
-           jobs: int) -> CopyResult:
-    from .write import write_edit
-
+def _set_index(overlay: OverlaySource, doc: dict[str, Any], media_type: str) -> OverlaySource:
     new = Manifest.parse(canonical_json(doc), media_type)
     overlay.set_root(overlay.add_manifest(new))
-    return write_edit(overlay, dst, jobs=jobs)
+    return overlay
+
+
+def _building(overlay: OverlaySource, build: Callable[[OverlaySource], object]) -> OverlaySource:
+    """``overlay`` after ``build`` filled it; closed when ``build`` fails."""
+    try:
+        build(overlay)
+    except BaseException:
+        overlay.close()
+        raise
+    return overlay
 
 
 def create_index(dst: ImageReference | str, images: Sequence[ImageReference | str], *, flatten: bool = False,
                  allow_duplicate_platforms: bool = False, annotations: Mapping[str, str] | None = None,
-                 format: IndexFormat = "oci", jobs: int = 4) -> IndexResult:
-    """Write a new index listing ``images`` (in order) to ``dst`` (named as ``dst`` names it; an existing
-    name moves), copying each image in with one commit. Raises InvalidArgument (no image), Conflict (two
-    images of one platform), UnsupportedFormat (schema1, artifacts, a v2s2 list of OCI images), NotFound."""
+                 format: IndexFormat = "oci", naming: RefNaming | None = None, jobs: int = 4,
+                 progress: Progress | None = None) -> IndexResult:
+    """Write a new index listing ``images`` (in order) to ``dst`` (named as ``dst`` and ``naming`` say; an
+    existing name moves), copying each image in with one commit. Raises InvalidArgument (no image), Conflict
+    (two images of one platform), UnsupportedFormat (schema1, artifacts, a v2s2 list of OCI images), NotFound."""
+    from .write import edit_target, write_edited
+
     if not images:
         raise InvalidArgument("index create needs at least one --image")
-    sources = _open_all(images)
-    overlay = OverlaySource(sources[0], own_base=True)
-    with overlay:
-        _add_all(overlay, sources[1:])
-        entries = [e for s in sources for e in image_entries(s, flatten=flatten)]
-        if not allow_duplicate_platforms:
-            _check_duplicates(entries)
-        doc = _index_doc(entries, format, annotations or {})
-        result = _write(overlay, doc, doc["mediaType"], dst, jobs)
+    edit_target(None, dst, naming)  # names that cannot fit: refused before any image is read
+    entries: list[dict[str, Any]] = []
+
+    def make(_src: Source | None) -> OverlaySource:
+        sources = _open_all(images)
+        overlay = OverlaySource(sources[0], own_base=True)
+
+        def build(o: OverlaySource) -> None:
+            _add_all(o, sources[1:])
+            entries.extend(e for s in sources for e in image_entries(s, flatten=flatten))
+            if not allow_duplicate_platforms:
+                _check_duplicates(entries)
+            doc = _index_doc(entries, format, annotations or {})
+            _set_index(o, doc, doc["mediaType"])
+
+        return _building(overlay, build)
+
+    result = write_edited(make, None, dst, naming=naming, jobs=jobs, progress=progress)
     return IndexResult(copy=result, added=tuple(_descriptor(e) for e in entries))
 
 
-def _open_index(ref: ImageReference | str) -> tuple[Source, Manifest]:
+def _index_of(src: Source) -> Manifest:
     from ..graph import read_manifest
-    from ..transports import open_source
 
-    src = open_source(ref)
-    try:
-        m = read_manifest(src, src.root)
-        if not m.is_index:
-            raise UnsupportedFormat(f"{ref} is an image, not an index: use index create")
-    except BaseException:
-        src.close()
-        raise
-    return src, m
+    m = read_manifest(src, src.root)
+    if not m.is_index:
+        raise UnsupportedFormat(f"{src.ref} is an image, not an index: use index create")
+    return m
 
 
 def add_to_index(index: ImageReference | str, images: Sequence[ImageReference | str], *,
                  dst: ImageReference | str | None = None, flatten: bool = False,
-                 allow_duplicate_platforms: bool = False, jobs: int = 4) -> IndexResult:
-    """Add ``images`` to the index ``index`` names and write it to ``dst`` (default: in place). An image whose
-    platform the index already lists *replaces* that entry, where it stood (``dropped``); with
-    ``allow_duplicate_platforms`` it is appended instead. Other entries keep their exact descriptors."""
+                 allow_duplicate_platforms: bool = False, naming: RefNaming | None = None, jobs: int = 4,
+                 progress: Progress | None = None) -> IndexResult:
+    """Add ``images`` to the index ``index`` names and write it to ``dst`` (default: in place, see
+    :func:`~ocilayout.edit.write.write_edited`). An image whose platform the index already lists *replaces*
+    that entry, where it stood (``dropped``); with ``allow_duplicate_platforms`` it is appended instead. Other
+    entries keep their exact descriptors."""
+    from .write import write_edited
+
     if not images:
         raise InvalidArgument("index add needs at least one --image")
-    base, m = _open_index(index)
-    overlay = OverlaySource(base, own_base=True)
-    with overlay:
-        sources = _open_all(images)
-        _add_all(overlay, sources)
-        doc = json.loads(m.raw)
-        current: list[dict[str, Any]] = list(doc.get("manifests") or [])
-        added: list[dict[str, Any]] = []
-        dropped: list[Descriptor] = []
-        for s in sources:
-            for entry in image_entries(s, flatten=flatten):
-                current, gone = _place(current, entry, allow_duplicate_platforms)
-                dropped.extend(gone)
-                added.append(entry)
-        if not allow_duplicate_platforms:
-            _check_duplicates(added)
-        if m.media_type == mt.DOCKER_MANIFEST_LIST:
-            _index_doc(added, "v2s2", {})  # refuses what a Docker manifest list cannot list
-        doc["manifests"] = current
-        result = _write(overlay, doc, m.media_type, dst or index, jobs)
+    added: list[dict[str, Any]] = []
+    dropped: list[Descriptor] = []
+
+    def make(base: Source | None) -> OverlaySource:
+        assert base is not None
+        m = _index_of(base)
+
+        def build(o: OverlaySource) -> None:
+            sources = _open_all(images)
+            _add_all(o, sources)
+            doc = json.loads(m.raw)
+            current: list[dict[str, Any]] = list(doc.get("manifests") or [])
+            for s in sources:
+                for entry in image_entries(s, flatten=flatten):
+                    current, gone = _place(current, entry, allow_duplicate_platforms)
+                    dropped.extend(gone)
+                    added.append(entry)
+            if not allow_duplicate_platforms:
+                _check_duplicates(added)
+            if m.media_type == mt.DOCKER_MANIFEST_LIST:
+                _index_doc(added, "v2s2", {})  # refuses what a Docker manifest list cannot list
+            doc["manifests"] = current
+            _set_index(o, doc, m.media_type)
+
+        return _building(OverlaySource(base), build)
+
+    result = write_edited(make, index, dst, naming=naming, jobs=jobs, progress=progress)
     return IndexResult(copy=result, added=tuple(_descriptor(e) for e in added), dropped=tuple(dropped))
 
 
@@ -275,16 +300,25 @@ def _place(current: list[dict[str, Any]], entry: dict[str, Any], duplicates: boo
 
 
 def remove_from_index(index: ImageReference | str, *, platforms: Sequence[Platform] = (),
-                      digests: Sequence[Digest] = (), dst: ImageReference | str | None = None, jobs: int = 4
+                      digests: Sequence[Digest] = (), dst: ImageReference | str | None = None,
+                      naming: RefNaming | None = None, jobs: int = 4, progress: Progress | None = None
                       ) -> IndexResult:
     """Remove the entries of the index ``index`` names that match one of ``platforms`` (os/arch matches every
     variant) or ``digests``, and write it to ``dst`` (default: in place); the images' blobs stay for gc.
     Raises NotFound when a platform or digest matches no entry, InvalidArgument when nothing is asked or every
     entry would go."""
+    from .write import write_edited
+
     if not platforms and not digests:
         raise InvalidArgument("index remove needs --platform or --digest")
-    base, m = _open_index(index)
-    with OverlaySource(base, own_base=True) as overlay:
+    gone: list[Descriptor] = []
+
+    def goes(d: Descriptor) -> bool:
+        return d.digest in digests or (d.platform is not None and any(d.platform.matches(p) for p in platforms))
+
+    def make(base: Source | None) -> OverlaySource:
+        assert base is not None
+        m = _index_of(base)
         doc = json.loads(m.raw)
         entries: list[dict[str, Any]] = list(doc.get("manifests") or [])
         descs = [_descriptor(e) for e in entries]
@@ -295,14 +329,13 @@ def remove_from_index(index: ImageReference | str, *, platforms: Sequence[Platfo
         for want in digests:
             if not any(d.digest == want for d in descs):
                 raise NotFound(f"{index}: no entry {want}")
-
-        def goes(d: Descriptor) -> bool:
-            return d.digest in digests or (d.platform is not None and any(d.platform.matches(p) for p in platforms))
-
         kept = [e for e, d in zip(entries, descs, strict=True) if not goes(d)]
         if not kept:
             raise InvalidArgument(f"{index}: removing {len(entries)} of {len(entries)} entries would leave an "
                                   "empty index; delete the name instead (ocilayout delete)")
+        gone.extend(d for d in descs if goes(d))
         doc["manifests"] = kept
-        result = _write(overlay, doc, m.media_type, dst or index, jobs)
-    return IndexResult(copy=result, dropped=tuple(d for d in descs if goes(d)))
+        return _building(OverlaySource(base), lambda o: _set_index(o, doc, m.media_type))
+
+    result = write_edited(make, index, dst, naming=naming, jobs=jobs, progress=progress)
+    return IndexResult(copy=result, dropped=tuple(gone))

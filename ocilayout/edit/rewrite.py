@@ -169,8 +169,10 @@ class _Walk:
                                     "edits apply to images")
         raw_cfg = self.overlay.blob_bytes(cfg_desc)
         cfg = ImageConfig.parse(raw_cfg, cfg_desc.media_type)
-        if self.platforms and desc.platform is None and not any(cfg.platform.matches(p) for p in self.platforms):
-            return desc
+        if self.platforms:  # an index child was chosen by its descriptor already; the root by what names it too
+            own = desc.platform if desc.platform is not None else cfg.platform
+            if not any(own.matches(p) for p in self.platforms):
+                return desc
         self.matched += 1
         doc = json.loads(m.raw)
         config = json.loads(raw_cfg)

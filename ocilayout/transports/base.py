@@ -137,10 +137,13 @@ class Destination(Protocol):
         sha512 image stays sha512); returns its descriptor. Children must be put before parents."""
         ...
 
-    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
+            replaces: Digest | None = None) -> None:
         """Name ``desc`` (a staged or stored manifest) at commit; ``None`` adds it untagged. ``image_name``
         is the full reference a destination that records one beside the name keeps (a layout: containerd's
-        ``io.containerd.image.name``); others ignore it."""
+        ``io.containerd.image.name``); others ignore it. ``replaces`` is the digest of an *untagged* image
+        ``desc`` takes the place of (an in-place edit of an unnamed image): a destination that holds untagged
+        entries (a layout) drops that digest's untagged entries in the same commit; others ignore it."""
         ...
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
@@ -168,6 +171,9 @@ class Transport:
     UnsupportedFormat, so callers never probe for methods."""
 
     name: str = ""
+    #: Whether the images live on a service (a registry) rather than in a local file or directory: reading
+    #: what was written back costs network round trips, so the consumer warnings (``compat``) skip it.
+    remote: bool = False
 
     def _unsupported(self, what: str) -> UnsupportedFormat:
         return UnsupportedFormat(f"{what} is not supported for {self.name}: references")

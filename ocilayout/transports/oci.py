@@ -242,6 +242,8 @@ class LayoutDestination:
         self._names: list[tuple[str | None, Descriptor]] = []
         self._signatures: dict[Digest, list[Signature]] = {}
         self._referrers: dict[Digest, list[Descriptor]] = {}
+        #: Digests whose untagged entries this commit drops (``tag(..., replaces=)``).
+        self.replaced: set[str] = set()
 
     @property
     def store(self) -> LayoutStore:
@@ -288,7 +290,10 @@ class LayoutDestination:
             self.staging.put(io.BytesIO(manifest.raw), desc)
         return desc
 
-    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
+            replaces: Digest | None = None) -> None:
+        if replaces is not None and (replaces != desc.digest or name is not None):  # (an unchanged untagged
+            self.replaced.add(str(replaces))  # image keeps its entry where it is)
         entry = index_entry(desc)
         if image_name is not None:
             entry = entry.with_(annotations={**entry.annotations, CONTAINERD_NAME: image_name})
@@ -374,6 +379,7 @@ class LayoutDestination:
                 raise LayoutError(f"{len(gone)} blob(s) this copy reused were removed by a concurrent gc; "
                                   "run the copy again")
             new = self.staged_entries(self.store)
+            replaced = frozenset(self.replaced)
             if not new:
                 return
             created = self.staging.publish()
@@ -381,13 +387,14 @@ class LayoutDestination:
                 for entry in new:
                     if not self.store.has_blob(Digest.parse(entry["digest"])):
                         raise NotFound(f"{self.store.root}: cannot tag {entry['digest']}: blob not stored")
-                self.store.update_index(lambda entries: merge_entries(entries, new))
+                self.store.update_index(lambda entries: merge_entries(entries, new, replaced))
             except BaseException:
                 unpublish(created)
                 raise
         self._names.clear()
         self._signatures.clear()
         self._referrers.clear()
+        self.replaced.clear()
         self._committed = True
 
     def close(self) -> None:

@@ -85,8 +85,9 @@ class ArchiveDestination:
             return desc
         return self._inner.put_manifest(manifest, algorithm=algorithm)
 
-    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
-        self._inner.tag(desc, name, image_name=image_name)
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
+            replaces: Digest | None = None) -> None:
+        self._inner.tag(desc, name, image_name=image_name, replaces=replaces)
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self._inner.put_signatures(manifest_digest, sigs)
@@ -112,13 +113,14 @@ class ArchiveDestination:
                 if new:
                     # Entries may point at blobs only the archive or the deferred openers hold;
                     # commit_archive checks the closure of every new entry before it writes.
-                    inner.store.update_index(lambda entries: merge_entries(entries, new))
+                    inner.store.update_index(lambda entries: merge_entries(entries, new, inner.replaced))
             finally:
                 if current is not None:
                     current.close()
             if not new and not self._deferred and self.path.exists():
                 return  # nothing to add
-            commit_archive(self.path, inner.store, extra=self._deferred, progress=self._progress)
+            commit_archive(self.path, inner.store, extra=self._deferred, progress=self._progress,
+                           replaced=frozenset(inner.replaced))
 
     def close(self) -> None:
         inner = getattr(self, "_inner", None)

@@ -564,7 +564,8 @@ class RegistryDestination:
                 self._referrers.setdefault(subject.digest, []).append(referrer_descriptor(manifest))
         return Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw))
 
-    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None) -> None:
+    def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
+            replaces: Digest | None = None) -> None:
         if name is None:
             return  # pushed by digest already: an untagged image
         if not re.fullmatch(_TAG, name):
@@ -695,6 +696,7 @@ class RegistryTransport(Transport):
     """``docker://``: images in a registry (distribution API v2)."""
 
     name = "docker"
+    remote = True
 
     def open_source(self, ref: ImageReference) -> RegistrySource:
         return RegistrySource(ref)
