@@ -37,6 +37,7 @@ def test_help_renders(cli, path: tuple[str, ...], flag: str) -> None:  # type: i
     usage = f"Usage: ocilayout {' '.join(path)}".rstrip()
     assert res.stdout.startswith(usage), res.stdout[:300]
     assert len(res.stdout.splitlines()) > 3, res.stdout
+    assert "<str>" not in res.stdout and "<path>" not in res.stdout, res.stdout  # every value is named (FILE, DIR...)
 
 
 def test_help_text_is_never_markup(cli) -> None:  # type: ignore[no-untyped-def]
