@@ -144,6 +144,29 @@ def test_platform_scoped_edit_keeps_other_platforms(cli: Any, sample: Path, tmp_
     assert_fsck(sample)
 
 
+def test_descriptor_annotation_on_the_chosen_index_entries_only(cli: Any, sample: Path, tmp_path: Path,
+                                                                skopeo: Any) -> None:
+    """``--descriptor-annotation`` annotates the descriptor that lists an image in its index: the chosen
+    platform's entry changes, the images themselves (and the other entry) keep their digests and bytes."""
+    before = _children(sample, "multi")
+    out = tmp_path / "out"
+    _ok(cli("mutate", f"oci:{sample}:multi", f"oci:{out}:multi", "--platform", "linux/arm64",
+            "--descriptor-annotation", "org.example.stage=beta"))
+    assert _children(out, "multi") == before  # no image changed
+    index = _blob(out, next(e for e in _index(out) if e["annotations"][REF_NAME] == "multi")["digest"])
+    notes = {c["platform"]["architecture"]: c.get("annotations", {}) for c in index["manifests"]}
+    assert notes == {"amd64": {}, "arm64": {"org.example.stage": "beta"}}
+    raw = json.loads(skopeo("inspect", "--raw", f"oci:{out}:multi").stdout)
+    assert raw["manifests"][1]["annotations"] == {"org.example.stage": "beta"}
+    _ok(cli("mutate", f"oci:{out}:multi", "--descriptor-annotation-rm", "org.example.stage"))
+    index = _blob(out, next(e for e in _index(out) if e["annotations"][REF_NAME] == "multi")["digest"])
+    assert all("annotations" not in c for c in index["manifests"])
+    assert_fsck(out)
+    snap = _snapshot(sample)
+    _one_line_error(cli("mutate", f"oci:{sample}:v1", "--descriptor-annotation", "a=b"), 2)  # a single image
+    assert _snapshot(sample) == snap
+
+
 def test_platform_that_matches_nothing_changes_nothing(cli: Any, sample: Path) -> None:
     before = _snapshot(sample)
     _one_line_error(cli("mutate", f"oci:{sample}:multi", "--platform", "linux/s390x", "--env", "A=1"), 3)

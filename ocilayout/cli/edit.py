@@ -53,6 +53,11 @@ def mutate(
                                                help="Set an annotation on the (root) index document."),
     index_annotation_rm: list[str] = typer.Option([], "--index-annotation-rm", metavar="K",
                                                   help="Remove an annotation from the root index."),
+    descriptor_annotation: list[str] = typer.Option([], "--descriptor-annotation", metavar="K=V",
+                                                    help="Set an annotation on each edited image's entry in its "
+                                                         "index (with --platform: those platforms' entries)."),
+    descriptor_annotation_rm: list[str] = typer.Option([], "--descriptor-annotation-rm", metavar="K",
+                                                       help="Remove an annotation from those index entries."),
     platform: list[str] = typer.Option([], "--platform", metavar="OS/ARCH[/VARIANT]",
                                        help="Edit only this platform's image of an index (repeatable)."),
     ref_name: str | None = w.REF_NAME,
@@ -74,7 +79,8 @@ def mutate(
                             user=user, workdir=workdir, expose=expose, volume=volume, stop_signal=stop_signal,
                             author=author, created=created, os=os_, arch=arch, variant=variant, history=history,
                             annotation=annotation, annotation_rm=annotation_rm, index_annotation=index_annotation,
-                            index_annotation_rm=index_annotation_rm)
+                            index_annotation_rm=index_annotation_rm, descriptor_annotation=descriptor_annotation,
+                            descriptor_annotation_rm=descriptor_annotation_rm)
     platforms = parse_platforms(platform)
     if changes.empty:
         raise InvalidArgument("mutate: nothing to change (give --env, --label, --annotation, ...; "

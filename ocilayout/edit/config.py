@@ -65,12 +65,15 @@ class ConfigChanges:
     annotations_rm: tuple[str, ...] = ()
     index_annotations: tuple[tuple[str, str], ...] = ()
     index_annotations_rm: tuple[str, ...] = field(default=())
+    #: Annotations on the descriptor that lists each edited image in its index (``--descriptor-annotation``).
+    descriptor_annotations: tuple[tuple[str, str], ...] = ()
+    descriptor_annotations_rm: tuple[str, ...] = ()
 
     @property
     def changes_image(self) -> bool:
         """True when some change applies to images (not only to the root index)."""
         return any(getattr(self, f.name) not in (None, (), False) for f in fields(self)
-                   if not f.name.startswith("index_") and f.name != "history_created")
+                   if not f.name.startswith(("index_", "descriptor_")) and f.name != "history_created")
 
     @property
     def changes_platform(self) -> bool:
@@ -78,7 +81,8 @@ class ConfigChanges:
 
     @property
     def empty(self) -> bool:
-        return not self.changes_image and not self.index_annotations and not self.index_annotations_rm
+        return not (self.changes_image or self.index_annotations or self.index_annotations_rm
+                    or self.descriptor_annotations or self.descriptor_annotations_rm)
 
 
 # -- parsing -----------------------------------------------------------------------------------------------
@@ -197,7 +201,8 @@ def parse_changes(*, env: Sequence[str] = (), env_rm: Sequence[str] = (), label:
                   created: str | None = None, os: str | None = None, arch: str | None = None,
                   variant: str | None = None, history: Sequence[str] = (), annotation: Sequence[str] = (),
                   annotation_rm: Sequence[str] = (), index_annotation: Sequence[str] = (),
-                  index_annotation_rm: Sequence[str] = (),
+                  index_annotation_rm: Sequence[str] = (), descriptor_annotation: Sequence[str] = (),
+                  descriptor_annotation_rm: Sequence[str] = (),
                   environ: Mapping[str, str] | None = None) -> ConfigChanges:
     """Command-line values as :class:`ConfigChanges`; raises InvalidArgument for the first bad one
     (an env without ``=``, a port out of range, a time that is not RFC 3339, ...). ``environ`` (default
@@ -237,6 +242,8 @@ def parse_changes(*, env: Sequence[str] = (), env_rm: Sequence[str] = (), label:
         annotations=_pairs("--annotation", annotation), annotations_rm=_keys("--annotation-rm", annotation_rm),
         index_annotations=_pairs("--index-annotation", index_annotation),
         index_annotations_rm=_keys("--index-annotation-rm", index_annotation_rm),
+        descriptor_annotations=_pairs("--descriptor-annotation", descriptor_annotation),
+        descriptor_annotations_rm=_keys("--descriptor-annotation-rm", descriptor_annotation_rm),
     )
 
 
@@ -355,6 +362,9 @@ def mutate(source: Source, changes: ConfigChanges, *, platforms: Sequence[Platfo
     root_is_index = mt.is_index(source.root.media_type)
     if (changes.index_annotations or changes.index_annotations_rm) and not root_is_index:
         raise InvalidArgument(f"{source.ref} is an image, not an index: --index-annotation needs an index")
+    if (changes.descriptor_annotations or changes.descriptor_annotations_rm) and not root_is_index:
+        raise InvalidArgument(f"{source.ref} is an image, not an index: --descriptor-annotation annotates an "
+                              "image's entry in an index (use --annotation for the manifest)")
     root_digest = source.root.digest
 
     def editor(edit: ImageEdit) -> None:
@@ -366,6 +376,11 @@ def mutate(source: Source, changes: ConfigChanges, *, platforms: Sequence[Platfo
             for i, raw in enumerate(edit.doc.get("manifests") or []):
                 if raw.get("digest") in new and mt.is_manifest(str(raw.get("mediaType") or mt.OCI_MANIFEST)):
                     edit.doc["manifests"][i] = _platform_update(raw, changes)
+        if changes.descriptor_annotations or changes.descriptor_annotations_rm:
+            targets = {str(edit.changed[d].digest if d in edit.changed else d) for d in edit.chosen}
+            for raw in edit.doc.get("manifests") or []:
+                if raw.get("digest") in targets:
+                    _set_map(raw, "annotations", changes.descriptor_annotations, changes.descriptor_annotations_rm)
         if edit.descriptor.digest == root_digest:
             _set_map(edit.doc, "annotations", changes.index_annotations, changes.index_annotations_rm)
 

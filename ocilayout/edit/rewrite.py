@@ -85,6 +85,8 @@ class IndexEdit:
     manifest: Manifest
     doc: dict[str, Any]
     changed: dict[Digest, Descriptor] = field(default_factory=dict)
+    #: The digests (as the index listed them) of the children handed to the image editor, changed or not.
+    chosen: set[Digest] = field(default_factory=set)
 
 
 ImageEditor = Callable[[ImageEdit], None]
@@ -121,6 +123,7 @@ class _Walk:
                  index_editor: IndexEditor | None) -> None:
         self.overlay, self.editor, self.platforms, self.index_editor = overlay, editor, platforms, index_editor
         self.matched = 0
+        self.edited: set[Digest] = set()  # the images handed to the editor (their original digests)
         self.done: dict[Digest, Descriptor] = {}  # an image listed twice is edited once
 
     def node(self, desc: Descriptor, parent_platform: Platform | None) -> Descriptor:
@@ -140,6 +143,8 @@ class _Walk:
                 continue
             new = self.done.get(child.digest) or self.node(child, child.platform)
             self.done[child.digest] = new
+            if child.digest in self.edited:
+                edit.chosen.add(child.digest)
             if new.digest != child.digest:
                 edit.changed[child.digest] = new
                 doc["manifests"][i] = child.with_(media_type=new.media_type, digest=new.digest,
@@ -174,6 +179,7 @@ class _Walk:
             if not any(own.matches(p) for p in self.platforms):
                 return desc
         self.matched += 1
+        self.edited.add(desc.digest)
         doc = json.loads(m.raw)
         config = json.loads(raw_cfg)
         edit = ImageEdit(overlay=self.overlay, descriptor=desc, manifest=m, doc=doc, config=config,
