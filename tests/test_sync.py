@@ -529,3 +529,41 @@ def test_a_listed_signature_and_referrer_are_still_carried(cli, sample: Path, tm
     with open_source(f"oci:{tmp_path}/bundle:{registry.host}/{p}/app:v1") as src:
         assert len(src.signatures(src.root.digest)) == 1
         assert [d.artifact_type for d in src.referrers(src.root.digest)] == ["application/x-sbom"]
+
+
+def test_the_images_of_a_sync_share_one_blob_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blob threads are started once for the sync (a pool of max(jobs, blob jobs)), not once per image."""
+    import threading
+
+    from ocilayout.copy import CopyOptions
+    from ocilayout.sync import SyncOptions, plan_sync, run_sync
+
+    store = LayoutStore.create(tmp_path / "src")
+    for i in range(6):
+        make_image(store, [{"a.txt": f"{i}a\n".encode()}, {"b.txt": f"{i}b\n".encode()}], tag=f"t{i}")
+    options = SyncOptions(jobs=2, copy=CopyOptions(jobs=4))
+    plan = plan_sync("oci", str(tmp_path / "src"), "dir", str(tmp_path / "out"), options)
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counting(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting)
+    result = run_sync(plan, options)
+    assert len(result.copied) == 6 and result.blobs_copied == 6 * 3
+    assert len(started) <= 2 + 4, started  # 2 image workers, at most 4 blob workers (was 2 + 6 x 3)
+
+
+def test_a_dir_commit_fsyncs_the_directory_once(tmp_path: Path, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target directory is fsynced after the renames that publish the image; the staging directory is
+    not (its entries move into the target), and each file's data is fsynced before its rename."""
+    import ocilayout.transports.dir as dirmod
+
+    calls: list[str] = []
+    real = dirmod.fsync_dir
+    monkeypatch.setattr(dirmod, "fsync_dir", lambda p: (calls.append(os.path.basename(p)), real(p))[1])
+    copy(f"oci:{sample}:v1", f"dir:{tmp_path}/img")
+    assert calls == ["img"]
+    assert (tmp_path / "img" / "manifest.json").is_file()
