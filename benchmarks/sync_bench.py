@@ -1,14 +1,17 @@
-"""``sync`` of 20 small images from a loopback docker-registry into ``dir:``: ocilayout vs skopeo.
+"""``sync`` of 20 small images from a loopback docker-registry into ``dir:`` or ``oci:``: ocilayout vs skopeo.
 
-    .venv/bin/python benchmarks/sync_bench.py                  # 3 rounds, 20 images, -j 8
+    .venv/bin/python benchmarks/sync_bench.py                  # 3 rounds, 20 images, -j 8, into dir:
+    .venv/bin/python benchmarks/sync_bench.py --dest oci       # into one oci: layout
     .venv/bin/python benchmarks/sync_bench.py --images 5 --runs 1   # smoke run
 
 Every round starts a fresh registry (new storage, new port), pushes N distinct images (one repository, N
 tags; each image two gzip layers of ~200 KB of incompressible bytes plus a config, built with
-``ocilayout.sample``) and then times ``skopeo sync --src docker --dest dir`` and ``ocilayout sync --src docker
---dest dir -j J`` into fresh directories, alternating which goes first; skopeo's blob-info cache is deleted
-before each skopeo run. Each result is checked: every tag's directory holds the manifest the registry
-serves. Not a test; needs docker-registry and skopeo.
+``ocilayout.sample``) and then times ``skopeo sync --src docker --dest D`` and ``ocilayout sync --src docker
+--dest D -j J`` into fresh directories, alternating which goes first; skopeo's blob-info cache is deleted
+before each skopeo run. Each result is checked: every tag's directory (``dir``) or ref name (``oci``) holds
+the manifest the registry serves. The registry logs every request it completes; the requests each tool
+made are counted from that log. Figures: wall time and CPU (user + sys of the child) per run, min and median
+of the rounds. Not a test; needs docker-registry and skopeo.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,14 +57,56 @@ def populate(host: str, images: int, work: Path, seed: int) -> dict[str, str]:
     return digests
 
 
-def check(out: Path, digests: dict[str, str]) -> None:
-    """Every tag's dir: image holds the manifest pushed for it."""
+def check(out: Path, digests: dict[str, str], dest: str, host: str) -> None:
+    """Every tag's dir: image (or the oci: layout's ref name of it) holds the manifest pushed for it."""
     import hashlib
 
+    if dest == "oci":
+        index = json.loads((out / "index.json").read_text())
+        names = {m.get("annotations", {}).get("org.opencontainers.image.ref.name"): m["digest"]
+                 for m in index["manifests"]}
+        for tag, want in digests.items():
+            got = names.get(f"{host}/bench/app:{tag}")
+            assert got == want, f"{out}: {tag}: manifest {got}, want {want}"
+        return
     for tag, want in digests.items():
         raw = (out / f"app:{tag}" / "manifest.json").read_bytes()
         got = "sha256:" + hashlib.sha256(raw).hexdigest()
         assert got == want, f"{out}/app:{tag}: manifest {got}, want {want}"
+
+
+def start_logged(root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A fresh loopback docker-registry that logs every request it completes; (process, host, log file)."""
+    proc, host = registry_bench.start(root)  # started once to find a port and the config layout
+    registry_bench.stop(proc)
+    cfg = root / "config.yml"
+    cfg.write_text(cfg.read_text().replace("level: error", "level: info"))
+    log = root / "requests.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+    for _ in range(400):
+        try:
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
+            return proc, host, log
+        except OSError:
+            time.sleep(0.025)
+    proc.kill()
+    raise SystemExit("docker-registry did not start")
+
+
+def requests_in(log: Path, start: int) -> tuple[int, dict[str, int], int]:
+    """Requests the registry completed after byte ``start`` of its log: (total, by method, new end)."""
+    import re
+
+    data = log.read_bytes()
+    counts: dict[str, int] = {}
+    for line in data[start:].decode(errors="replace").splitlines():
+        if "response completed" not in line:
+            continue
+        m = re.search(r'http\.request\.method=(\w+)', line)
+        method = m.group(1) if m else "?"
+        counts[method] = counts.get(method, 0) + 1
+    return sum(counts.values()), counts, len(data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,40 +114,56 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=8, help="ocilayout sync -j")
+    ap.add_argument("--dest", choices=("dir", "oci"), default="dir", help="sync --dest")
+    ap.add_argument("--ocilayout", type=Path, default=None,
+                    help="the ocilayout executable (default: this checkout's .venv/bin/ocilayout)")
+    ap.add_argument("--skopeo-oci", action="store_true", help="time skopeo into oci too (skopeo >= 1.10)")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another ocilayout executable (an older commit) timed in the same rotation as 'before'")
     ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="sync-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    ol = str(ROOT / ".venv" / "bin" / "ocilayout")
+    ol = str(args.ocilayout or ROOT / ".venv" / "bin" / "ocilayout")
     sk = shutil.which("skopeo")
     if sk is None:
         raise SystemExit("skopeo is not installed")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "ocilayout")], check=True)
-    times: dict[str, list[float]] = {"ocilayout": [], "skopeo": []}
-    cpu: dict[str, list[float]] = {"ocilayout": [], "skopeo": []}
+    # skopeo 1.9.3's sync has no oci destination ("oci" is not a valid destination transport; 1.22 has it)
+    with_skopeo = args.dest == "dir" or args.skopeo_oci
+    tools = ["ocilayout"] + (["skopeo"] if with_skopeo else []) + (["before"] if args.before is not None else [])
+    if len(tools) == 1:
+        raise SystemExit("nothing to compare with: give --before (skopeo 1.9.3 cannot sync into oci)")
+    times: dict[str, list[float]] = {t: [] for t in tools}
+    cpu: dict[str, list[float]] = {t: [] for t in tools}
+    reqs: dict[str, list[dict[str, int]]] = {t: [] for t in tools}
     try:
         for run in range(args.runs):
-            proc, host = registry_bench.start(work / "reg")
+            proc, host, log = start_logged(work / "reg")
             try:
                 digests = populate(host, args.images, work, run)
-                order = ["ocilayout", "skopeo"] if run % 2 == 0 else ["skopeo", "ocilayout"]
+                order = tools[run % len(tools):] + tools[:run % len(tools)]
                 for tool in order:
                     out = work / f"out-{tool}"
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir()
                     if tool == "skopeo":
                         bench.clear_skopeo_cache()
-                        cmd = [sk, "--insecure-policy", "sync", "--src", "docker", "--dest", "dir",
+                        cmd = [sk, "--insecure-policy", "sync", "--src", "docker", "--dest", args.dest,
                                "--src-tls-verify=false", f"{host}/bench/app", str(out)]
                     else:
-                        cmd = [ol, "sync", "-q", "--src", "docker", "--dest", "dir", "-j", str(args.jobs),
+                        exe = ol if tool == "ocilayout" else str(args.before)
+                        cmd = [exe, "sync", "-q", "--src", "docker", "--dest", args.dest, "-j", str(args.jobs),
                                "--src-tls-verify=false", f"{host}/bench/app", str(out)]
+                    _, _, mark = requests_in(log, 0)
                     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     times[tool].append(registry_bench.timed(cmd))
                     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     cpu[tool].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
-                    check(out, digests)
+                    time.sleep(0.2)  # the registry writes its log line after the response
+                    reqs[tool].append(requests_in(log, mark)[1])
+                    check(out, digests, args.dest, host)
             finally:
                 registry_bench.stop(proc)
     finally:
@@ -109,19 +171,32 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     med = {t: sorted(xs)[len(xs) // 2] for t, xs in times.items()}
     cpu_med = {t: sorted(xs)[len(xs) // 2] for t, xs in cpu.items()}
-    ratio = med["ocilayout"] / med["skopeo"]
+    base = "skopeo" if "skopeo" in tools else "before"
+    ratio = med["ocilayout"] / med[base]
     load = os.getloadavg()
-    print(f"workload: {args.images} images (2 layers + config each), fresh registry each round; "
-          f"runs: {args.runs}; ocilayout -j {args.jobs}")
+    mins = {t: min(xs) for t, xs in times.items()}
+    cpu_min = {t: min(xs) for t, xs in cpu.items()}
+    print(f"workload: {args.images} images (2 layers + config each) into --dest {args.dest}, fresh registry "
+          f"each round; runs: {args.runs}; ocilayout -j {args.jobs}")
     for tool, xs in times.items():
-        print(f"{tool:10} median {med[tool]:6.2f} s  min {min(xs):6.2f} s  CPU (user+sys) median "
-              f"{cpu_med[tool]:5.2f} s  runs {[round(x, 2) for x in xs]}")
-    print(f"ratio ocilayout/skopeo: wall {ratio:.2f}x (target <= 0.5x), CPU "
-          f"{cpu_med['ocilayout'] / cpu_med['skopeo']:.2f}x; load average at the end {load[0]:.1f}")
+        per = reqs[tool][-1]
+        print(f"{tool:10} wall min {mins[tool]:5.2f} s median {med[tool]:5.2f} s | CPU min {cpu_min[tool]:5.2f} s "
+              f"median {cpu_med[tool]:5.2f} s ({1000 * cpu_min[tool] / args.images:.0f} ms/image) | requests "
+              f"{sum(per.values())} ({sum(per.values()) / args.images:.2f}/image: "
+              f"{', '.join(f'{k} {v}' for k, v in sorted(per.items()))}) | runs {[round(x, 2) for x in xs]} "
+              f"CPU {[round(x, 2) for x in cpu[tool]]}")
+    print(f"ratio ocilayout/{base}: wall min/min {mins['ocilayout'] / mins[base]:.2f}x, median "
+          f"{ratio:.2f}x; CPU min/min {cpu_min['ocilayout'] / cpu_min[base]:.2f}x, median "
+          f"{cpu_med['ocilayout'] / cpu_med[base]:.2f}x; load average at the end {load[0]:.1f}")
+    if args.before is not None and base == "skopeo":
+        print(f"before/skopeo: wall min/min {mins['before'] / mins['skopeo']:.2f}x, CPU min/min "
+              f"{cpu_min['before'] / cpu_min['skopeo']:.2f}x")
     if args.json is not None:
         version = subprocess.run([sk, "--version"], capture_output=True, text=True).stdout.strip()
-        facts = {"images": args.images, "jobs": args.jobs, "runs": args.runs, "times": times, "median": med,
-                 "cpu": cpu, "cpu_median": cpu_med, "ratio": ratio, "loadavg": load, "skopeo": version,
+        facts = {"images": args.images, "jobs": args.jobs, "dest": args.dest, "runs": args.runs, "times": times,
+                 "median": med, "min": mins, "cpu": cpu, "cpu_median": cpu_med, "cpu_min": cpu_min,
+                 "requests": reqs, "ratio_to": base, "ratio": ratio, "ratio_min": mins["ocilayout"] / mins[base],
+                 "loadavg": load, "skopeo": version,
                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         args.json.write_text(json.dumps(facts, indent=2) + "\n")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .descriptor import Descriptor
 from .digest import Digest
@@ -23,6 +23,9 @@ from .plan import BlobStep, Conversion, Plan, Selection, Signing, host_platform,
 from .reference import ImageReference
 from .refname import RefNaming
 from .transports import Destination, Source, open_destination, open_source
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 __all__ = ["Conversion", "CopyOptions", "CopyResult", "Progress", "Selection", "Signing", "copy", "copy_into",
            "host_platform",
@@ -118,12 +121,13 @@ _DEST_NAME = object()
 
 def copy_into(source: Source, destination: Destination, options: CopyOptions | None = None, *,
               name: str | object | None = _DEST_NAME, image_name: str | None = None,
-              replaces: Digest | None = None) -> CopyResult:
+              replaces: Digest | None = None, executor: Executor | None = None) -> CopyResult:
     """Plan the copy and write it into ``destination`` without committing (see :func:`copy`), naming the
     image ``name`` (default: the destination reference's name; None: untagged) and ``image_name`` (see
     :meth:`Destination.tag`), or as ``options.naming`` says. Several calls before one ``commit()`` put
     several images into one write (sync). ``replaces``: the untagged image the copy takes the place of (see
-    :meth:`Destination.tag`)."""
+    :meth:`Destination.tag`). ``executor``: where the blobs are written (sync shares one between its
+    images); None: a pool of ``options.jobs`` threads for this copy."""
     options = options or CopyOptions()
     tag = destination.ref.ref if name is _DEST_NAME else name
     if tag is not None and not isinstance(tag, str):
@@ -138,20 +142,21 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
                      name=image_name or tag, dest=str(destination.ref), convert=options.convert,
                      referrers=not options.remove_referrers)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress, name=tag,
-                      image_name=image_name, replaces=replaces)
+                      image_name=image_name, replaces=replaces, executor=executor)
 
 
 def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress: Progress | None = None,
                name: str | object | None = _DEST_NAME, image_name: str | None = None,
-               replaces: Digest | None = None) -> CopyResult:
-    """Write a plan: blobs in a thread pool (largest first; the first failure stops the others at their next
-    chunk), then manifests children first, the name (``name``, default the plan's, and ``image_name``, see
-    :meth:`Destination.tag`), the signatures. Does not commit."""
+               replaces: Digest | None = None, executor: Executor | None = None) -> CopyResult:
+    """Write a plan: blobs in a thread pool (``executor``, else one of ``jobs`` threads; largest first; the
+    first failure stops the others at their next chunk), then manifests children first, the name
+    (``name``, default the plan's, and ``image_name``, see :meth:`Destination.tag`), the signatures. Does
+    not commit."""
     todo = [s for s in plan.blobs if s.expected is None or not destination.has_blob(s.expected)]
     if progress is not None:
         progress.start(sum(s.source.size for s in todo), len(todo))
     written: dict[Digest, Descriptor] = {s.source.digest: s.source for s in plan.blobs}
-    _put_blobs(todo, destination, jobs, progress, written)
+    _put_blobs(todo, destination, jobs, progress, written, executor)
     root = plan.root
     manifest_digests: list[Digest] = []
     for step in plan.manifests:
@@ -179,10 +184,10 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
 
 
 def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progress: Progress | None,
-               written: dict[Digest, Descriptor]) -> None:
+               written: dict[Digest, Descriptor], executor: Executor | None = None) -> None:
     if not todo:
         return
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # (and logging): only when copying
+    from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait  # (and logging): copying
 
     failed = threading.Event()
 
@@ -210,10 +215,18 @@ def _put_blobs(todo: list[BlobStep], destination: Destination, jobs: int, progre
     # already keeps both cores busy, and more at once would only add memory. Plain copies fill the rest.
     converted = [s for s in todo if s.expected is None]
     plain = [s for s in todo if s.expected is not None]
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(plain) + bool(converted)))) as pool:
+
+    def submit_all(pool: Executor) -> list[Future[None]]:
         futures = [pool.submit(serial, converted)] if converted else []
-        futures += [pool.submit(one, s) for s in plain]
-        wait(futures, return_when=FIRST_EXCEPTION)
+        return futures + [pool.submit(one, s) for s in plain]
+
+    if executor is not None:
+        futures = submit_all(executor)
+        wait(futures)  # a failure stops the others at their next chunk (or before they start)
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(plain) + bool(converted)))) as pool:
+            futures = submit_all(pool)
+            wait(futures, return_when=FIRST_EXCEPTION)
     errors = [e for f in futures if (e := f.exception()) is not None]
     if errors:
         real = [e for e in errors if not isinstance(e, _Cancelled)]

@@ -44,6 +44,8 @@ from .errors import (
 from .reference import ImageReference, check_ref_name, parse_reference
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from .descriptor import Descriptor
     from .manifest import Manifest
     from .registry.options import RegistryOptions
@@ -116,6 +118,9 @@ class SyncPlan:
     images: tuple[SyncImage, ...]
     sources: int
     failures: tuple[tuple[str, OcilayoutError | OSError], ...] = ()
+    #: ``registry/repository`` -> every tag its listing found (for registry sources that were listed): the
+    #: copy asks for no ``.sig`` or referrers tag the listing lacks.
+    listed: Mapping[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +356,9 @@ def _retrying(fn: Callable[[], Any], options: SyncOptions) -> Any:
         attempt += 1
 
 
-def _list_tags(repo: ImageReference, registry: RegistryOptions, options: SyncOptions) -> list[str]:
+def _list_tags(repo: ImageReference, registry: RegistryOptions, options: SyncOptions,
+               listed: dict[str, frozenset[str]] | None = None) -> list[str]:
+    """Every tag of ``repo``; also kept in ``listed`` under ``registry/repository``."""
     from .registry.options import use_options
     from .transports import transport
 
@@ -360,6 +367,11 @@ def _list_tags(repo: ImageReference, registry: RegistryOptions, options: SyncOpt
             return transport("docker").list_names(repo)
 
     tags: list[str] = _retrying(once, options)
+    if listed is not None:
+        from .transports.registry import split_name
+
+        host, _, name = split_name(repo.path)
+        listed[f"{host}/{name}"] = frozenset(tags)
     return tags
 
 
@@ -380,6 +392,7 @@ class _Found:
     refs: list[ImageReference]
     registry: RegistryOptions | None = None
     base: str = ""  # the dir tree a dir: source was found under
+    listed: dict[str, frozenset[str]] = field(default_factory=dict)  # see SyncPlan.listed
 
 
 def _from_docker(source: str, registry: RegistryOptions, options: SyncOptions) -> _Found:
@@ -387,10 +400,11 @@ def _from_docker(source: str, registry: RegistryOptions, options: SyncOptions) -
     ref = parse_reference(f"docker://{text}")
     if ref.ref is not None or ref.digest is not None:
         return _Found([ref], registry)
-    tags = _list_tags(ref, registry, options)
+    listed: dict[str, frozenset[str]] = {}
+    tags = _list_tags(ref, registry, options, listed)
     if not tags:
         raise NotFound(f"no images to sync found in {text!r}")
-    return _Found([dataclasses.replace(ref, ref=t) for t in tags], registry)
+    return _Found([dataclasses.replace(ref, ref=t) for t in tags], registry, listed=listed)
 
 
 def _from_dir(source: str) -> _Found:
@@ -431,21 +445,23 @@ def _from_yaml(source: str, base: RegistryOptions, options: SyncOptions,
             if refs:
                 groups.append(_Found([_image_ref(repo_ref, r, source) for r in refs], registry))
                 continue
+            listed: dict[str, frozenset[str]] = {}
             try:
-                tags = _list_tags(repo_ref, registry, options)
+                tags = _list_tags(repo_ref, registry, options, listed)
             except (OcilayoutError, OSError) as err:
                 if not options.keep_going:
                     raise
                 failures.append((str(repo_ref), err))
                 continue
             if tags:
-                groups.append(_Found([dataclasses.replace(repo_ref, ref=t) for t in tags], registry))
+                groups.append(_Found([dataclasses.replace(repo_ref, ref=t) for t in tags], registry, listed=listed))
         filters: list[tuple[str, Callable[[str], bool]]] = [(r, _searcher(p)) for r, p in entry.by_regex]
         filters += [(r, c.matches) for r, c in entry.by_semver]
         for repo, keep in filters:
             repo_ref = _repository(entry.registry, repo, source)
+            listed = {}
             try:
-                tags = _list_tags(repo_ref, registry, options)
+                tags = _list_tags(repo_ref, registry, options, listed)
             except (OcilayoutError, OSError) as err:
                 if not options.keep_going:
                     raise
@@ -453,7 +469,8 @@ def _from_yaml(source: str, base: RegistryOptions, options: SyncOptions,
                 continue
             chosen = [t for t in tags if keep(t)]
             if chosen:
-                groups.append(_Found([dataclasses.replace(repo_ref, ref=t) for t in chosen], registry))
+                groups.append(_Found([dataclasses.replace(repo_ref, ref=t) for t in chosen], registry,
+                                     listed=listed))
     return groups
 
 
@@ -534,8 +551,15 @@ def plan_sync(src: SourceKind | str, source: str, dest: DestKind | str, destinat
                                + ("" if options.scoped or dest == "oci" else "; use --scoped"))
             seen[key] = image
             images.append(image)
+    listed: dict[str, frozenset[str]] = {}
+    for group in groups:  # two entries listing one repository with other options: neither is trusted
+        for repo, tags in group.listed.items():
+            listed[repo] = tags if listed.get(repo, tags) == tags else frozenset()
+    conflicting = [repo for repo, tags in listed.items() if not tags]
+    for repo in conflicting:
+        del listed[repo]
     return SyncPlan(kind=kind, destination=destination, images=tuple(images), sources=len(groups),
-                    failures=tuple(failures))
+                    failures=tuple(failures), listed=listed)
 
 
 def _shown(ref: ImageReference, name: str | None) -> str:
@@ -617,9 +641,13 @@ def _make_parents(path: Path) -> list[Path]:
     """Create the missing parents of ``path`` (skopeo's MkdirAll for dir: images); returns those made."""
     made: list[Path] = []
     for parent in reversed(path.parents):
-        if not parent.exists():
+        if parent.is_dir():
+            continue
+        try:
             parent.mkdir()
-            made.append(parent)
+        except FileExistsError:
+            continue  # there already, or made meanwhile by another image of this sync (they run in parallel)
+        made.append(parent)
     return made
 
 
@@ -651,6 +679,7 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
 
         shared = open_destination(ImageReference("oci", plan.destination))
     recordings: dict[int, _Recording] = {}
+    blobs: Executor | None = None  # one pool for the blobs of every image, not one per image
 
     def copy_one(i: int, image: SyncImage) -> CopyResult:
         from .registry.options import use_options
@@ -659,7 +688,7 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
         with use_options(image.registry or src_base, dst_base), open_source(image.source) as source:
             if shared is not None:
                 rec = _Recording(shared)
-                result = copy_into(source, rec, options.copy, name=image.name)
+                result = copy_into(source, rec, options.copy, name=image.name, executor=blobs)
                 recordings[i] = rec
                 return result
             copy_options = _signing_for(image, options.copy)
@@ -670,7 +699,7 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
                     target = dataclasses.replace(target, digest=None)
                 dst = open_destination(target)
                 try:
-                    result = copy_into(source, dst, copy_options, name=image.name)
+                    result = copy_into(source, dst, copy_options, name=image.name, executor=blobs)
                     if image.destination.digest is not None and result.descriptor.digest != image.destination.digest:
                         raise UnsupportedFormat(f"{image.destination}: the copy's digest would be "
                                                 f"{result.descriptor.digest}; add --preserve-digests")
@@ -700,7 +729,11 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
 
     outcomes: list[ImageOutcome] = []
     try:
-        with _probes_shared(plan):
+        with _probes_shared(plan), contextlib.ExitStack() as stack:
+            if len(plan.images) > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                blobs = stack.enter_context(ThreadPoolExecutor(max_workers=max(options.jobs, options.copy.jobs)))
             outcomes = list(_parallel(work, plan.images, options.jobs))
         if shared is not None:
             outcomes = _commit_shared(shared, outcomes, recordings, stop.is_set())
@@ -714,13 +747,18 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
     return SyncResult(outcomes=tuple(outcomes), sources=plan.sources, listing_failures=plan.failures)
 
 
-def _probes_shared(plan: SyncPlan) -> contextlib.AbstractContextManager[None]:
-    """One ``/v2/`` ping per registry for the whole sync (each image opens its own client)."""
+@contextlib.contextmanager
+def _probes_shared(plan: SyncPlan) -> Iterator[None]:
+    """One ``/v2/`` ping and one connection pool per registry for the whole sync (each image opens its own
+    client), and the tag listings of the plan known to the registry sources."""
     if not any("docker" in (i.source.transport, i.destination.transport) for i in plan.images):
-        return contextlib.nullcontext()
+        yield
+        return
     from .registry.client import shared_probes
+    from .transports.registry import listed_tags
 
-    return shared_probes()
+    with shared_probes(), listed_tags(plan.listed):
+        yield
 
 
 def _commit_shared(shared: Destination, outcomes: list[ImageOutcome], recordings: dict[int, _Recording],

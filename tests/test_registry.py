@@ -625,6 +625,20 @@ def test_tls_verified_by_default_with_a_throwaway_ca(cli, sample: Path, tmp_path
         stop_registry(reg)
 
 
+def test_an_unverified_client_loads_no_ca_roots(tmp_path: Path) -> None:
+    """--tls-verify=false: the TLS context verifies nothing, so the system CA roots are not loaded into it
+    (urllib3's default context would load them, ~35 ms of CPU); HTTPS unverified itself is tested above."""
+    import ssl
+
+    from ocilayout.registry.client import _ssl_context
+
+    opts = RegistryOptions(tls_verify=False, cert_dir=str(tmp_path))  # an empty cert dir
+    ctx = _ssl_context("example.com", opts, verify=False)
+    assert ctx is not None and ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+    assert ctx.cert_store_stats()["x509_ca"] == 0
+    assert _ssl_context("example.com", RegistryOptions(cert_dir=str(tmp_path)), verify=True) is None
+
+
 def test_sign_and_verify_a_registry_image(cli, sample: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """sign/verify on docker:// (verified TLS through a trusted throwaway CA): the signature is a cosign

@@ -470,3 +470,128 @@ def test_sync_signs_every_image_with_a_sigstore_key(cli, tmp_path: Path, registr
               f"{registry.host}/{p}/app", tmp_path / "plain")
     assert res.exit_code == 0, res
     assert not any(n.endswith(".sig") for n in _refs(tmp_path / "plain"))
+
+
+def test_a_sync_reuses_its_listing_and_its_connections(cli, tmp_path: Path, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    """Per image only the manifest and its blobs are fetched: the tag listing shows there is no cosign
+    ``.sig`` tag and no referrers fallback tag to ask for, the referrers API is asked once per registry (a
+    404 says the registry has none), and every request of the sync goes over one kept-alive connection
+    (one pool per registry for the whole sync, not one per image)."""
+    from test_registry import FaultProxy
+
+    _push(registry, tmp_path, {"app": ["1", "2", "3"]})
+    p = _prefix(tmp_path)
+    proxy = FaultProxy(registry, lambda m, path, n: None)
+    peers: set[tuple[str, int]] = set()
+    handle = proxy.handle
+
+    def counting(h, method: str) -> None:  # type: ignore[no-untyped-def]
+        peers.add(h.client_address)
+        handle(h, method)
+
+    proxy.handle = counting  # type: ignore[method-assign]
+    try:
+        res = cli("sync", "--src", "docker", "--dest", "oci", "-j", "1", "--blob-jobs", "1", NO_TLS,
+                  f"{proxy.host}/{p}/app", tmp_path / "bundle")
+        assert res.exit_code == 0 and "(6 blobs copied)" in res.stderr, res
+        manifests = [path.rsplit("/", 1)[1] for m, path, _ in proxy.seen if "/manifests/" in path]
+        assert sorted(manifests) == ["1", "2", "3"]  # no sha256-<hex>.sig, no sha256-<hex> fallback tag
+        assert len([path for m, path, _ in proxy.seen if "/referrers/" in path]) == 1
+        assert len(proxy.seen) == 1 + 1 + 3 * 3 + 1  # ping, tag list, 3 x (manifest, config, layer), referrers
+        assert len(peers) == 1, peers
+    finally:
+        proxy.close()
+    assert len(_refs(tmp_path / "bundle")) == 3
+
+
+def test_a_listed_signature_and_referrer_are_still_carried(cli, sample: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                           registry: Registry) -> None:
+    """The listing only saves requests: a ``.sig`` tag and a referrers fallback tag it shows are read."""
+    key, pw = tmp_path / "k", tmp_path / "pw"
+    pw.write_text("secret\n")
+    assert cli("generate-sigstore-key", "--output-prefix", key, "--passphrase-file", pw).exit_code == 0
+    res = cli("sign", f"oci:{sample}:v1", "--key", f"{key}.private", "--passphrase-file", pw,
+              "--identity", "example.com/app:v1")
+    assert res.exit_code == 0, res
+    sbom = tmp_path / "sbom.json"
+    sbom.write_text('{"sbom": true}\n')
+    assert cli("attach", f"oci:{sample}:v1", str(sbom), "--artifact-type", "application/x-sbom").exit_code == 0
+    p = _prefix(tmp_path)
+    res = cli("copy", DEST_NO_TLS, f"oci:{sample}:v1", registry.ref(f"{p}/app", "v1"))
+    assert res.exit_code == 0 and "1 referrers carried" in res.stderr, res
+    assert any(t.endswith(".sig") for t in registry.tags(f"{p}/app"))
+    conf = tmp_path / "sync.yaml"  # listed (then filtered), so the listing is what the copy consults
+    conf.write_text(f"{registry.host}:\n  tls-verify: false\n  images-by-tag-regex:\n    {p}/app: '^v1$'\n")
+    res = cli("sync", "--src", "yaml", "--dest", "oci", conf, tmp_path / "bundle")
+    assert res.exit_code == 0, res
+    from ocilayout.transports import open_source
+
+    with open_source(f"oci:{tmp_path}/bundle:{registry.host}/{p}/app:v1") as src:
+        assert len(src.signatures(src.root.digest)) == 1
+        assert [d.artifact_type for d in src.referrers(src.root.digest)] == ["application/x-sbom"]
+
+
+def test_the_images_of_a_sync_share_one_blob_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blob threads are started once for the sync (a pool of max(jobs, blob jobs)), not once per image."""
+    import threading
+
+    from ocilayout.copy import CopyOptions
+    from ocilayout.sync import SyncOptions, plan_sync, run_sync
+
+    store = LayoutStore.create(tmp_path / "src")
+    for i in range(6):
+        make_image(store, [{"a.txt": f"{i}a\n".encode()}, {"b.txt": f"{i}b\n".encode()}], tag=f"t{i}")
+    options = SyncOptions(jobs=2, copy=CopyOptions(jobs=4))
+    plan = plan_sync("oci", str(tmp_path / "src"), "dir", str(tmp_path / "out"), options)
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counting(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting)
+    result = run_sync(plan, options)
+    assert len(result.copied) == 6 and result.blobs_copied == 6 * 3
+    assert len(started) <= 2 + 4, started  # 2 image workers, at most 4 blob workers (was 2 + 6 x 3)
+
+
+def test_a_dir_commit_fsyncs_the_directory_once(tmp_path: Path, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target directory is fsynced after the renames that publish the image; the staging directory is
+    not (its entries move into the target), and each file's data is fsynced before its rename."""
+    import ocilayout.transports.dir as dirmod
+
+    calls: list[str] = []
+    real = dirmod.fsync_dir
+    monkeypatch.setattr(dirmod, "fsync_dir", lambda p: (calls.append(os.path.basename(p)), real(p))[1])
+    copy(f"oci:{sample}:v1", f"dir:{tmp_path}/img")
+    assert calls == ["img"]
+    assert (tmp_path / "img" / "manifest.json").is_file()
+
+
+def test_parallel_images_may_make_the_same_parent_directories(tmp_path: Path) -> None:
+    """Images of one sync run in parallel: two that share new parent directories (``--scoped`` into dir:)
+    must not fail with "file exists" when the other made them first (it happened one run in ten)."""
+    import shutil
+    import threading
+
+    from ocilayout.sync import _make_parents
+
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            _make_parents(tmp_path / "reg" / "ns" / "deep" / f"app{i}")
+        except BaseException as err:
+            errors.append(err)
+
+    for _ in range(20):
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        shutil.rmtree(tmp_path / "reg")

@@ -93,18 +93,29 @@ def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
 
 #: Inside :func:`shared_probes`: (api host, tls_verify) -> (base URL, challenge) of the first ``/v2/`` ping.
 _probes: dict[tuple[str, bool | None], tuple[str, Challenge | None]] | None = None
+#: Inside :func:`shared_probes`: connection pools by (registry, api host, verify, cert dir).
+_pools: dict[tuple[str, str, bool, str | None], urllib3.PoolManager] | None = None
+#: Idle connections a shared pool keeps per host (the clients of a sync's parallel images use it at once).
+SHARED_MAXSIZE = 64
+_pools_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def shared_probes() -> Iterator[None]:
-    """Within the block, every Client (any thread) reuses the first ``/v2/`` ping of a host: its scheme and
-    auth challenge. sync opens one client per image; without this each would probe HTTPS, then HTTP."""
-    global _probes
+    """Within the block, every Client (any thread) reuses the first ``/v2/`` ping of a host (its scheme and
+    auth challenge) and one connection pool (and TLS context) per registry and TLS setting, closed when the
+    block ends. sync opens one client per image; without this each would probe HTTPS, then HTTP, and open
+    its own connections."""
+    global _probes, _pools
     outer, _probes = _probes, (_probes if _probes is not None else {})
+    outer_pools, _pools = _pools, (_pools if _pools is not None else {})
     try:
         yield
     finally:
-        _probes = outer
+        if outer_pools is None:
+            for pool in _pools.values():
+                pool.clear()
+        _probes, _pools = outer, outer_pools
 
 
 class Client:
@@ -120,10 +131,7 @@ class Client:
         # --tls-verify decides when given; else registries.conf's ``insecure`` (as containers/image does)
         verify = options.tls_verify if options.tls_verify is not None else not insecure
         self.verify = verify
-        self._pool = urllib3.PoolManager(
-            num_pools=4, maxsize=maxsize, block=False, retries=False,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE", ssl_context=_ssl_context(registry, options, verify),
-            timeout=urllib3.Timeout(connect=30.0, read=300.0), blocksize=1 << 20)
+        self._pool, self._own_pool = self._pool_for(registry, api_host, options, verify, maxsize), _pools is None
         self._base: str | None = None
         self._creds: Credentials | None = None
         self._creds_loaded = False
@@ -142,8 +150,30 @@ class Client:
         """``registry/repository`` (the registry alone for registry-wide requests), for messages."""
         return f"{self.registry}/{self.repository}" if self.repository else self.registry
 
+    @staticmethod
+    def _pool_for(registry: str, api_host: str, options: RegistryOptions, verify: bool, maxsize: int
+                  ) -> urllib3.PoolManager:
+        """A new pool, or inside :func:`shared_probes` the block's pool for these settings."""
+        def make(maxsize: int = maxsize) -> urllib3.PoolManager:
+            return urllib3.PoolManager(
+                num_pools=4, maxsize=maxsize, block=False, retries=False,
+                cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+                ssl_context=_ssl_context(registry, options, verify),
+                timeout=urllib3.Timeout(connect=30.0, read=300.0), blocksize=1 << 20)
+
+        pools = _pools
+        if pools is None:
+            return make()
+        key = (registry, api_host, verify, options.cert_dir)
+        with _pools_lock:
+            pool = pools.get(key)
+            if pool is None:
+                pool = pools[key] = make(max(maxsize, SHARED_MAXSIZE))
+        return pool
+
     def close(self) -> None:
-        self._pool.clear()
+        if self._own_pool:  # a shared pool is closed when its shared_probes block ends
+            self._pool.clear()
 
     def _credentials(self) -> Credentials | None:
         if not self._creds_loaded:
@@ -361,7 +391,7 @@ def _ssl_context(registry: str, options: RegistryOptions, verify: bool) -> ssl.S
 
     files = tls_files(cert_dir_for(registry, options.cert_dir))
     if not files.cas and not files.client_pairs:
-        return None
+        return None if verify else _unverified_context()
     ctx = ssl.create_default_context()  # the system roots (SSL_CERT_FILE / SSL_CERT_DIR honoured)
     where = ""
     try:
@@ -401,6 +431,15 @@ class Pages:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without verification (``--tls-verify=false``), without loading the system CA roots that nothing
+    would check (urllib3's default context loads them: ~35 ms of CPU per pool)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def next_link(header: str, base: str) -> str | None:

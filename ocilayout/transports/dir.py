@@ -492,8 +492,9 @@ class DirDestination:
             for name, data in sig_files.items():
                 _write_file(staging / name, data)
             _write_file(staging / VERSION_FILE, VERSION)
+            # Every file's data is fsynced before it is renamed; the staging directory's own entries need no
+            # fsync: they are renamed into the target, whose fsync (in _swap) makes the result durable.
             os.rename(staging / root_file, staging / MANIFEST_FILE)
-            fsync_dir(staging)
             content = sorted({*self._blobs, *(f for d, f in self._manifests.items() if d != self._root.digest)})
             order = [*content, *sorted(sig_files), VERSION_FILE, MANIFEST_FILE]
             keep = set(order) | set(self._reused)
@@ -513,17 +514,18 @@ class DirDestination:
         ``old`` leftovers aside; undo every step on failure."""
         assert self._staging is not None
         staging, path = self._staging, self.path
-        aside = staging / ".old"
-        aside.mkdir()
+        aside = staging / ".old"  # made when something is first set aside (never, into an empty directory)
         journal: list[tuple[str, str]] = []
         try:
             for name in order:
                 if os.path.lexists(path / name):
+                    aside.mkdir(exist_ok=True)
                     os.rename(path / name, aside / name)
                     journal.append(("aside", name))
                 os.rename(staging / name, path / name)
                 journal.append(("placed", name))
             for name in old:
+                aside.mkdir(exist_ok=True)
                 os.rename(path / name, aside / name)
                 journal.append(("aside", name))
             fsync_dir(path)

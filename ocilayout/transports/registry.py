@@ -33,7 +33,7 @@ import dataclasses
 import re
 import threading
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import mediatypes as mt
@@ -147,6 +147,28 @@ def _pull_attempts(ref: ImageReference, options: RegistryOptions) -> list[tuple[
     return out
 
 
+#: Inside :func:`listed_tags`: ``registry/repository`` -> the tags a listing found there.
+_listed: Mapping[str, frozenset[str]] | None = None
+#: Inside :func:`listed_tags`: base URLs whose referrers API answered that it is not there.
+_no_referrers_api: set[str] = set()
+
+
+@contextlib.contextmanager
+def listed_tags(tags: Mapping[str, frozenset[str]]) -> Iterator[None]:
+    """Within the block, a source read from a repository of ``tags`` (``registry/repository`` -> every tag
+    it held when listed, as sync lists them anyway) asks for no cosign ``.sig`` tag and no referrers
+    fallback tag that the listing lacks, and a registry whose referrers API answered 404 (the spec makes a
+    registry with the API answer 200 for any digest) is not asked again. A tag pushed after the listing is
+    not seen, as if the listing had been made a moment later."""
+    global _listed, _no_referrers_api
+    outer, outer_api = _listed, _no_referrers_api
+    _listed, _no_referrers_api = {**(outer or {}), **tags}, set(outer_api)
+    try:
+        yield
+    finally:
+        _listed, _no_referrers_api = outer, outer_api
+
+
 def _content_type(value: str | None) -> str | None:
     return value.split(";", 1)[0].strip() if value else None
 
@@ -229,6 +251,8 @@ class RegistrySource:
                 primary.add_note("mirrors also failed: " + "; ".join(f"[{w}: {e}]" for w, e in failed[:-1]))
             raise primary
         self._manifests[digest] = manifest
+        #: The tags of the repository read from, when a listing of it is known (:func:`listed_tags`).
+        self._listing = _listed.get(self.physical) if _listed is not None else None
         self._sizes: dict[Digest, int] = {}
         self._note_sizes(digest, manifest)
         # Named by tag, the image's identity is its full docker reference (what sign/verify default to, as a
@@ -284,6 +308,8 @@ class RegistrySource:
 
         if manifest_digest.algorithm != "sha256":
             return ()  # sha512-<128 hex>.sig is longer than a tag may be
+        if self._listing is not None and sig_tag(manifest_digest) not in self._listing:
+            return ()  # the repository's listing has no such tag: not one GET per image to learn it
         try:
             sig, _ = fetch_manifest(self._client, sig_tag(manifest_digest), f"{self.ref}: signatures")
         except NotFound:
@@ -308,6 +334,8 @@ class RegistrySource:
         from ..registry.client import Pages, next_link
 
         what = f"{self.ref}: referrers of {digest}"
+        if self._client.base() in _no_referrers_api:
+            return self._fallback_referrers(digest, artifact_type, what)
         query = "?" + urllib.parse.urlencode({"artifactType": artifact_type}) if artifact_type else ""
         url: str | None = self._client.url(f"referrers/{digest}{query}")
         found: list[Descriptor] = []
@@ -321,6 +349,8 @@ class RegistrySource:
                 if len(pages) == 1 and resp.status in (200, 404):
                     resp.drain_conn()
                     resp.release_conn()
+                    if _listed is not None:
+                        _no_referrers_api.add(self._client.base())
                     return self._fallback_referrers(digest, artifact_type, what)
                 raise self._client.fail(resp, what)
             filtered = filtered or "artifactType" in (resp.headers.get("OCI-Filters-Applied") or "")
@@ -333,6 +363,8 @@ class RegistrySource:
     def _fallback_referrers(self, digest: Digest, artifact_type: str | None, what: str) -> list[Descriptor]:
         from ..referrers import fallback_tag, parse_index, select
 
+        if self._listing is not None and fallback_tag(digest) not in self._listing:
+            return []  # the repository's listing has no such tag
         try:
             index, _ = fetch_manifest(self._client, fallback_tag(digest), what)
         except NotFound:
