@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _registry as _reg
 from . import _write as _w
 from ._app import app
 from ._display import echo, escape_json, write_bytes
-from ._registry import AUTHFILE_HELP as _AUTHFILE_HELP
 from ._registry import CERT_DIR_HELP as _CERT_DIR_HELP
-from ._registry import CONF_HELP as _CONF_HELP
 from ._registry import CREDS_HELP as _CREDS_HELP
 from ._registry import TLS_HELP as _TLS_HELP
 from ._registry import registry_options as _registry
@@ -133,7 +132,7 @@ def copy(
                                           help="Fail if any digest would change (instead of converting)."),
     multi_arch: str | None = typer.Option(None, "--multi-arch", metavar="all|system|index-only",
                                           help="Which images of an index to copy (as skopeo; default system)."),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE_HELP),
+    authfile: str | None = _reg.AUTHFILE,
     src_authfile: str | None = typer.Option(None, "--src-authfile", metavar="FILE",
                                             help="--authfile for the source only."),
     dest_authfile: str | None = typer.Option(None, "--dest-authfile", metavar="FILE",
@@ -144,7 +143,7 @@ def copy(
     dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
     src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
     dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
     ref_name: str | None = _w.REF_NAME,
     image_name: str | None = _w.IMAGE_NAME,
 ) -> None:
@@ -235,11 +234,11 @@ def inspect(
     image: str = typer.Argument(..., metavar="IMAGE-NAME"),
     raw: bool = typer.Option(False, "--raw", help="Print the manifest (or config) bytes unchanged."),
     config: bool = typer.Option(False, "--config", help="Show the image config instead of the summary."),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
     no_tags: bool = typer.Option(False, "--no-tags", "-n", help="Do not list the repository's tags (registries)."),
 ) -> None:
     """Show an image's summary (skopeo's fields), or its raw manifest or config."""
@@ -283,11 +282,11 @@ def manifest_digest(
 @app.command("list-tags")
 def list_tags(
     ref: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE or docker://HOST/REPO"),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """List the tags (ref names) of a layout, archive or registry repository, as JSON like skopeo list-tags."""
     from ..reference import parse_reference
@@ -302,11 +301,11 @@ def list_tags(
 @app.command()
 def catalog(
     registry: str = typer.Argument(..., metavar="REGISTRY", help="HOST[:PORT], or docker://HOST[:PORT]"),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """List a registry's repositories (the paginated _catalog API), as JSON."""
     import re
@@ -336,11 +335,11 @@ def tag(
 @app.command()
 def delete(
     image: str = typer.Argument(..., metavar="IMAGE-NAME", help="oci:PATH:REF, oci:PATH@DIGEST or docker://..."),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=_TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=_CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """Remove an image's name from a layout (its blobs stay until gc), or delete a manifest from a registry
     (by digest; a tag is resolved first, and every tag of that manifest goes)."""

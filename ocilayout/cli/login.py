@@ -10,9 +10,9 @@ import sys
 
 import typer
 
+from . import _registry as _reg
 from ._app import app, fail
 from ._display import echo
-from ._registry import CERT_DIR_HELP, TLS_HELP
 
 _AUTHFILE = ("auth.json to edit (default: $REGISTRY_AUTH_FILE, else $DOCKER_CONFIG/config.json, else "
              "${XDG_RUNTIME_DIR}/containers/auth.json).")
@@ -55,8 +55,8 @@ def login(
     get_login: bool = typer.Option(False, "--get-login", help="Print the user name recorded for REGISTRY."),
     authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE),
     compat_auth_file: str | None = typer.Option(None, "--compat-auth-file", metavar="FILE", help=_COMPAT),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    cert_dir: str | None = _reg.CERT_DIR,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say where the credentials were written."),
 ) -> None:
     """Check credentials with a registry, then record them in auth.json (or its credential helper)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from . import _registry as _reg
 from ._app import app
-from ._registry import AUTHFILE_HELP, CERT_DIR_HELP, CONF_HELP, CREDS_HELP, TLS_HELP, registry_options, using
+from ._registry import registry_options, using
 from .images import _write
 
 
@@ -14,11 +15,11 @@ def referrers(
     image: str = typer.Argument(..., metavar="IMAGE-NAME", help="docker://HOST/REPO[:TAG|@DIGEST]"),
     artifact_type: str | None = typer.Option(None, "--artifact-type", metavar="TYPE",
                                              help="Only referrers of this artifactType."),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """List the manifests whose subject is the image (signatures, SBOMs, attestations) as an OCI image index:
     the registry's referrers API, else its sha256-<hex> fallback tag."""

@@ -16,9 +16,10 @@ from typing import Any
 import typer
 
 from ..errors import Conflict, InvalidKey, InvalidManifest
+from . import _registry as _reg
 from ._app import app, fail
 from ._display import echo
-from ._registry import AUTHFILE_HELP, CERT_DIR_HELP, CONF_HELP, CREDS_HELP, TLS_HELP, registry_options, using
+from ._registry import registry_options, using
 
 PASSPHRASE_ENV = "OCILAYOUT_PASSPHRASE"
 _MAX_SMALL_FILE = 4 * 1024 * 1024
@@ -181,11 +182,11 @@ def sign(
                                         "is a full docker reference)."),
     passphrase_file: str | None = typer.Option(None, "--passphrase-file", metavar="FILE",
                                                 help="Read the private key's passphrase from FILE."),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """Sign an image with a sigstore key and store the signature with it (cosign's .sig tag in layouts and
     registries)."""
@@ -213,11 +214,11 @@ def verify(
                                         "reference the image is meant to be)."),
     policy: str | None = typer.Option(None, "--policy", metavar="FILE",
                                       help="containers-policy.json to evaluate instead."),
-    tls_verify: str | None = typer.Option(None, "--tls-verify", metavar="BOOL", help=TLS_HELP),
-    creds: str | None = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP),
-    cert_dir: str | None = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
+    tls_verify: str | None = _reg.TLS_VERIFY,
+    creds: str | None = _reg.CREDS,
+    authfile: str | None = _reg.AUTHFILE,
+    cert_dir: str | None = _reg.CERT_DIR,
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""
     reg = registry_options(tls_verify, creds, authfile, cert_dir, registries_conf=registries_conf)

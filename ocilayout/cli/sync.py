@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _registry as _reg
 from ._app import app
 from ._display import echo
-from ._registry import AUTHFILE_HELP as _AUTHFILE_HELP
 from ._registry import CERT_DIR_HELP as _CERT_HELP
-from ._registry import CONF_HELP, registry_options, using
 from ._registry import CREDS_HELP as _CREDS_HELP
 from ._registry import TLS_HELP as _TLS_HELP
+from ._registry import registry_options, using
 
 if TYPE_CHECKING:
     from ..sync import ImageOutcome, SyncResult
@@ -75,7 +75,7 @@ def sync(
     retry_delay: str | None = typer.Option(None, "--retry-delay", metavar="DURATION",
                                            help="Fixed delay between retries (default: 1s, 2s, 4s...)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-image lines on stderr."),
-    authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE_HELP),
+    authfile: str | None = _reg.AUTHFILE,
     src_authfile: str | None = typer.Option(None, "--src-authfile", metavar="FILE",
                                             help="--authfile for the source only."),
     dest_authfile: str | None = typer.Option(None, "--dest-authfile", metavar="FILE",
@@ -86,7 +86,7 @@ def sync(
     dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
     src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="PATH", help=_CERT_HELP),
     dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="PATH", help=_CERT_HELP),
-    registries_conf: str | None = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP),
+    registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """Copy every image of a SOURCE to a DESTINATION, as skopeo sync does, several images at once.
 
