@@ -554,3 +554,23 @@ def test_credentials_are_not_sent_to_a_plain_http_token_server_of_an_https_regis
     finally:
         stop_registry(reg)
         token.close()
+
+
+@pytest.mark.parametrize("status", [400, 405, 501])
+def test_a_registry_without_the_referrers_route_falls_back_to_the_tag(cli, hostile, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                      status: int) -> None:
+    """A registry that never routed /referrers/ (400, 405, 501) is read through the fallback tag: a pull
+    (which asks for referrers to carry them) does not fail on it."""
+    config = b"{}"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config),
+        "digest": "sha256:" + hashlib.sha256(config).hexdigest()}, "layers": []}).encode()
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    server = hostile({"/v2/": _ok,
+                      "/v2/x/manifests/v1": lambda h: (200, {"Content-Type": OCI_MANIFEST}, manifest),
+                      f"/v2/x/referrers/{digest}": lambda h: (status, {}, b"unknown route")})
+    r = cli("referrers", "--tls-verify=false", f"docker://{server.host}/x:v1")
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout)["manifests"] == []
+    fallback = f"/v2/x/manifests/sha256-{digest.split(':')[1]}"
+    assert any(p == fallback for _, p, _ in server.requests), server.requests

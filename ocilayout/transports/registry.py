@@ -78,6 +78,10 @@ REGISTRY_CAPABILITIES = Capabilities(
     referrers=True,
 )
 _TAG = r"[\w][\w.-]{0,127}"
+#: First answers to GET /v2/<name>/referrers/<digest> that mean "no referrers API here" (then the tag fallback
+#: is read): distribution 2.8's 404, a 200 that is not an OCI index, and what registries that never routed the
+#: endpoint say (400 unknown route, 405, 406, 501).
+_NO_REFERRERS_API = frozenset({200, 400, 404, 405, 406, 501})
 #: Times a blob upload is tried from the start (the first included) after connection errors, 429 or 5xx.
 UPLOAD_ATTEMPTS = 5
 #: Tags asked for per page of ``tags/list`` (the registry may send fewer and a ``Link`` to the next page).
@@ -327,8 +331,8 @@ class RegistrySource:
 
     def referrers(self, digest: Digest, artifact_type: str | None = None) -> list[Descriptor]:
         """The manifests whose ``subject`` is ``digest``: the referrers API (every page), else -- 404 or an
-        answer that is not an OCI index, as distribution 2.8 gives -- the ``sha256-<hex>`` fallback tag's
-        index (none: empty). Filtered by ``artifact_type`` here unless the registry says it did
+        answer that is not an OCI index, as distribution 2.8 gives, or 400/405/406/501 -- the ``sha256-<hex>``
+        fallback tag's index (none: empty). Filtered by ``artifact_type`` here unless the registry says it did
         (``OCI-Filters-Applied``). Raises RegistryError, InvalidManifest, UnsupportedFormat."""
         from ..referrers import parse_index, select
         from ..registry.client import Pages, next_link
@@ -346,7 +350,7 @@ class RegistrySource:
             resp = self._client.request("GET", url, headers={"Accept": mt.OCI_INDEX}, stream=True)
             api = resp.status == 200 and _content_type(resp.headers.get("Content-Type")) == mt.OCI_INDEX
             if not api:
-                if len(pages) == 1 and resp.status in (200, 404):
+                if len(pages) == 1 and resp.status in _NO_REFERRERS_API:
                     resp.drain_conn()
                     resp.release_conn()
                     if _listed is not None:
