@@ -109,6 +109,21 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     return run
 
 
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` and its bytes: compare two to show that nothing changed."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(res: CliResult, code: int | None = None) -> None:
+    """A failed command's output as the CLI promises it: a non-zero exit (``code`` when given) and one
+    ``ocilayout: error:`` line on stderr, no traceback."""
+    assert res.exit_code != 0, res
+    if code is not None:
+        assert res.exit_code == code, res
+    assert res.stderr.startswith("ocilayout: error: "), res
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
+
+
 def assert_fsck(path: Path | str) -> None:
     """Every test that writes a layout ends with this: the layout must pass fsck."""
     from ocilayout.store import LayoutStore

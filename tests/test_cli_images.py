@@ -9,21 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import assert_fsck
+from conftest import assert_fsck, assert_one_line_error, snapshot
 
 from ocilayout.store import LayoutStore
-
-
-def _one_line_error(res, code: int | None = None) -> None:  # type: ignore[no-untyped-def]
-    assert res.exit_code != 0, res
-    if code is not None:
-        assert res.exit_code == code, res
-    assert res.stderr.startswith("ocilayout: error: "), res
-    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_copy_inspect_list_tag_delete(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -50,9 +38,10 @@ def test_platform_options(cli, sample: Path, tmp_path: Path) -> None:  # type: i
     res = cli("copy", "--platform", "linux/arm64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:arm")
     assert res.exit_code == 0, res
     assert json.loads(cli("inspect", f"oci:{tmp_path}/d:arm").stdout)["Architecture"] == "arm64"
-    _one_line_error(cli("copy", "--platform", "linux", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"), 2)
-    _one_line_error(cli("copy", "--all", "--platform", "linux/arm64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"))
-    _one_line_error(cli("copy", "--platform", "windows/amd64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"), 3)
+    assert_one_line_error(cli("copy", "--platform", "linux", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"), 2)
+    assert_one_line_error(cli("copy", "--all", "--platform", "linux/arm64", f"oci:{sample}:multi",
+                              f"oci:{tmp_path}/d:x"))
+    assert_one_line_error(cli("copy", "--platform", "windows/amd64", f"oci:{sample}:multi", f"oci:{tmp_path}/d:x"), 3)
     assert_fsck(tmp_path / "d")
 
 
@@ -66,7 +55,7 @@ def test_platform_options(cli, sample: Path, tmp_path: Path) -> None:  # type: i
 ])
 def test_bad_references(cli, sample: Path, tmp_path: Path, ref: str, code: int) -> None:  # type: ignore[no-untyped-def]
     res = cli("copy", ref.format(s=sample), f"oci:{tmp_path}/d:x")
-    _one_line_error(res, code)
+    assert_one_line_error(res, code)
     assert not (tmp_path / "d").exists() or LayoutStore.open(tmp_path / "d").refs() == []
 
 
@@ -75,8 +64,8 @@ def test_digest_with_path_characters_in_index_json(cli, sample: Path, tmp_path: 
     doc = json.loads((sample / "index.json").read_bytes())
     doc["manifests"][0]["digest"] = "sha256:../../../../../etc/passwd"
     (sample / "index.json").write_text(json.dumps(doc))
-    _one_line_error(cli("inspect", f"oci:{sample}:v1"), 2)
-    _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/d:x"))
+    assert_one_line_error(cli("inspect", f"oci:{sample}:v1"), 2)
+    assert_one_line_error(cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/d:x"))
 
 
 @pytest.mark.damages_layouts
@@ -85,23 +74,23 @@ def test_oversized_and_garbage_json(cli, sample: Path, tmp_path: Path) -> None: 
     desc = store.resolve("v1")
     path = store.blob_path(desc.digest)
     path.write_bytes(b"{" + b" " * (5 * 1024 * 1024) + b"}")
-    _one_line_error(cli("inspect", f"oci:{sample}:v1"), 4)
+    assert_one_line_error(cli("inspect", f"oci:{sample}:v1"), 4)
     (sample / "index.json").write_bytes(b"\x00garbage")
-    _one_line_error(cli("inspect", f"oci:{sample}:v1"), 4)
-    _one_line_error(cli("list-tags", f"oci:{sample}"), 4)
+    assert_one_line_error(cli("inspect", f"oci:{sample}:v1"), 4)
+    assert_one_line_error(cli("list-tags", f"oci:{sample}"), 4)
 
 
 @pytest.mark.damages_layouts
 def test_truncated_blob_fails_copy_and_destination_unchanged(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("copy", f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep").exit_code == 0
-    before = _snapshot(tmp_path / "d")
+    before = snapshot(tmp_path / "d")
     store = LayoutStore.open(sample)
     layer = store.get_manifest(store.resolve("v1")).layers[0]
     with open(store.blob_path(layer.digest), "r+b") as f:
         f.truncate(10)
     res = cli("copy", f"oci:{sample}:v1", f"oci:{tmp_path}/d:new")
-    _one_line_error(res, 4)
-    assert _snapshot(tmp_path / "d") == before
+    assert_one_line_error(res, 4)
+    assert snapshot(tmp_path / "d") == before
     assert_fsck(tmp_path / "d")
 
 
@@ -136,7 +125,7 @@ def test_unsafe_archive_members(cli, tmp_path: Path, kind: str) -> None:  # type
         _evil_archive(evil, ti)
     listing = sorted(os.listdir(tmp_path))
     res = cli("copy", f"oci-archive:{evil}", f"oci:{tmp_path}/d:x")
-    _one_line_error(res, 4)
+    assert_one_line_error(res, 4)
     assert sorted(os.listdir(tmp_path)) == listing  # nothing written, not even the destination
 
 
@@ -152,10 +141,10 @@ def test_manifest_digest_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-un
     f.write_bytes(b'{"schemaVersion":2}')
     res = cli("manifest-digest", f)
     assert res.exit_code == 0 and res.stdout.startswith("sha256:") and res.stdout.endswith("\n")
-    _one_line_error(cli("manifest-digest", tmp_path / "missing.json"), 3)
+    assert_one_line_error(cli("manifest-digest", tmp_path / "missing.json"), 3)
     big = tmp_path / "big.json"
     big.write_bytes(b" " * (4 * 1024 * 1024 + 1))
-    _one_line_error(cli("manifest-digest", big), 4)
+    assert_one_line_error(cli("manifest-digest", big), 4)
 
 
 def test_archive_commands(cli, sample: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -164,8 +153,8 @@ def test_archive_commands(cli, sample: Path, tmp_path: Path) -> None:  # type: i
     assert cli("copy", "--all", f"oci:{sample}:multi", f"oci-archive:{archive}:multi").exit_code == 0
     assert sorted(json.loads(cli("list-tags", f"oci-archive:{archive}").stdout)["Tags"]) == ["multi", "v1"]
     assert json.loads(cli("inspect", f"oci-archive:{archive}:v1").stdout)["Os"] == "linux"
-    _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}"), 4)  # a directory
-    _one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}/no/such/dir/a.tar"), 4)
+    assert_one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}"), 4)  # a directory
+    assert_one_line_error(cli("copy", f"oci:{sample}:v1", f"oci-archive:{tmp_path}/no/such/dir/a.tar"), 4)
 
 
 def test_progress_bar_only_on_a_terminal(sample: Path, tmp_path: Path) -> None:
@@ -240,7 +229,7 @@ def test_inspect_refuses_configs_of_the_wrong_json_type(cli, sample: Path, what:
     _retag_with(sample, config={**_sample_config(sample), **_BAD_CONFIGS[what]})
     for args in (("inspect",), ("inspect", "--config")):
         res = cli(*args, f"oci:{sample}:t")
-        _one_line_error(res, 4)
+        assert_one_line_error(res, 4)
         assert "image config: " in res.stderr
     assert cli("inspect", "--raw", f"oci:{sample}:t").exit_code == 0  # the manifest itself is fine
     res = cli("fsck", sample)
@@ -256,8 +245,8 @@ def test_inspect_refuses_configs_of_the_wrong_json_type(cli, sample: Path, what:
 ])
 def test_inspect_refuses_mistyped_or_ambiguous_manifests(cli, sample: Path, edit) -> None:  # type: ignore[no-untyped-def]
     _retag_with(sample, manifest_edit=edit)
-    _one_line_error(cli("inspect", f"oci:{sample}:t"), 4)
-    _one_line_error(cli("copy", f"oci:{sample}:t", f"oci:{sample}-copy:t"), 4)
+    assert_one_line_error(cli("inspect", f"oci:{sample}:t"), 4)
+    assert_one_line_error(cli("copy", f"oci:{sample}:t", f"oci:{sample}-copy:t"), 4)
     assert not (sample.parent / f"{sample.name}-copy").exists() or \
         LayoutStore.open(sample.parent / f"{sample.name}-copy").refs() == []
 
@@ -266,7 +255,7 @@ def test_inspect_refuses_artifacts_but_shows_their_raw_manifest(cli, sample: Pat
     """skopeo: 'unsupported image-specific operation on artifact with type ...'; the config is not parsed."""
     _retag_with(sample, config={"name": "chart", "version": 5}, config_type="application/vnd.cncf.helm.config.v1+json")
     res = cli("inspect", f"oci:{sample}:t")
-    _one_line_error(res, 5)
+    assert_one_line_error(res, 5)
     assert "artifact with type 'application/vnd.cncf.helm.config.v1+json'" in res.stderr
     assert json.loads(cli("inspect", "--raw", f"oci:{sample}:t").stdout)["schemaVersion"] == 2
     assert cli("fsck", sample).exit_code == 0

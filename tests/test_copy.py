@@ -7,17 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_fsck
+from conftest import assert_fsck, snapshot
 
 from ocilayout.copy import CopyOptions, Selection, copy, host_platform
 from ocilayout.descriptor import Platform
 from ocilayout.errors import DigestMismatch, LayoutError, NotFound, RegistryError, SizeMismatch
 from ocilayout.sample import make_image, make_index
 from ocilayout.store import LayoutStore
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_copy_single_image_keeps_digests(sample: Path, tmp_path: Path) -> None:
@@ -85,10 +81,10 @@ def test_corrupt_source_blob_fails_and_destination_unchanged(sample: Path, tmp_p
         del data[-5:]
     path.write_bytes(bytes(data))
     copy(f"oci:{sample}:multi", f"oci:{tmp_path}/d:keep", CopyOptions(select=Selection(all=True)))
-    before = _tree(tmp_path / "d")
+    before = snapshot(tmp_path / "d")
     with pytest.raises((DigestMismatch, SizeMismatch)):
         copy(f"oci:{sample}:v1", f"oci:{tmp_path}/d:bad")
-    assert _tree(tmp_path / "d") == before
+    assert snapshot(tmp_path / "d") == before
     assert_fsck(tmp_path / "d")
 
 

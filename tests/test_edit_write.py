@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_one_line_error, snapshot
 
 from ocilayout.descriptor import CONTAINERD_NAME, REF_NAME
 
@@ -17,18 +18,10 @@ def _ok(res: Any) -> Any:
     return res
 
 
-def _one_line_error(res: Any, code: int) -> None:
-    assert res.exit_code == code, res
-    assert res.stderr.startswith("ocilayout: error: "), res
-    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
-
 
 def _index(layout: Path) -> list[dict[str, Any]]:
     return json.loads((layout / "index.json").read_bytes())["manifests"]  # type: ignore[no-any-return]
 
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -112,11 +105,11 @@ def test_in_place_edit_of_an_untagged_archive_entry_replaces_it(cli: Any, sample
 
 def test_in_place_edit_of_a_tagged_image_by_digest_is_refused(cli: Any, sample: Path) -> None:
     (v1,) = [e for e in _index(sample) if e["annotations"][REF_NAME] == "v1"]
-    before = _snapshot(sample)
+    before = snapshot(sample)
     res = cli("mutate", f"oci:{sample}@{v1['digest']}", "--env", "A=1")
-    _one_line_error(res, 2)
+    assert_one_line_error(res, 2)
     assert "tagged (v1)" in res.stderr
-    assert _snapshot(sample) == before
+    assert snapshot(sample) == before
 
 
 def test_in_place_edit_of_an_image_inside_an_index_is_refused(cli: Any, sample: Path) -> None:
@@ -124,21 +117,21 @@ def test_in_place_edit_of_an_image_inside_an_index_is_refused(cli: Any, sample: 
 
     with LayoutStore.open(sample) as r:
         child = json.loads(r.get_manifest(r.resolve("multi")).raw)["manifests"][0]["digest"]
-    before = _snapshot(sample)
+    before = snapshot(sample)
     res = cli("append", f"oci:{sample}@{child}", "--layer", str(sample / "oci-layout"))
-    _one_line_error(res, 2)
+    assert_one_line_error(res, 2)
     assert "not an entry of the layout's index.json" in res.stderr
-    assert _snapshot(sample) == before
+    assert snapshot(sample) == before
 
 
 @pytest.mark.parametrize("flags", [["--ref-name", "none"], ["--ref-name", "full", "--image-name", "example.com/a"]])
 def test_in_place_edit_that_would_rename_the_image_is_refused(cli: Any, sample: Path, flags: list[str]) -> None:
     """Renaming in place would leave the old name on the old image (a full name does not replace a bare tag)."""
-    before = _snapshot(sample)
+    before = snapshot(sample)
     res = cli("mutate", f"oci:{sample}:v1", "--env", "A=1", *flags)
-    _one_line_error(res, 2)
+    assert_one_line_error(res, 2)
     assert "keeps the name 'v1'" in res.stderr
-    assert _snapshot(sample) == before
+    assert snapshot(sample) == before
 
 
 def test_in_place_edit_may_add_a_containerd_name_or_name_an_untagged_image(cli: Any, sample: Path,
@@ -159,12 +152,12 @@ def test_in_place_edit_of_a_one_image_destination_is_refused_for_every_command(
         cli: Any, sample: Path, tmp_path: Path, layer_dir: Path, command: str) -> None:
     d = tmp_path / "d"
     _ok(cli("copy", f"oci:{sample}:v1", f"dir:{d}"))
-    before = _snapshot(d)
+    before = snapshot(d)
     pre, post = _edits(layer_dir)[command]
     res = cli(*pre, f"dir:{d}", *post)
-    _one_line_error(res, 2)
+    assert_one_line_error(res, 2)
     assert "cannot be edited in place" in res.stderr
-    assert _snapshot(d) == before
+    assert snapshot(d) == before
 
 
 # -- the shared naming flags and output ----------------------------------------------------------------------------
@@ -186,7 +179,7 @@ def test_every_edit_refuses_names_that_do_not_fit_before_reading(cli: Any, sampl
                                                                  layer_dir: Path, command: str) -> None:
     pre, post = _edits(layer_dir)[command]
     res = cli(*pre, f"oci:{tmp_path}/missing:v1", f"oci:{tmp_path}/out:1.0", *post, "--ref-name", "none")
-    _one_line_error(res, 2)  # the names are refused first (the missing source would be exit 3)
+    assert_one_line_error(res, 2)  # the names are refused first (the missing source would be exit 3)
     assert not (tmp_path / "out").exists()
 
 
@@ -326,7 +319,7 @@ def test_a_platform_that_is_not_the_single_images_is_not_found(cli: Any, sample:
     linux/arm64 used to edit the amd64 image anyway."""
     pre, post = _edits(layer_dir)[command]
     res = cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/o:x", *post, "--platform", "linux/arm64")
-    _one_line_error(res, 3)
+    assert_one_line_error(res, 3)
     assert not (tmp_path / "o").exists()
     _ok(cli(*pre, f"oci:{sample}:v1", f"oci:{tmp_path}/p:x", *post, "--platform", "linux/amd64", "-q"))
 
@@ -343,12 +336,12 @@ def test_a_digestfile_inside_a_layout_read_or_written_is_refused(cli: Any, sampl
                                                                  args: list[str]) -> None:
     """--digestfile LAYOUT/index.json used to replace the layout's index.json with the digest (the layout was
     lost); now refused before anything is written, for every command that writes a digest file."""
-    before = _snapshot(sample)
+    before = snapshot(sample)
     argv = [a.format(s=sample, t=tmp_path) for a in args]
     res = cli(*argv, "--digestfile", sample / "index.json")
-    _one_line_error(res, 2)
+    assert_one_line_error(res, 2)
     assert "is inside" in res.stderr
-    assert _snapshot(sample) == before
+    assert snapshot(sample) == before
     assert not (tmp_path / "out").exists()
 
 
@@ -357,7 +350,7 @@ def test_a_digestfile_beside_an_archive_is_fine_but_not_the_archive(cli: Any, sa
     _ok(cli("copy", f"oci:{sample}:v1", f"oci-archive:{archive}:x", "--digestfile", tmp_path / "d.txt"))
     before = archive.read_bytes()
     res = cli("mutate", f"oci-archive:{archive}:x", "--env", "A=1", "--digestfile", archive)
-    _one_line_error(res, 2)
+    assert_one_line_error(res, 2)
     assert archive.read_bytes() == before
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_fsck
+from conftest import assert_fsck, assert_one_line_error, snapshot
 
 from ocilayout.compat import Facts, facts_of, warnings
 from ocilayout.descriptor import CONTAINERD_NAME, REF_NAME
@@ -23,14 +23,6 @@ def _ok(res: Any) -> Any:
     return res
 
 
-def _one_line_error(res: Any, code: int) -> None:
-    assert res.exit_code == code, res
-    assert res.stderr.startswith("ocilayout: error: "), res
-    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _config(skopeo: Any, ref: str, *extra: str) -> dict[str, Any]:
@@ -162,15 +154,15 @@ def test_descriptor_annotation_on_the_chosen_index_entries_only(cli: Any, sample
     index = _blob(out, next(e for e in _index(out) if e["annotations"][REF_NAME] == "multi")["digest"])
     assert all("annotations" not in c for c in index["manifests"])
     assert_fsck(out)
-    snap = _snapshot(sample)
-    _one_line_error(cli("mutate", f"oci:{sample}:v1", "--descriptor-annotation", "a=b"), 2)  # a single image
-    assert _snapshot(sample) == snap
+    snap = snapshot(sample)
+    assert_one_line_error(cli("mutate", f"oci:{sample}:v1", "--descriptor-annotation", "a=b"), 2)  # a single image
+    assert snapshot(sample) == snap
 
 
 def test_platform_that_matches_nothing_changes_nothing(cli: Any, sample: Path) -> None:
-    before = _snapshot(sample)
-    _one_line_error(cli("mutate", f"oci:{sample}:multi", "--platform", "linux/s390x", "--env", "A=1"), 3)
-    assert _snapshot(sample) == before
+    before = snapshot(sample)
+    assert_one_line_error(cli("mutate", f"oci:{sample}:multi", "--platform", "linux/s390x", "--env", "A=1"), 3)
+    assert snapshot(sample) == before
 
 
 # -- in place, other formats, determinism --------------------------------------------------------------------------
@@ -211,10 +203,10 @@ def test_mutate_into_dir_and_docker_archive(cli: Any, sample: Path, tmp_path: Pa
 
 def test_in_place_needs_a_layout_name(cli: Any, sample: Path, tmp_path: Path) -> None:
     _ok(cli("copy", f"oci:{sample}:v1", f"dir:{tmp_path}/d"))
-    before = _snapshot(tmp_path / "d")
-    _one_line_error(cli("mutate", f"dir:{tmp_path}/d", "--env", "A=1"), 2)
-    assert _snapshot(tmp_path / "d") == before
-    _one_line_error(cli("mutate", f"oci:{sample}", "--env", "A=1"), 2)  # untagged: would leave two images
+    before = snapshot(tmp_path / "d")
+    assert_one_line_error(cli("mutate", f"dir:{tmp_path}/d", "--env", "A=1"), 2)
+    assert snapshot(tmp_path / "d") == before
+    assert_one_line_error(cli("mutate", f"oci:{sample}", "--env", "A=1"), 2)  # untagged: would leave two images
 
 
 def test_same_edit_twice_gives_the_same_digest(cli: Any, sample: Path, tmp_path: Path) -> None:
@@ -247,11 +239,11 @@ def test_history_created_from_source_date_epoch(cli: Any, sample: Path, tmp_path
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_changes(cli: Any, sample: Path, tmp_path: Path,
                                                           args: list[str]) -> None:
-    before = _snapshot(sample)
+    before = snapshot(sample)
     changes = ["--env", "OK=1"] if args and args[0] in ("--platform", "--ref-name", "--image-name") else []
-    _one_line_error(cli("mutate", f"oci:{sample}:v1", *args, *changes), 2)
-    _one_line_error(cli("mutate", f"oci:{sample}:v1", f"oci:{tmp_path}/new:v1", *args, *changes), 2)
-    assert _snapshot(sample) == before and not (tmp_path / "new").exists()
+    assert_one_line_error(cli("mutate", f"oci:{sample}:v1", *args, *changes), 2)
+    assert_one_line_error(cli("mutate", f"oci:{sample}:v1", f"oci:{tmp_path}/new:v1", *args, *changes), 2)
+    assert snapshot(sample) == before and not (tmp_path / "new").exists()
 
 
 def test_parse_time_forms() -> None:
@@ -304,7 +296,7 @@ def test_copy_ref_name_conventions_read_by_skopeo(cli: Any, sample: Path, tmp_pa
     skopeo("inspect", f"oci:{tmp_path}/none")
     for d in ("tag", "full", "none"):
         assert_fsck(tmp_path / d)
-    _one_line_error(cli("copy", f"oci:{sample}:v1", f"dir:{tmp_path}/dir", "--ref-name", "none"), 2)
+    assert_one_line_error(cli("copy", f"oci:{sample}:v1", f"dir:{tmp_path}/dir", "--ref-name", "none"), 2)
     assert not (tmp_path / "dir").exists()
 
 
