@@ -679,6 +679,8 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
 
         shared = open_destination(ImageReference("oci", plan.destination))
     recordings: dict[int, _Recording] = {}
+    failed_dirs: list[list[Path]] = []  # parent directories made by images that failed
+    made_lock = threading.Lock()
     blobs: Executor | None = None  # one pool for the blobs of every image, not one per image
 
     def copy_one(i: int, image: SyncImage) -> CopyResult:
@@ -707,7 +709,8 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
                 finally:
                     dst.close()
             except BaseException:
-                _remove_empty(made)
+                with made_lock:  # removed when every image is done: another may be about to use them
+                    failed_dirs.append(made)
                 raise
             return result
 
@@ -735,6 +738,8 @@ def run_sync(plan: SyncPlan, options: SyncOptions | None = None,
 
                 blobs = stack.enter_context(ThreadPoolExecutor(max_workers=max(options.jobs, options.copy.jobs)))
             outcomes = list(_parallel(work, plan.images, options.jobs))
+        for made in failed_dirs:
+            _remove_empty(made)  # (only empty ones: a directory another image wrote into stays)
         if shared is not None:
             outcomes = _commit_shared(shared, outcomes, recordings, stop.is_set())
             if on_image is not None:

@@ -328,6 +328,29 @@ def test_keep_going_past_a_bad_image(cli, tmp_path: Path, registry: Registry) ->
     assert len((tmp_path / "d").read_text().splitlines()) == 2
 
 
+def test_keep_going_into_dir_removes_only_the_failed_images_new_directories(  # type: ignore[no-untyped-def]
+        cli, tmp_path: Path, registry: Registry) -> None:
+    """--scoped into dir: makes parent directories per image; a failed image's (empty) ones go when the sync
+    ends, never while another image may be writing into them."""
+    _push(registry, tmp_path, {"app": ["a"]})
+    p = _prefix(tmp_path)
+    config = _yaml(tmp_path, f"""
+{registry.host}:
+  tls-verify: false
+  images:
+    {p}/app: [a]
+    {p}/deep/gone: [x]
+""")
+    out = tmp_path / "usb"
+    out.mkdir()
+    res = cli("sync", "--src", "yaml", "--dest", "dir", "--scoped", "--keep-going", "-j", "2", config, out)
+    assert res.exit_code == 3, res
+    base = out / registry.host / p
+    assert (base / "app:a" / "manifest.json").is_file()
+    assert not (base / "deep").exists()  # the parent only the failed image made is gone again
+    assert sorted(x.name for x in base.iterdir()) == ["app:a"]
+
+
 def test_retry_times_retries_a_registry_failure(cli, tmp_path: Path, registry: Registry) -> None:  # type: ignore[no-untyped-def]
     from test_registry import FaultProxy
 
