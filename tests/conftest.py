@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,6 +316,30 @@ def stop_registry(reg: Registry) -> None:
         reg.proc.wait()
 
 
+#: Every method a test server may answer.
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def serve_http(handle: Callable[..., None], *, methods: tuple[str, ...] = HTTP_METHODS, http11: bool = True
+               ) -> tuple[Any, str]:
+    """A threaded HTTP server on a free loopback port that hands each request of ``methods`` to
+    ``handle(request_handler, method)`` (others get the standard 501), logging nothing. Returns the server
+    (``shutdown()`` and ``server_close()`` it) and its ``127.0.0.1:PORT``."""
+    import http.server
+    import threading
+
+    def answer(method: str) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+        return lambda h: handle(h, method)
+
+    attrs: dict[str, Any] = {"protocol_version": "HTTP/1.1" if http11 else "HTTP/1.0",
+                             "log_message": lambda self, *args: None}
+    attrs |= {f"do_{m}": answer(m) for m in methods}
+    handler = type("Handler", (http.server.BaseHTTPRequestHandler,), attrs)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_address[1]}"
+
+
 class TokenServer:
     """A token server for distribution's ``auth: token``: ``GET /token?service=..&scope=repository:NAME:ACTIONS``
     answers an ES256 JWT (``x5c``: its self-signed certificate, the registry's root bundle). Anonymous callers
@@ -326,8 +351,6 @@ class TokenServer:
 
     def __init__(self, root: Path, users: dict[str, str]) -> None:
         import datetime
-        import http.server
-        import threading
 
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -349,18 +372,8 @@ class TokenServer:
         self.cert_path = root / "token.crt"
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self._der = cert.public_bytes(serialization.Encoding.DER)
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server._answer(self)
-
-        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.realm = f"http://127.0.0.1:{self._http.server_address[1]}/token"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        self._http, host = serve_http(lambda h, _m: self._answer(h), methods=("GET",), http11=False)
+        self.realm = f"http://{host}/token"
 
     def _answer(self, h: object) -> None:
         import base64

@@ -8,12 +8,11 @@ import hashlib
 import http.client
 import http.server
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Registry
+from conftest import Registry, serve_http
 
 from ocilayout import mediatypes as mt
 from ocilayout.descriptor import Descriptor
@@ -174,32 +173,8 @@ class _ReferrersApi:
     def __init__(self, upstream: Registry, listed: list[dict[str, Any]]) -> None:
         self.upstream, self.listed = upstream, listed
         self.seen: list[tuple[str, str]] = []
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                api.handle(self, "GET")
-
-            def do_HEAD(self) -> None:
-                api.handle(self, "HEAD")
-
-            def do_PUT(self) -> None:
-                api.handle(self, "PUT")
-
-            def do_POST(self) -> None:
-                api.handle(self, "POST")
-
-            def do_PATCH(self) -> None:
-                api.handle(self, "PATCH")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.host = serve_http(lambda h, m: self.handle(h, m),
+                                            methods=("GET", "HEAD", "PUT", "POST", "PATCH"))
 
     def handle(self, h: http.server.BaseHTTPRequestHandler, method: str) -> None:
         self.seen.append((method, h.path))

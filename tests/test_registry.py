@@ -13,13 +13,12 @@ import http.client
 import http.server
 import json
 import socket
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Registry, assert_fsck
+from conftest import Registry, assert_fsck, serve_http
 
 from ocilayout.copy import CopyOptions, Selection, copy
 from ocilayout.errors import IntegrityError, RegistryError
@@ -320,24 +319,9 @@ class FaultProxy:
         self.upstream, self.plan = upstream, plan
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         self.counts: dict[tuple[str, str], int] = {}
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                proxy.handle(self, "GET")
-
-            def do_HEAD(self) -> None:
-                proxy.handle(self, "HEAD")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # (late-bound: a test may wrap .handle after the server starts)
+        self.server, self.host = serve_http(lambda h, m: self.handle(h, m), methods=("GET", "HEAD"))
         self.port = self.server.server_address[1]
-        self.host = f"127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def handle(self, h: http.server.BaseHTTPRequestHandler, method: str) -> None:
         path = h.path

@@ -12,11 +12,10 @@ import datetime
 import hashlib
 import http.server
 import ipaddress
-import threading
 from pathlib import Path
 
 import pytest
-from conftest import Registry, assert_fsck, start_registry, stop_registry
+from conftest import Registry, assert_fsck, serve_http, start_registry, stop_registry
 
 import ocilayout.registry.config as config_mod
 from ocilayout.errors import InvalidArgument, NotFound
@@ -245,23 +244,13 @@ class _Down:
 
     def __init__(self) -> None:
         self.hits = 0
-        down = self
+        self.server, self.host = serve_http(self._answer, methods=("GET", "HEAD", "POST", "PUT"), http11=False)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                down.hits += 1
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_HEAD = do_POST = do_PUT = do_GET
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, h: http.server.BaseHTTPRequestHandler, method: str) -> None:
+        self.hits += 1
+        h.send_response(503)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
 
     def close(self) -> None:
         self.server.shutdown()

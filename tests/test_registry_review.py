@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Registry
+from conftest import Registry, serve_http
 from test_registry_upload import UploadProxy
 
 import ocilayout.registry.client as client_mod
@@ -239,28 +239,18 @@ class Hostile:
     def __init__(self, routes: dict[str, Route]) -> None:
         self.routes = routes
         self.requests: list[tuple[str, str, str | None]] = []
-        me = self
+        self.server, self.host = serve_http(self._answer, methods=("GET",))
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                me.requests.append(("GET", self.path, self.headers.get("Authorization")))
-                route = me.routes.get(self.path.split("?", 1)[0])
-                status, headers, body = route(self) if route else (404, {}, b"")
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, h: http.server.BaseHTTPRequestHandler, method: str) -> None:
+        self.requests.append((method, h.path, h.headers.get("Authorization")))
+        route = self.routes.get(h.path.split("?", 1)[0])
+        status, headers, body = route(h) if route else (404, {}, b"")
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
 
     def close(self) -> None:
         self.server.shutdown()

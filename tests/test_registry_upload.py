@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Registry
+from conftest import Registry, serve_http
 
 import ocilayout.registry.client as client_mod
 from ocilayout.copy import CopyOptions, copy
@@ -48,35 +48,7 @@ class UploadProxy:
         self.upstream, self.plan = upstream, plan
         self.counts: dict[tuple[str, str], int] = {}
         self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                proxy.handle(self, "GET")
-
-            def do_HEAD(self) -> None:
-                proxy.handle(self, "HEAD")
-
-            def do_POST(self) -> None:
-                proxy.handle(self, "POST")
-
-            def do_PUT(self) -> None:
-                proxy.handle(self, "PUT")
-
-            def do_PATCH(self) -> None:
-                proxy.handle(self, "PATCH")
-
-            def do_DELETE(self) -> None:
-                proxy.handle(self, "DELETE")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.host = serve_http(lambda h, m: self.handle(h, m))
 
     @staticmethod
     def key(method: str, path: str) -> str:

@@ -67,8 +67,8 @@ def append(
     from ..edit.append import AppendOptions, append_layers, empty_image
     from ..errors import InvalidArgument
     from ..layer.entries import policy_for
-    from ..plan import host_platform
     from ..reference import parse_reference
+    from ..selection import host_platform
 
     if base is not None and base != "empty":
         raise InvalidArgument(f"--base {base!r}: the only base is 'empty' (give the image as SOURCE instead)")

@@ -86,7 +86,7 @@ def _open_file(path: Path) -> io.BufferedReader:
 def _subject(src: Source, platform: Platform | None) -> Descriptor:
     root = src.root
     if platform is not None:
-        from ..plan import Selection, select_root
+        from ..selection import Selection, select_root
 
         root, several = select_root(src, Selection(platforms=(platform,)))
         if several is not None:
