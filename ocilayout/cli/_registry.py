@@ -41,6 +41,15 @@ CREDS = typer.Option(None, "--creds", metavar="USER:PASSWORD", help=CREDS_HELP)
 AUTHFILE = typer.Option(None, "--authfile", metavar="FILE", help=AUTHFILE_HELP)
 CERT_DIR = typer.Option(None, "--cert-dir", metavar="DIR", help=CERT_DIR_HELP)
 REGISTRIES_CONF = typer.Option(None, "--registries-conf", metavar="FILE", help=CONF_HELP)
+# ... and the two sides of copy and sync.
+SRC_AUTHFILE = typer.Option(None, "--src-authfile", metavar="FILE", help="--authfile for the source only.")
+DEST_AUTHFILE = typer.Option(None, "--dest-authfile", metavar="FILE", help="--authfile for the destination only.")
+SRC_CREDS = typer.Option(None, "--src-creds", metavar="USER:PASSWORD", help=CREDS_HELP)
+DEST_CREDS = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=CREDS_HELP)
+SRC_TLS_VERIFY = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=TLS_HELP)
+DEST_TLS_VERIFY = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=TLS_HELP)
+SRC_CERT_DIR = typer.Option(None, "--src-cert-dir", metavar="DIR", help=CERT_DIR_HELP)
+DEST_CERT_DIR = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=CERT_DIR_HELP)
 
 
 def registry_options(tls_verify: str | None, creds: str | None, authfile: str | None, cert_dir: str | None = None,

@@ -13,9 +13,6 @@ from . import _registry as _reg
 from . import _write as _w
 from ._app import app
 from ._display import echo, escape_json, write_bytes
-from ._registry import CERT_DIR_HELP as _CERT_DIR_HELP
-from ._registry import CREDS_HELP as _CREDS_HELP
-from ._registry import TLS_HELP as _TLS_HELP
 from ._registry import registry_options as _registry
 from ._registry import using as _using
 
@@ -133,16 +130,14 @@ def copy(
     multi_arch: str | None = typer.Option(None, "--multi-arch", metavar="all|system|index-only",
                                           help="Which images of an index to copy (as skopeo; default system)."),
     authfile: str | None = _reg.AUTHFILE,
-    src_authfile: str | None = typer.Option(None, "--src-authfile", metavar="FILE",
-                                            help="--authfile for the source only."),
-    dest_authfile: str | None = typer.Option(None, "--dest-authfile", metavar="FILE",
-                                             help="--authfile for the destination only."),
-    src_creds: str | None = typer.Option(None, "--src-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    dest_creds: str | None = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
-    dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
-    src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
-    dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="DIR", help=_CERT_DIR_HELP),
+    src_authfile: str | None = _reg.SRC_AUTHFILE,
+    dest_authfile: str | None = _reg.DEST_AUTHFILE,
+    src_creds: str | None = _reg.SRC_CREDS,
+    dest_creds: str | None = _reg.DEST_CREDS,
+    src_tls_verify: str | None = _reg.SRC_TLS_VERIFY,
+    dest_tls_verify: str | None = _reg.DEST_TLS_VERIFY,
+    src_cert_dir: str | None = _reg.SRC_CERT_DIR,
+    dest_cert_dir: str | None = _reg.DEST_CERT_DIR,
     registries_conf: str | None = _reg.REGISTRIES_CONF,
     ref_name: str | None = _w.REF_NAME,
     image_name: str | None = _w.IMAGE_NAME,

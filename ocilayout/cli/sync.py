@@ -12,9 +12,6 @@ import typer
 from . import _registry as _reg
 from ._app import app
 from ._display import echo
-from ._registry import CERT_DIR_HELP as _CERT_HELP
-from ._registry import CREDS_HELP as _CREDS_HELP
-from ._registry import TLS_HELP as _TLS_HELP
 from ._registry import registry_options, using
 
 if TYPE_CHECKING:
@@ -76,16 +73,14 @@ def sync(
                                            help="Fixed delay between retries (default: 1s, 2s, 4s...)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-image lines on stderr."),
     authfile: str | None = _reg.AUTHFILE,
-    src_authfile: str | None = typer.Option(None, "--src-authfile", metavar="FILE",
-                                            help="--authfile for the source only."),
-    dest_authfile: str | None = typer.Option(None, "--dest-authfile", metavar="FILE",
-                                             help="--authfile for the destination only."),
-    src_creds: str | None = typer.Option(None, "--src-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    dest_creds: str | None = typer.Option(None, "--dest-creds", metavar="USER:PASSWORD", help=_CREDS_HELP),
-    src_tls_verify: str | None = typer.Option(None, "--src-tls-verify", metavar="BOOL", help=_TLS_HELP),
-    dest_tls_verify: str | None = typer.Option(None, "--dest-tls-verify", metavar="BOOL", help=_TLS_HELP),
-    src_cert_dir: str | None = typer.Option(None, "--src-cert-dir", metavar="PATH", help=_CERT_HELP),
-    dest_cert_dir: str | None = typer.Option(None, "--dest-cert-dir", metavar="PATH", help=_CERT_HELP),
+    src_authfile: str | None = _reg.SRC_AUTHFILE,
+    dest_authfile: str | None = _reg.DEST_AUTHFILE,
+    src_creds: str | None = _reg.SRC_CREDS,
+    dest_creds: str | None = _reg.DEST_CREDS,
+    src_tls_verify: str | None = _reg.SRC_TLS_VERIFY,
+    dest_tls_verify: str | None = _reg.DEST_TLS_VERIFY,
+    src_cert_dir: str | None = _reg.SRC_CERT_DIR,
+    dest_cert_dir: str | None = _reg.DEST_CERT_DIR,
     registries_conf: str | None = _reg.REGISTRIES_CONF,
 ) -> None:
     """Copy every image of a SOURCE to a DESTINATION, as skopeo sync does, several images at once.
