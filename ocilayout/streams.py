@@ -7,7 +7,7 @@ import errno
 import io
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Protocol
 
 from .digest import CHUNK, Digest, VerifyingReader, new_hash
@@ -109,25 +109,84 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
+#: Region copies (:func:`copy_region_hashed`) running in this process now: while there are others, each one
+#: keeps to one core; a copy left alone takes two (the kernel copies while this thread hashes).
+_active_regions = 0
+_active_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _counted_region() -> Iterator[None]:
+    global _active_regions
+    with _active_lock:
+        _active_regions += 1
+    try:
+        yield
+    finally:
+        with _active_lock:
+            _active_regions -= 1
+
+
 def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
                        progress: Callable[[int], None] | None = None, *, dst_offset: int = 0,
-                       copy_lock: threading.Lock | None = None) -> Digest | None:
-    """Copy a file region into ``dst_fd`` (opened read-write; nothing at ``dst_offset`` and after yet) in the
-    kernel, hashing what was *written* (read back from the page cache) in parallel; returns its digest.
+                       copy_lock: threading.Lock | None = None) -> Digest:
+    """Copy a file region into ``dst_fd`` (opened read-write; nothing at ``dst_offset`` and after yet),
+    hashing exactly the bytes written; returns their digest.
 
-    One thread runs ``copy_file_range`` while this one hashes the destination up to where the copy has got,
-    so hashing and copying overlap and no byte passes through a user-space write. What is hashed is handed
-    to the kernel's writeback at once (:func:`start_writeback`), so disk writes overlap the copy too and the
-    caller's fsync is short. Several copies into one file (the members of a tar) pass one ``copy_lock``: the
-    kernel serialises writers of a file anyway, and waiting on the lock costs no CPU where contending for the
-    inode does; their hashing still runs in parallel. Returns None, with nothing written, when the kernel or
-    filesystem cannot do it (the caller then streams). Raises SizeMismatch when the source ends early,
-    OSError on I/O errors.
+    Two ways, chosen step by step (:data:`REGION_STEP`): while other region copies run (the blobs of one
+    image copy in parallel), this thread reads a chunk, hashes it and writes that same buffer: one core per
+    copy, no thread hand-offs. Once a copy is the only one left (the large layer that finishes last), the
+    kernel copies the rest (``copy_file_range``) in a second thread while this one hashes what was written,
+    read back from the page cache, so the copy uses both cores. Either way what is written is handed to the
+    kernel's writeback at once (:func:`start_writeback`), so the caller's fsync waits for the tail only.
+    Several copies into one file (the members of a tar) pass one ``copy_lock``: the kernel serialises
+    writers of a file anyway, and waiting on the lock costs no CPU where contending for the inode does.
+    Raises SizeMismatch when the source ends early, OSError on I/O errors.
     """
     src_fd, src_off, size = src
     lock = copy_lock if copy_lock is not None else contextlib.nullcontext()
     h = new_hash(algorithm, size)
-    done = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    pos = flushed = 0
+    kernel = True
+    with _counted_region():
+        while pos < size:
+            if kernel and _active_regions == 1:
+                got = _kernel_copy_hashed(src_fd, src_off, size, dst_fd, dst_offset, pos, h, view, lock, progress)
+                if got is None:  # the filesystem cannot; nothing more was written
+                    kernel = False
+                    continue
+                pos = size
+                break
+            step_end = min(size, pos + REGION_STEP)
+            while pos < step_end:
+                n = os.preadv(src_fd, [view[: min(CHUNK, step_end - pos)]], src_off + pos)
+                if n == 0:
+                    raise SizeMismatch(f"source ended after {pos} of {size} bytes")
+                h.update(view[:n])
+                with lock:
+                    _pwrite_full(dst_fd, view[:n], dst_offset + pos)
+                pos += n
+                if progress is not None:
+                    progress(n)
+            start_writeback(dst_fd, dst_offset + flushed, pos - flushed)
+            flushed = pos
+    return Digest(algorithm, h.hexdigest())
+
+
+def _pwrite_full(fd: int, data: memoryview, offset: int) -> None:
+    written = 0
+    while written < len(data):
+        written += os.pwrite(fd, data[written:], offset + written)
+
+
+def _kernel_copy_hashed(src_fd: int, src_off: int, size: int, dst_fd: int, dst_offset: int, start: int,
+                        h: Any, view: memoryview, lock: Any, progress: Callable[[int], None] | None) -> int | None:
+    """Bytes ``start`` to ``size`` of the region: copied by the kernel in a second thread, which starts their
+    writeback as it goes, while this thread reads them back and feeds them to ``h``. Returns ``size``; None,
+    with nothing written, when the kernel or filesystem cannot copy (the caller then writes them itself)."""
+    done = start
     failure: list[BaseException] = []
     cond = threading.Condition()
 
@@ -140,6 +199,9 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
                                            dst_offset + done)
                 if n == 0:
                     raise SizeMismatch(f"source ended after {done} of {size} bytes")
+                # Dirty pages are not dropped by this, only queued for writeback: the read-back below still
+                # finds them in the page cache, and the fsync at the end has little left to wait for.
+                start_writeback(dst_fd, dst_offset + done, n)
                 with cond:
                     done += n
                     cond.notify()
@@ -150,9 +212,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
 
     thread = threading.Thread(target=copier, name="ocilayout-copy-range", daemon=True)
     thread.start()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    pos = flushed = 0
+    pos = flushed = start
     try:
         while pos < size:
             with cond:
@@ -170,17 +230,16 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
                 if progress is not None:
                     progress(n)
             if pos - flushed >= REGION_STEP:
-                start_writeback(dst_fd, dst_offset + flushed, pos - flushed)
+                start_writeback(dst_fd, dst_offset + flushed, pos - flushed)  # now clean: leaves the cache
                 flushed = pos
     finally:
         thread.join()
     if failure:
         err = failure[0]
-        if isinstance(err, OSError) and err.errno in _UNSUPPORTED and pos == 0:
-            os.ftruncate(dst_fd, dst_offset)
+        if isinstance(err, OSError) and err.errno in _UNSUPPORTED and done == start:
             return None
         raise err
-    return Digest(algorithm, h.hexdigest())
+    return size
 
 
 def copy_region(src: tuple[int, int, int], dst_fd: int, dst_offset: int,
@@ -235,11 +294,11 @@ def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Calla
     their digest and size. With ``expected`` (a Descriptor) they must match it (DigestMismatch /
     SizeMismatch); without it the digest uses ``algorithm``.
 
-    A large blob that is a plain file or an archive member is copied by the kernel (:func:`copy_region_hashed`)
-    while the copy is hashed; a stream that hashes what it yields (``yields_digest``, ``yielded_digest()``: a
-    decompressing :mod:`~ocilayout.pipeline` stage) is written as it is and named by that digest; anything
-    else is streamed through a :class:`VerifyingReader` with :func:`pump`. Every destination that writes
-    files uses this one loop.
+    A large blob that is a plain file or an archive member goes through :func:`copy_region_hashed`; a
+    stream that hashes what it yields (``yields_digest``, ``yielded_digest()``: a decompressing
+    :mod:`~ocilayout.pipeline` stage) is written as it is and named by that digest; anything else is
+    streamed through a :class:`VerifyingReader` with :func:`pump`. Every destination that writes files uses
+    this one loop.
     """
     if expected is not None and expected.size > PIPELINE_MIN:
         region = region_of(stream)
@@ -247,10 +306,9 @@ def write_verified(f: BinaryIO, stream: BinaryIO, expected: Any, progress: Calla
             if region[2] != expected.size:
                 raise SizeMismatch(f"blob {expected.digest} is {region[2]} bytes, expected {expected.size}")
             got = copy_region_hashed(region, f.fileno(), expected.digest.algorithm, progress)
-            if got is not None:
-                if got != expected.digest:
-                    raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
-                return got, expected.size
+            if got != expected.digest:
+                raise DigestMismatch(f"blob digest mismatch: expected {expected.digest}, got {got}")
+            return got, expected.size
     if expected is None and getattr(stream, "yields_digest", None) == algorithm:
         # A stage that hashes what it yields (a decompressing transcoder: its diff_id is the digest of the
         # very bytes handed over here) is not hashed twice.

@@ -4,6 +4,7 @@ the bytes against a plain reference and that the fast path was really taken."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -16,7 +17,7 @@ import pytest
 from ocilayout import streams
 from ocilayout.copy import copy
 from ocilayout.digest import Digest
-from ocilayout.errors import IntegrityError
+from ocilayout.errors import IntegrityError, SizeMismatch
 from ocilayout.sample import make_image, make_layer
 from ocilayout.store import LayoutStore
 from ocilayout.tarfs import TarWriter
@@ -69,6 +70,67 @@ def _count_kernel_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return copied
 
 
+@pytest.mark.parametrize("others", [0, 1])
+@pytest.mark.parametrize("kernel", ["works", "refuses"])
+def test_copy_region_hashed_uses_the_kernel_only_when_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            others: int, kernel: str) -> None:
+    """Alone, a region copy hands the bytes to copy_file_range (the second core hashes); while other region
+    copies run, it reads, hashes and writes them itself; where the filesystem refuses copy_file_range it
+    writes them itself too. The bytes written and the digest are the same every way, from the middle of a
+    file to the middle of another."""
+    data = _random(3 * streams.REGION_STEP + 12345, 4)
+    (tmp_path / "src").write_bytes(b"s" * 777 + data + b"tail")
+    copied = _count_kernel_copies(monkeypatch)
+    if kernel == "refuses":
+        def refuse(*args: object) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    monkeypatch.setattr(streams, "_active_regions", others)  # as if `others` copies were running
+    with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst:
+        dst.write(b"p" * 10)
+        dst.flush()
+        got = streams.copy_region_hashed((src.fileno(), 777, len(data)), dst.fileno(), "sha256", dst_offset=10)
+    assert got == Digest.of(data)
+    assert (tmp_path / "dst").read_bytes() == b"p" * 10 + data
+    assert sum(copied) == (len(data) if others == 0 and kernel == "works" else 0)
+    assert streams._active_regions == others  # the copy is counted while it runs, and only then
+
+
+def test_a_region_copy_left_alone_hands_the_rest_to_the_kernel(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy that started beside others switches to the kernel copy at the next step once they are done."""
+    data = _random(4 * streams.REGION_STEP, 5)
+    (tmp_path / "src").write_bytes(data)
+    copied = _count_kernel_copies(monkeypatch)
+    real_preadv = os.preadv
+    reads = [0]
+
+    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        reads[0] += 1
+        if reads[0] == 3:  # the other copy finishes during the first step
+            monkeypatch.setattr(streams, "_active_regions", streams._active_regions - 1)
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    monkeypatch.setattr(streams, "_active_regions", 1)
+    with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst:
+        got = streams.copy_region_hashed((src.fileno(), 0, len(data)), dst.fileno(), "sha256")
+    assert got == Digest.of(data)
+    assert (tmp_path / "dst").read_bytes() == data
+    assert sum(copied) == len(data) - streams.REGION_STEP  # the first step written by hand, the rest by the kernel
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_region_that_ends_early_is_a_size_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     others: int) -> None:
+    (tmp_path / "src").write_bytes(_random(2 * MiB, 6))
+    monkeypatch.setattr(streams, "_active_regions", others)
+    with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst, \
+            pytest.raises(SizeMismatch, match="source ended"):
+        streams.copy_region_hashed((src.fileno(), 0, 3 * MiB), dst.fileno(), "sha256")
+    assert streams._active_regions == others
+
+
 def _members(path: Path) -> dict[str, bytes]:
     with tarfile.open(path) as tar:
         return {m.name: f.read() for m in tar.getmembers() if m.isfile() and (f := tar.extractfile(m)) is not None}
@@ -80,9 +142,17 @@ def test_large_layers_are_copied_into_the_archive_by_the_kernel_and_hashed(tmp_p
     big = [{f"f{i}.bin": _random(5 * MiB, 10 + i)} for i in range(3)]
     make_image(store, [*big, {"small.txt": b"small\n"}], compression="none", tag="v1")
     layers = [make_layer(files) for files in [*big, {"small.txt": b"small\n"}]]
-    copied = _count_kernel_copies(monkeypatch)
+    regions: list[int] = []
+    real = streams.copy_region_hashed
+
+    def spy(src: tuple[int, int, int], *args: object, **kwargs: object) -> Digest:
+        regions.append(src[2])
+        return real(src, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streams, "copy_region_hashed", spy)
     copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'a.tar'}:app:1")
-    assert sum(copied) == sum(len(x) for x in layers[:3])  # the small layer and the config are written
+    # the three large layers go through the region copy (the small layer and the config are streamed)
+    assert sorted(regions) == sorted(len(x) for x in layers[:3])
     members = _members(tmp_path / "a.tar")
     for layer in layers:
         assert members[f"{hashlib.sha256(layer).hexdigest()}.tar"] == layer

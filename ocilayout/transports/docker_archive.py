@@ -776,7 +776,7 @@ class DockerArchiveDestination:
         once (the first failure stops the others at their next chunk; it is raised).
 
         A blob that is a file region (a layout's blob file, a member of the archive appended to) is copied
-        by the kernel while what was written is hashed (:func:`~ocilayout.streams.copy_region_hashed`); a
+        and hashed by :func:`~ocilayout.streams.copy_region_hashed`; a
         blob this destination staged itself (a converted layer, hashed as put_blob wrote it) is copied by
         the kernel without hashing it again; anything else is streamed through a VerifyingReader.
         """
@@ -826,10 +826,9 @@ class DockerArchiveDestination:
                 else:
                     got = copy_region_hashed(region, fd, digest.algorithm, progress, dst_offset=offset,
                                              copy_lock=copy_lock)
-                    if got is not None:
-                        if got != digest:
-                            raise DigestMismatch(f"blob digest mismatch: expected {digest}, got {got}")
-                        return
+                    if got != digest:
+                        raise DigestMismatch(f"blob digest mismatch: expected {digest}, got {got}")
+                    return
             n = pwrite_all(VerifyingReader(raw, digest, blob.size), fd, offset, progress)
         if n != blob.size:
             raise SizeMismatch(f"blob {digest}: wrote {n} bytes, its member is {blob.size}")
