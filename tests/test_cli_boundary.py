@@ -1,4 +1,4 @@
-"""The CLI's one error boundary (cli/_app.main): closed output streams, OS errors, usage errors, exit codes.
+"""The CLI's one error boundary (cli/_main.main): closed output streams, OS errors, usage errors, exit codes.
 
 Closed pipes and descriptors are tested with real subprocesses: that is where they happen.
 """
@@ -128,7 +128,7 @@ def test_closed_stdout_descriptor(sample: Path) -> None:
 def test_closed_std_descriptors_are_not_reused() -> None:
     """With 0-2 closed at start, files the command opens must not land on them (a child would write there)."""
     code = ("import os, sys\n"
-            "from ocilayout.cli._app import _guard_std_fds\n"
+            "from ocilayout.cli._main import _guard_std_fds\n"
             "_guard_std_fds()\n"
             "fd = os.open(os.devnull, os.O_RDONLY)\n"
             "os.write(2, str(fd).encode())\n")

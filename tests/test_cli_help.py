@@ -75,9 +75,9 @@ def test_unknown_command_still_suggests(cli) -> None:  # type: ignore[no-untyped
 ])
 def test_only_the_invoked_command_is_built(args: list[str], commands: list[str] | None) -> None:
     """Start-up: typer builds a click command per registered command; main() registers only the one it runs."""
-    from ocilayout.cli._app import _command_app
+    from ocilayout.cli._app import command_app
 
-    built = list(typer.main.get_command(_command_app(args)).commands)
+    built = list(typer.main.get_command(command_app(args)).commands)
     assert built == (commands or list(typer.main.get_command(app).commands))
 
 
@@ -107,9 +107,11 @@ def test_a_command_loads_only_its_module() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('ocilayout.cli.')), file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip() == ("['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli._registry', "
-                                   "'ocilayout.cli._write', 'ocilayout.cli.images']")
-    # _registry, _write: the shared, light flag helpers (registry flags; naming and output flags of writes)
+    assert proc.stderr.strip() == ("['ocilayout.cli._app', 'ocilayout.cli._display', 'ocilayout.cli._fast', "
+                                   "'ocilayout.cli._main', 'ocilayout.cli._options', 'ocilayout.cli._registry', "
+                                   "'ocilayout.cli.images']")
+    # _main: the boundary; _fast: its look for a plain copy; _options: the shared flag declarations;
+    # _registry: what the registry flags do (light)
 
 
 def test_bare_ocilayout_prints_the_help_as_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._app import main, run
+from ._main import main, run
 
 if TYPE_CHECKING:
     import typer

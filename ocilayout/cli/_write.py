@@ -1,9 +1,10 @@
-"""What every edit command shares on the command line (docs/edit.md "Flags every edit takes").
+"""What every write command shares on the command line (docs/edit.md "Flags every edit takes").
 
-The naming flags (``--ref-name`` / ``--image-name``), ``--digestfile``, ``-q`` and ``--jobs`` are declared
-once here; the output is the same for every command: the new digest on stdout (and in ``--digestfile``), a
-progress bar and a one-line summary on stderr unless ``-q``, then the consumer warnings
-(:mod:`ocilayout.compat`), which ``-q`` keeps. The write itself is :func:`ocilayout.edit.write.write_edited`.
+The naming flags (``--ref-name`` / ``--image-name``), ``--digestfile``, ``-q`` and ``--jobs`` (declared once,
+in :mod:`._options`) mean the same in every command, and the output is the same: the new digest on stdout
+(and in ``--digestfile``), a progress bar and a one-line summary on stderr unless ``-q``, then the consumer
+warnings (:mod:`ocilayout.compat`), which ``-q`` keeps. The write itself is
+:func:`ocilayout.edit.write.write_edited`. No typer here (``copy``'s fast path uses these helpers).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import typer
 
 from ._display import echo
 
@@ -23,20 +22,6 @@ if TYPE_CHECKING:
     from ..refname import RefNaming
     from ..transports.base import Source
     from .progress import BarProgress
-
-REF_NAME_HELP = ("How the image is named in an oci:/oci-archive: index.json: tag (containerd/BuildKit: the tag, "
-                 "plus io.containerd.image.name with --image-name), full (Jib: the full reference), none "
-                 "(ko/rules_oci: unnamed). Default: the destination's name as typed (in place: the names the "
-                 "image had).")
-IMAGE_NAME_HELP = "The full reference (REGISTRY/REPO[:TAG]) --ref-name tag or full records."
-
-# Shared option declarations (typer reads them; they are never mutated).
-REF_NAME = typer.Option(None, "--ref-name", metavar="tag|full|none", help=REF_NAME_HELP)
-IMAGE_NAME = typer.Option(None, "--image-name", metavar="NAME", help=IMAGE_NAME_HELP)
-QUIET = typer.Option(False, "--quiet", "-q", help="Print only the digest (and warnings): no progress, no summary.")
-DIGESTFILE = typer.Option(None, "--digestfile", metavar="FILE", help="Write the new digest here too.")
-JOBS = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel.")
-
 
 def naming(ref_name: str | None, image_name: str | None) -> RefNaming | None:
     """``--ref-name`` / ``--image-name`` as a RefNaming (None when neither is given); raises InvalidArgument."""
@@ -59,6 +44,45 @@ def check_destination(source: str, destination: str | None, names: RefNaming | N
     return destination if destination is not None else source
 
 
+def write_digestfile(path: Path, data: bytes) -> None:
+    """A regular file (or a new one) is replaced atomically; anything else that exists (``/dev/stdout``, a
+    FIFO, ``/dev/full``) is written into as skopeo's os.WriteFile does, never renamed over."""
+    import os
+    import stat
+
+    from ..fsutil import atomic_write
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is None or stat.S_ISREG(st.st_mode):
+        atomic_write(path, data)
+        return
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def check_writable(path: Path) -> None:
+    """Raise NotFound / LayoutError now when ``path`` cannot be written later (missing or read-only
+    directory, a directory in the way)."""
+    import os
+
+    from ..errors import LayoutError, NotFound
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise NotFound(f"--digestfile {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise LayoutError(f"--digestfile {path} is a directory")
+    if path.exists() and not path.is_file():  # a device or a pipe is written into, not replaced
+        if not os.access(path, os.W_OK):
+            raise LayoutError(f"--digestfile {path} is not writable")
+        return
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LayoutError(f"--digestfile {path}: directory {parent} is not writable")
+
+
 def check_digestfile(digestfile: Path | None, *refs: str | None) -> None:
     """Refuse an unwritable ``--digestfile`` before anything is written, and one inside (or equal to) the
     local location of one of ``refs`` (the images read and written): writing the digest there would
@@ -71,9 +95,7 @@ def check_digestfile(digestfile: Path | None, *refs: str | None) -> None:
     from ..errors import InvalidArgument, OcilayoutError
     from ..reference import parse_reference
     from ..transports import transport
-    from .images import _check_writable
-
-    _check_writable(digestfile)
+    check_writable(digestfile)
     target = Path(os.path.realpath(digestfile))
     for ref in refs:
         if ref is None:
@@ -103,9 +125,7 @@ def report(digest: Digest | str, *, digestfile: Path | None, quiet: bool, summar
     unless ``quiet``, and the consumer warnings for ``written`` (the reference written; None: none apply)."""
     text = str(digest)
     if digestfile is not None:
-        from .images import _write_digestfile
-
-        _write_digestfile(digestfile, text.encode())
+        write_digestfile(digestfile, text.encode())
     echo(text)
     if summary is not None and not quiet:
         echo(summary, err=True)

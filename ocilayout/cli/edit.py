@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from . import _options as _o
 from . import _write as w
 from ._app import app
 
@@ -60,11 +61,11 @@ def mutate(
                                                        help="Remove an annotation from those index entries."),
     platform: list[str] = typer.Option([], "--platform", metavar="OS/ARCH[/VARIANT]",
                                        help="Edit only this platform's image of an index (repeatable)."),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Change an image's config (env, labels, entrypoint, ...), annotations or platform, in one call.
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _options as _o
 from . import _write as w
 from ._app import app
 
@@ -72,11 +73,11 @@ def create(
                                           help="An annotation on the index (repeatable; oci format only)."),
     format_: str = typer.Option("oci", "--format", "-f", metavar="oci|v2s2",
                                 help="An OCI index, or a Docker manifest list (every image must be Docker v2s2)."),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Write a new index listing the --image images (platforms from their configs), copying them in with
     one commit; two images of one platform are refused."""
@@ -99,11 +100,11 @@ def add(
     image: list[str] = typer.Option([], "--image", "-i", metavar="IMAGE", help=_IMAGE_HELP),
     flatten: bool = typer.Option(False, "--flatten", help=_FLATTEN_HELP),
     allow_duplicates: bool = typer.Option(False, "--allow-duplicate-platforms", help=_DUP_HELP),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Add images to an index; an image of a platform the index lists replaces that entry (the others keep
     their digests)."""
@@ -127,11 +128,11 @@ def remove(
                                        help="Remove the entries of this platform (repeatable; os/arch: any variant)."),
     digest: list[str] = typer.Option([], "--digest", metavar="DIGEST", help="Remove the entry of this digest "
                                      "(repeatable)."),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Remove entries from an index by platform or digest (their blobs stay until gc)."""
     from ..edit.index import remove_from_index
@@ -160,8 +161,8 @@ def attach(
                                          help="An annotation on the artifact manifest (repeatable)."),
     platform: str | None = typer.Option(None, "--platform", metavar="os/arch[/variant]",
                                         help="Attach to this platform's image of an index (default: IMAGE itself)."),
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
 ) -> None:
     """Attach FILE to IMAGE as an OCI 1.1 referrer (an artifact manifest whose subject is the image), listed
     under the image's sha256-<hex> fallback tag; kept by gc and carried by copy."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from . import _options as _o
 from . import _write as w
 from ._app import app
 
@@ -56,11 +57,11 @@ def append(
     base: str | None = typer.Option(None, "--base", metavar="empty", help="--base empty is --empty."),
     platform: list[str] = typer.Option([], "--platform", metavar="OS/ARCH[/VARIANT]",
                                        help=_PLATFORM_HELP + " With --empty: the new image's."),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Append layers made from tars or directories (deterministic: sorted, owners 0/0, mtimes clamped to
     SOURCE_DATE_EPOCH); existing layers are kept as they are."""
@@ -107,11 +108,11 @@ def flatten(
     history: str | None = typer.Option(None, "--history", metavar="TEXT",
                                        help="created_by of the one history entry (default 'ocilayout flatten')."),
     platform: list[str] = typer.Option([], "--platform", metavar="OS/ARCH[/VARIANT]", help=_PLATFORM_HELP),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Squash every layer of the image into one, whiteouts and opaque directories applied."""
     from ..edit.flatten import FlattenOptions
@@ -135,11 +136,11 @@ def normalize(
                                         help="Codec of rewritten layers (default: each layer's own)."),
     level: int | None = typer.Option(None, "--level", metavar="N", help="Compression level (codec default)."),
     platform: list[str] = typer.Option([], "--platform", metavar="OS/ARCH[/VARIANT]", help=_PLATFORM_HELP),
-    ref_name: str | None = w.REF_NAME,
-    image_name: str | None = w.IMAGE_NAME,
-    quiet: bool = w.QUIET,
-    digestfile: Path | None = w.DIGESTFILE,
-    jobs: int = w.JOBS,
+    ref_name: str | None = _o.REF_NAME,
+    image_name: str | None = _o.IMAGE_NAME,
+    quiet: bool = _o.QUIET,
+    digestfile: Path | None = _o.DIGESTFILE,
+    jobs: int = _o.JOBS,
 ) -> None:
     """Make the image reproducible: times in config, history and layer tars set (--timestamp) or clamped
     (SOURCE_DATE_EPOCH), tar entries sorted, owners fixed, pinned recompression."""

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from . import _registry as _reg
+from . import _options as _o
 from ._app import app, fail
 from ._display import echo
 
@@ -55,8 +55,8 @@ def login(
     get_login: bool = typer.Option(False, "--get-login", help="Print the user name recorded for REGISTRY."),
     authfile: str | None = typer.Option(None, "--authfile", metavar="FILE", help=_AUTHFILE),
     compat_auth_file: str | None = typer.Option(None, "--compat-auth-file", metavar="FILE", help=_COMPAT),
-    tls_verify: str | None = _reg.TLS_VERIFY,
-    cert_dir: str | None = _reg.CERT_DIR,
+    tls_verify: str | None = _o.TLS_VERIFY,
+    cert_dir: str | None = _o.CERT_DIR,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say where the credentials were written."),
 ) -> None:
     """Check credentials with a registry, then record them in auth.json (or its credential helper)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import _registry as _reg
+from . import _options as _o
 from ._app import app
 from ._registry import registry_options, using
 from .images import _write
@@ -15,11 +15,11 @@ def referrers(
     image: str = typer.Argument(..., metavar="IMAGE-NAME", help="docker://HOST/REPO[:TAG|@DIGEST]"),
     artifact_type: str | None = typer.Option(None, "--artifact-type", metavar="TYPE",
                                              help="Only referrers of this artifactType."),
-    tls_verify: str | None = _reg.TLS_VERIFY,
-    creds: str | None = _reg.CREDS,
-    authfile: str | None = _reg.AUTHFILE,
-    cert_dir: str | None = _reg.CERT_DIR,
-    registries_conf: str | None = _reg.REGISTRIES_CONF,
+    tls_verify: str | None = _o.TLS_VERIFY,
+    creds: str | None = _o.CREDS,
+    authfile: str | None = _o.AUTHFILE,
+    cert_dir: str | None = _o.CERT_DIR,
+    registries_conf: str | None = _o.REGISTRIES_CONF,
 ) -> None:
     """List the manifests whose subject is the image (signatures, SBOMs, attestations) as an OCI image index:
     the registry's referrers API, else its sha256-<hex> fallback tag."""

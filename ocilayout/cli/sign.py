@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from ..errors import Conflict, InvalidKey, InvalidManifest
-from . import _registry as _reg
+from . import _options as _o
 from ._app import app, fail
 from ._display import echo
 from ._registry import registry_options, using
@@ -182,11 +182,11 @@ def sign(
                                         "is a full docker reference)."),
     passphrase_file: str | None = typer.Option(None, "--passphrase-file", metavar="FILE",
                                                 help="Read the private key's passphrase from FILE."),
-    tls_verify: str | None = _reg.TLS_VERIFY,
-    creds: str | None = _reg.CREDS,
-    authfile: str | None = _reg.AUTHFILE,
-    cert_dir: str | None = _reg.CERT_DIR,
-    registries_conf: str | None = _reg.REGISTRIES_CONF,
+    tls_verify: str | None = _o.TLS_VERIFY,
+    creds: str | None = _o.CREDS,
+    authfile: str | None = _o.AUTHFILE,
+    cert_dir: str | None = _o.CERT_DIR,
+    registries_conf: str | None = _o.REGISTRIES_CONF,
 ) -> None:
     """Sign an image with a sigstore key and store the signature with it (cosign's .sig tag in layouts and
     registries)."""
@@ -214,11 +214,11 @@ def verify(
                                         "reference the image is meant to be)."),
     policy: str | None = typer.Option(None, "--policy", metavar="FILE",
                                       help="containers-policy.json to evaluate instead."),
-    tls_verify: str | None = _reg.TLS_VERIFY,
-    creds: str | None = _reg.CREDS,
-    authfile: str | None = _reg.AUTHFILE,
-    cert_dir: str | None = _reg.CERT_DIR,
-    registries_conf: str | None = _reg.REGISTRIES_CONF,
+    tls_verify: str | None = _o.TLS_VERIFY,
+    creds: str | None = _o.CREDS,
+    authfile: str | None = _o.AUTHFILE,
+    cert_dir: str | None = _o.CERT_DIR,
+    registries_conf: str | None = _o.REGISTRIES_CONF,
 ) -> None:
     """Verify an image's stored signatures with public keys, or evaluate a containers policy.json."""
     reg = registry_options(tls_verify, creds, authfile, cert_dir, registries_conf=registries_conf)

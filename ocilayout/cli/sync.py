@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from . import _registry as _reg
+from . import _options as _o
 from ._app import app
 from ._display import echo
 from ._registry import registry_options, using
@@ -72,16 +72,16 @@ def sync(
     retry_delay: str | None = typer.Option(None, "--retry-delay", metavar="DURATION",
                                            help="Fixed delay between retries (default: 1s, 2s, 4s...)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-image lines on stderr."),
-    authfile: str | None = _reg.AUTHFILE,
-    src_authfile: str | None = _reg.SRC_AUTHFILE,
-    dest_authfile: str | None = _reg.DEST_AUTHFILE,
-    src_creds: str | None = _reg.SRC_CREDS,
-    dest_creds: str | None = _reg.DEST_CREDS,
-    src_tls_verify: str | None = _reg.SRC_TLS_VERIFY,
-    dest_tls_verify: str | None = _reg.DEST_TLS_VERIFY,
-    src_cert_dir: str | None = _reg.SRC_CERT_DIR,
-    dest_cert_dir: str | None = _reg.DEST_CERT_DIR,
-    registries_conf: str | None = _reg.REGISTRIES_CONF,
+    authfile: str | None = _o.AUTHFILE,
+    src_authfile: str | None = _o.SRC_AUTHFILE,
+    dest_authfile: str | None = _o.DEST_AUTHFILE,
+    src_creds: str | None = _o.SRC_CREDS,
+    dest_creds: str | None = _o.DEST_CREDS,
+    src_tls_verify: str | None = _o.SRC_TLS_VERIFY,
+    dest_tls_verify: str | None = _o.DEST_TLS_VERIFY,
+    src_cert_dir: str | None = _o.SRC_CERT_DIR,
+    dest_cert_dir: str | None = _o.DEST_CERT_DIR,
+    registries_conf: str | None = _o.REGISTRIES_CONF,
 ) -> None:
     """Copy every image of a SOURCE to a DESTINATION, as skopeo sync does, several images at once.
 
@@ -91,16 +91,17 @@ def sync(
     See docs/sync.md."""
     from ..copy import Conversion, CopyOptions, Selection, Signing
     from ..sync import SyncOptions, destination_name, plan_sync, run_sync
-    from .images import _check_writable, _choice
+    from ._copy import choice
+    from ._write import check_writable
 
     src_reg = registry_options(src_tls_verify, src_creds, src_authfile or authfile, src_cert_dir,
                                flag="--src-tls-verify", registries_conf=registries_conf)
     dst_reg = registry_options(dest_tls_verify, dest_creds, dest_authfile or authfile, dest_cert_dir,
                                flag="--dest-tls-verify", registries_conf=registries_conf)
-    fmt = _choice("--format", format_, ("oci", "v2s2"))
+    fmt = choice("--format", format_, ("oci", "v2s2"))
     delay = parse_duration(retry_delay, "--retry-delay") if retry_delay is not None else None
     if digestfile is not None and not dry_run:
-        _check_writable(digestfile)  # before anything is copied
+        check_writable(digestfile)  # before anything is copied
     key = None
     if sign_key is not None:
         from .sign import _load_private_key
@@ -125,11 +126,11 @@ def sync(
             return
         result = run_sync(plan, options, None if quiet else _report)
     if digestfile is not None:
-        from .images import _write_digestfile
+        from ._write import write_digestfile
 
         lines = "".join(f"{o.result.descriptor.digest} {destination_name(o.image)}\n"
                         for o in result.copied if o.result is not None)
-        _write_digestfile(digestfile, lines.encode())
+        write_digestfile(digestfile, lines.encode())
     _finish(result, keep_going, quiet)
 
 
@@ -152,7 +153,7 @@ def _finish(result: SyncResult, keep_going: bool, quiet: bool) -> None:
     if not keep_going:
         raise errors[0][1]  # the failure that stopped the sync, with its own exit code
     for what, err in errors:
-        from ._app import _message
+        from ._main import _message
 
         echo(f"error: {what}: {_message(err)}", err=True)
     _raise_summary(len(errors), len(result.outcomes) + len(result.listing_failures), errors[0][1])
