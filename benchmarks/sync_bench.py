@@ -11,7 +11,8 @@ tags; each image two gzip layers of ~200 KB of incompressible bytes plus a confi
 before each skopeo run. Each result is checked: every tag's directory (``dir``) or ref name (``oci``) holds
 the manifest the registry serves. The registry logs every request it completes; the requests each tool
 made are counted from that log. Figures: wall time and CPU (user + sys of the child) per run, min and median
-of the rounds. Not a test; needs docker-registry and skopeo.
+of the rounds. ``--floor`` adds ``sync_floor.py`` (a bare urllib3 client: what any Python sync pays here),
+without and with fsync. Not a test; needs docker-registry and skopeo.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skopeo-oci", action="store_true", help="time skopeo into oci too (skopeo >= 1.10)")
     ap.add_argument("--before", type=Path, default=None,
                     help="another ocilayout executable (an older commit) timed in the same rotation as 'before'")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time sync_floor.py (the least a Python client does: urllib3, no fsync) and "
+                         "sync_floor.py --fsync in the same rotation, with ocilayout's -j")
     ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args(argv)
@@ -133,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     # skopeo 1.9.3's sync has no oci destination ("oci" is not a valid destination transport; 1.22 has it)
     with_skopeo = args.dest == "dir" or args.skopeo_oci
     tools = ["ocilayout"] + (["skopeo"] if with_skopeo else []) + (["before"] if args.before is not None else [])
+    if args.floor:
+        if args.dest != "dir":
+            raise SystemExit("--floor writes dir: images: use --dest dir")
+        tools += ["floor", "floor+fsync"]
     if len(tools) == 1:
         raise SystemExit("nothing to compare with: give --before (skopeo 1.9.3 cannot sync into oci)")
     times: dict[str, list[float]] = {t: [] for t in tools}
@@ -152,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                         bench.clear_skopeo_cache()
                         cmd = [sk, "--insecure-policy", "sync", "--src", "docker", "--dest", args.dest,
                                "--src-tls-verify=false", f"{host}/bench/app", str(out)]
+                    elif tool.startswith("floor"):
+                        cmd = [sys.executable, str(Path(__file__).resolve().parent / "sync_floor.py"),
+                               f"{host}/bench/app", str(out), "-j", str(args.jobs)] + \
+                              (["--fsync"] if tool == "floor+fsync" else [])
                     else:
                         exe = ol if tool == "ocilayout" else str(args.before)
                         cmd = [exe, "sync", "-q", "--src", "docker", "--dest", args.dest, "-j", str(args.jobs),
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
           f"each round; runs: {args.runs}; ocilayout -j {args.jobs}")
     for tool, xs in times.items():
         per = reqs[tool][-1]
-        print(f"{tool:10} wall min {mins[tool]:5.2f} s median {med[tool]:5.2f} s | CPU min {cpu_min[tool]:5.2f} s "
+        print(f"{tool:11} wall min {mins[tool]:5.2f} s median {med[tool]:5.2f} s | CPU min {cpu_min[tool]:5.2f} s "
               f"median {cpu_med[tool]:5.2f} s ({1000 * cpu_min[tool] / args.images:.0f} ms/image) | requests "
               f"{sum(per.values())} ({sum(per.values()) / args.images:.2f}/image: "
               f"{', '.join(f'{k} {v}' for k, v in sorted(per.items()))}) | runs {[round(x, 2) for x in xs]} "
@@ -188,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ocilayout/{base}: wall min/min {mins['ocilayout'] / mins[base]:.2f}x, median "
           f"{ratio:.2f}x; CPU min/min {cpu_min['ocilayout'] / cpu_min[base]:.2f}x, median "
           f"{cpu_med['ocilayout'] / cpu_med[base]:.2f}x; load average at the end {load[0]:.1f}")
+    if args.floor and base == "skopeo":
+        for floor in ("floor", "floor+fsync"):
+            print(f"{floor}/skopeo: wall min/min {mins[floor] / mins['skopeo']:.2f}x, median "
+                  f"{med[floor] / med['skopeo']:.2f}x; ocilayout/{floor}: median {med['ocilayout'] / med[floor]:.2f}x")
     if args.before is not None and base == "skopeo":
         print(f"before/skopeo: wall min/min {mins['before'] / mins['skopeo']:.2f}x, CPU min/min "
               f"{cpu_min['before'] / cpu_min['skopeo']:.2f}x")

@@ -1,4 +1,4 @@
-"""The command line's fast path (cli/_fast.py): ``copy`` parsed without typer.
+"""The command line's fast path (cli/_fast.py): ``copy`` and ``sync`` parsed without typer.
 
 Its grammar must be the typer declaration's, and for every command line it accepts it must call the command
 with exactly what typer would; everything else must be left to typer."""
@@ -14,7 +14,7 @@ import pytest
 import typer.main
 from conftest import assert_one_line_error
 
-from ocilayout.cli import _copy, _fast
+from ocilayout.cli import _copy, _fast, _sync
 from ocilayout.cli._app import command_app, full_app
 
 
@@ -23,7 +23,8 @@ def _kind(param: Any) -> str:
     if param.is_flag:
         kind = "flag"
     elif name == "IntRange":
-        kind = f"int:{param.type.min}:{param.type.max}"
+        low, high = ("" if b is None else b for b in (param.type.min, param.type.max))
+        kind = f"int:{low}:{high}"
     else:
         kind = {"StringParamType": "str", "IntParamType": "int", "TyperPath": "path"}[name]
     return "*" + kind if param.multiple else kind
@@ -36,6 +37,7 @@ def _grammar_of(command: str) -> _fast.Grammar:
     positional: list[str] = []
     options: dict[str, tuple[str, str]] = {}
     defaults: dict[str, Any] = {}
+    required: set[str] = set()
     for param in click_command.params:
         # what the fast parser cannot do: it must not be declared
         assert param.envvar is None and param.nargs == 1 and not param.secondary_opts, param.name
@@ -46,7 +48,9 @@ def _grammar_of(command: str) -> _fast.Grammar:
         kind = _kind(param)
         options.update({opt: (param.name, kind) for opt in param.opts})
         defaults[param.name] = list(param.default) if param.multiple else param.default
-    return module, function, tuple(positional), options, defaults
+        if param.required:
+            required.add(param.name)
+    return module, function, tuple(positional), options, defaults, frozenset(required)
 
 
 @pytest.mark.parametrize("command", sorted(_fast.GRAMMARS))
@@ -55,16 +59,17 @@ def test_the_fast_grammar_is_the_typer_declaration(command: str) -> None:
 
 
 def _sample(kind: str) -> str:
-    return {"str": "s", "path": "some/file", "int": "9", "int:1:64": "7"}[kind.lstrip("*")]
+    return {"str": "s", "path": "some/file", "int": "9", "int:1:64": "7", "int:0:": "3"}[kind.lstrip("*")]
 
 
-def _every_option(short: bool) -> list[str]:
-    """``copy`` with every option once (long names, or the short one where there is one) and both arguments."""
-    options = _fast.GRAMMARS["copy"][3]
+def _every_option(command: str, short: bool) -> list[str]:
+    """``command`` with every option once (long names, or the short one where there is one) and both
+    arguments."""
+    options = _fast.GRAMMARS[command][3]
     by_param: dict[str, list[str]] = {}
     for opt, (param, _) in options.items():
         by_param.setdefault(param, []).append(opt)
-    args = ["copy"]
+    args = [command]
     for opts in by_param.values():
         opt = min(opts, key=len) if short else max(opts, key=len)
         kind = options[opt][1]
@@ -82,20 +87,28 @@ CORPUS = [
     ["copy", "--additional-tag", "a:1", "--additional-tag=b:2", "--additional-tag", "c:3", "x", "y"],
     ["copy", "--src-creds", "user:pa=ss", "--image-name", "reg.example/app:1", "x", "y"],
     ["copy", "-", "y"],  # "-" is an argument
-    _every_option(short=False),
-    _every_option(short=True),
+    _every_option("copy", short=False),
+    _every_option("copy", short=True),
+    ["sync", "--src", "docker", "--dest", "dir", "reg.example/app", "out"],
+    ["sync", "-s", "yaml", "-d", "oci", "-j", "8", "--retry-times=2", "--retry-delay", "1s", "sync.yaml", "out"],
+    ["sync", "x", "--dest=docker", "y", "--src", "dir", "--append-suffix", "", "--dry-run", "-q"],
+    _every_option("sync", short=False),
+    _every_option("sync", short=True),
 ]
 
 
-def _recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def _recorded(monkeypatch: pytest.MonkeyPatch, command: str) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(_copy, "run_copy", lambda *args, **kwargs: calls.append({"args": args, **kwargs}))
+    module = {"copy": _copy, "sync": _sync}[command]
+    monkeypatch.setattr(module, _fast.GRAMMARS[command][1],
+                        lambda *args, **kwargs: calls.append({"args": args, **kwargs}))
     return calls
 
 
 @pytest.mark.parametrize("args", CORPUS, ids=lambda a: " ".join(a)[:60])
-def test_both_paths_call_copy_with_the_same_arguments(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
-    calls = _recorded(monkeypatch)
+def test_both_paths_call_the_command_with_the_same_arguments(monkeypatch: pytest.MonkeyPatch,
+                                                              args: list[str]) -> None:
+    calls = _recorded(monkeypatch, next(a for a in args if not a.startswith("-")))
     command = _fast.fast_command(args)
     assert command is not None, "the fast path declined"
     command()
@@ -114,7 +127,10 @@ def test_both_paths_call_copy_with_the_same_arguments(monkeypatch: pytest.Monkey
     ["copy", "--dest-compress-level", "-1", "x", "y"],  # a value that looks like an option: typer decides
     ["copy", "--platform", "x", "y"],  # the value taken, one argument short
     ["copy", "x", "y", "--platform"], ["copy", "--all=yes", "x", "y"], ["copy", "--", "x", "y"],
-    ["inspect", "oci:a:v1"], ["sync", "--src", "dir", "--dest", "dir", "a", "b"],
+    ["inspect", "oci:a:v1"], ["tag", "oci:a:v1", "v2"],
+    ["sync", "--src", "dir", "a", "b"], ["sync", "--dest", "dir", "a", "b"],  # a required option missing
+    ["sync", "--src", "dir", "--dest", "dir", "--retry-times", "-1", "a", "b"],
+    ["sync", "--src", "dir", "--dest", "dir", "--retry-times=-1", "a", "b"],
 ], ids=lambda a: " ".join(a) or "(none)")
 def test_what_the_fast_path_leaves_to_typer(args: list[str]) -> None:
     assert _fast.fast_command(args) is None
@@ -124,13 +140,19 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
 
-def test_a_plain_copy_runs_without_typer_and_help_still_has_it(sample: Path, tmp_path: Path) -> None:
+def test_a_plain_copy_and_sync_run_without_typer_and_help_still_has_it(sample: Path, tmp_path: Path) -> None:
     proc = _run("import sys\nfrom ocilayout.cli import main\n"
                 f"rc = main(['copy', '-q', 'oci:{sample}:v1', 'oci:{tmp_path / 'out'}:v1'])\n"
                 "print(rc, 'typer' in sys.modules)\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "False"]
     assert (tmp_path / "out" / "index.json").exists()
+    proc = _run("import sys\nfrom ocilayout.cli import main\n"
+                f"rc = main(['sync', '-q', '--src', 'oci', '--dest', 'dir', '{sample}', '{tmp_path / 'dirs'}'])\n"
+                "print(rc, 'typer' in sys.modules)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "False"]
+    assert (tmp_path / "dirs" / "v1" / "manifest.json").exists()
     proc = _run("import sys\nfrom ocilayout.cli import main\nrc = main(['copy', '--help'])\n"
                 "print(rc, 'typer' in sys.modules, file=sys.stderr)\n")
     assert proc.returncode == 0, proc.stderr

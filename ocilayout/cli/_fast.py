@@ -1,14 +1,16 @@
-"""The command line's fast path: a plain ``ocilayout copy`` parsed without typer.
+"""The command line's fast path: a plain ``ocilayout copy`` or ``sync`` parsed without typer.
 
 Importing typer and building its click command costs ~35 ms, as much as the rest of a copy's start-up, and
-``copy`` is what build pipelines run over and over. So :func:`fast_command` parses ``copy`` from
-:data:`GRAMMARS`, a table of the options typer declares for it in :mod:`.images`, and hands the command
-(:func:`ocilayout.cli._copy.run_copy`) exactly the arguments typer would. It parses only the unambiguous
-forms (``--opt VALUE``, ``--opt=VALUE``, ``-x VALUE``, flags, repeated options, the positional arguments);
-anything else -- ``--help``, an unknown option, ``-qa``, ``-j4``, a value that starts with ``-``, a number out
-of range, a missing argument -- returns None and goes to typer, which answers it as it always has (its help,
-its usage errors). ``tests/test_cli_fast.py`` derives the table from the typer declaration and checks that
-both paths call the command with equal arguments, so the two cannot drift apart.
+``copy`` and ``sync`` are what build pipelines and mirrors run over and over. So :func:`fast_command`
+parses them from :data:`GRAMMARS`, tables of the options typer declares for them (in :mod:`.images` and
+:mod:`.sync`), and hands the command (:func:`ocilayout.cli._copy.run_copy`,
+:func:`ocilayout.cli._sync.run_sync_command`) exactly the arguments typer would. It parses only the
+unambiguous forms (``--opt VALUE``, ``--opt=VALUE``, ``-x VALUE``, flags, repeated options, the positional
+arguments); anything else -- ``--help``, an unknown option, ``-qa``, ``-j4``, a value that starts with ``-``,
+a number out of range, a missing argument or required option -- returns None and goes to typer, which
+answers it as it always has (its help, its usage errors). ``tests/test_cli_fast.py`` derives the tables
+from the typer declarations and checks that both paths call the command with equal arguments, so the two
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,9 +23,25 @@ from typing import Any
 __all__ = ["GRAMMARS", "Grammar", "fast_command"]
 
 #: One command's grammar: (module, function, positional parameter names, option -> (parameter, kind),
-#: parameter -> default). Kinds: ``flag`` (True when given), ``str``, ``path`` (a Path), ``int`` or
-#: ``int:MIN:MAX``; a leading ``*`` makes the option repeatable (a list, in the order given).
-Grammar = tuple[str, str, tuple[str, ...], dict[str, tuple[str, str]], dict[str, Any]]
+#: parameter -> default, the parameters of required options). Kinds: ``flag`` (True when given), ``str``,
+#: ``path`` (a Path), ``int`` or ``int:MIN:MAX`` (either bound may be empty); a leading ``*`` makes the
+#: option repeatable (a list, in the order given).
+Grammar = tuple[str, str, tuple[str, ...], dict[str, tuple[str, str]], dict[str, Any], frozenset[str]]
+
+#: The registry flags of copy and sync (each side, and --authfile for both).
+_REGISTRY_OPTIONS: dict[str, tuple[str, str]] = {
+    "--authfile": ("authfile", "str"),
+    "--src-authfile": ("src_authfile", "str"),
+    "--dest-authfile": ("dest_authfile", "str"),
+    "--src-creds": ("src_creds", "str"),
+    "--dest-creds": ("dest_creds", "str"),
+    "--src-tls-verify": ("src_tls_verify", "str"),
+    "--dest-tls-verify": ("dest_tls_verify", "str"),
+    "--src-cert-dir": ("src_cert_dir", "str"),
+    "--dest-cert-dir": ("dest_cert_dir", "str"),
+    "--registries-conf": ("registries_conf", "str"),
+}
+_REGISTRY_DEFAULTS: dict[str, Any] = dict.fromkeys(param for param, _ in _REGISTRY_OPTIONS.values())
 
 _COPY_OPTIONS: dict[str, tuple[str, str]] = {
     "--all": ("all_", "flag"), "-a": ("all_", "flag"),
@@ -44,16 +62,7 @@ _COPY_OPTIONS: dict[str, tuple[str, str]] = {
     "--dest-docker-archive-format": ("archive_format", "str"),
     "--preserve-digests": ("preserve_digests", "flag"),
     "--multi-arch": ("multi_arch", "str"),
-    "--authfile": ("authfile", "str"),
-    "--src-authfile": ("src_authfile", "str"),
-    "--dest-authfile": ("dest_authfile", "str"),
-    "--src-creds": ("src_creds", "str"),
-    "--dest-creds": ("dest_creds", "str"),
-    "--src-tls-verify": ("src_tls_verify", "str"),
-    "--dest-tls-verify": ("dest_tls_verify", "str"),
-    "--src-cert-dir": ("src_cert_dir", "str"),
-    "--dest-cert-dir": ("dest_cert_dir", "str"),
-    "--registries-conf": ("registries_conf", "str"),
+    **_REGISTRY_OPTIONS,
     "--ref-name": ("ref_name", "str"),
     "--image-name": ("image_name", "str"),
 }
@@ -61,15 +70,43 @@ _COPY_DEFAULTS: dict[str, Any] = {
     "all_": False, "platform": [], "quiet": False, "digestfile": None, "jobs": 4, "remove_signatures": False,
     "remove_referrers": False, "sign_key": None, "sign_passphrase_file": None, "sign_identity": None,
     "additional_tag": [], "format_": None, "compress_format": None, "compress_level": None, "decompress": False,
-    "archive_format": None, "preserve_digests": False, "multi_arch": None, "authfile": None,
-    "src_authfile": None, "dest_authfile": None, "src_creds": None, "dest_creds": None, "src_tls_verify": None,
-    "dest_tls_verify": None, "src_cert_dir": None, "dest_cert_dir": None, "registries_conf": None,
+    "archive_format": None, "preserve_digests": False, "multi_arch": None, **_REGISTRY_DEFAULTS,
     "ref_name": None, "image_name": None,
 }
+_SYNC_OPTIONS: dict[str, tuple[str, str]] = {
+    "--src": ("src", "str"), "-s": ("src", "str"),
+    "--dest": ("dest", "str"), "-d": ("dest", "str"),
+    "--all": ("all_", "flag"), "-a": ("all_", "flag"),
+    "--scoped": ("scoped", "flag"),
+    "--append-suffix": ("append_suffix", "str"),
+    "--dry-run": ("dry_run", "flag"),
+    "--keep-going": ("keep_going", "flag"),
+    "--digestfile": ("digestfile", "path"),
+    "--preserve-digests": ("preserve_digests", "flag"),
+    "--remove-signatures": ("remove_signatures", "flag"),
+    "--sign-by-sigstore-private-key": ("sign_key", "str"),
+    "--sign-passphrase-file": ("sign_passphrase_file", "str"),
+    "--format": ("format_", "str"), "-f": ("format_", "str"),
+    "--jobs": ("jobs", "int:1:64"), "-j": ("jobs", "int:1:64"),
+    "--blob-jobs": ("blob_jobs", "int:1:64"),
+    "--retry-times": ("retry_times", "int:0:"),
+    "--retry-delay": ("retry_delay", "str"),
+    "--quiet": ("quiet", "flag"), "-q": ("quiet", "flag"),
+    **_REGISTRY_OPTIONS,
+}
+_SYNC_DEFAULTS: dict[str, Any] = {
+    "src": None, "dest": None, "all_": False, "scoped": False, "append_suffix": "", "dry_run": False,
+    "keep_going": False, "digestfile": None, "preserve_digests": False, "remove_signatures": False,
+    "sign_key": None, "sign_passphrase_file": None, "format_": None, "jobs": 4, "blob_jobs": 4,
+    "retry_times": 0, "retry_delay": None, "quiet": False, **_REGISTRY_DEFAULTS,
+}
 
-#: Command name -> its grammar. Only commands whose body needs no typer (see :mod:`._copy`) belong here.
+#: Command name -> its grammar. Only commands whose body imports no typer (:mod:`._copy`, :mod:`._sync`).
 GRAMMARS: dict[str, Grammar] = {
-    "copy": ("ocilayout.cli._copy", "run_copy", ("source", "destination"), _COPY_OPTIONS, _COPY_DEFAULTS),
+    "copy": ("ocilayout.cli._copy", "run_copy", ("source", "destination"), _COPY_OPTIONS, _COPY_DEFAULTS,
+             frozenset()),
+    "sync": ("ocilayout.cli._sync", "run_sync_command", ("source", "destination"), _SYNC_OPTIONS, _SYNC_DEFAULTS,
+             frozenset({"src", "dest"})),
 }
 
 _NO = object()  # a value the fast path does not convert (typer reports it)
@@ -85,7 +122,8 @@ def _convert(kind: str, value: str) -> Any:
     except ValueError:
         return _NO
     _, *bounds = kind.split(":")
-    if bounds and not int(bounds[0]) <= number <= int(bounds[1]):
+    low, high = (int(b) if b else None for b in bounds) if bounds else (None, None)
+    if (low is not None and number < low) or (high is not None and number > high):
         return _NO
     return number
 
@@ -98,7 +136,7 @@ def fast_command(args: list[str]) -> Callable[[], None] | None:
         i += 1
     if i == len(args) or args[i] not in GRAMMARS:
         return None
-    module, function, positional, options, defaults = GRAMMARS[args[i]]
+    module, function, positional, options, defaults, required = GRAMMARS[args[i]]
     kwargs = {name: list(value) if isinstance(value, list) else value for name, value in defaults.items()}
     given: set[str] = set()
     values: list[str] = []
@@ -135,7 +173,7 @@ def fast_command(args: list[str]) -> Callable[[], None] | None:
         else:
             kwargs[param] = converted
         given.add(param)
-    if len(values) != len(positional):
+    if len(values) != len(positional) or not required <= given:
         return None
     kwargs.update(zip(positional, values, strict=True))
 
