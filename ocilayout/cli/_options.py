@@ -21,7 +21,7 @@ REF_NAME = typer.Option(None, "--ref-name", metavar="tag|full|none", help=REF_NA
 IMAGE_NAME = typer.Option(None, "--image-name", metavar="NAME", help=IMAGE_NAME_HELP)
 QUIET = typer.Option(False, "--quiet", "-q", help="Print only the digest (and warnings): no progress, no summary.")
 DIGESTFILE = typer.Option(None, "--digestfile", metavar="FILE", help="Write the new digest here too.")
-JOBS = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Blobs copied in parallel.")
+JOBS = typer.Option(4, "--jobs", "-j", min=1, max=64, metavar="N", help="Blobs copied in parallel.")
 
 # -- docker:// references: every single-image command; copy and sync have --src-/--dest- forms -----------
 TLS_HELP = "Require HTTPS with verified certificates for docker:// (default true; false also allows plain HTTP)."

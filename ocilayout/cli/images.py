@@ -34,7 +34,7 @@ def copy(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     digestfile: Path | None = typer.Option(None, "--digestfile", metavar="FILE",
                                            help="Write the copied manifest's digest here."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64,
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64, metavar="N",
                              help="Blobs copied in parallel (oci: destinations; archives are one sequential pass)."),
     remove_signatures: bool = typer.Option(False, "--remove-signatures", help="Do not carry signatures along."),
     remove_referrers: bool = typer.Option(False, "--remove-referrers",

@@ -91,7 +91,7 @@ def fsck(
     layout: str = typer.Argument(..., metavar="LAYOUT", help="oci:PATH, oci-archive:FILE, docker-archive:FILE, "
                                  "dir:PATH or a layout directory"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Threads hashing blobs."),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, metavar="N", help="Threads hashing blobs."),
 ) -> None:
     """Check a layout: every reachable blob present, sized and hashed right; manifests and configs sound.
 
