@@ -121,13 +121,15 @@ _DEST_NAME = object()
 
 def copy_into(source: Source, destination: Destination, options: CopyOptions | None = None, *,
               name: str | object | None = _DEST_NAME, image_name: str | None = None,
-              replaces: Digest | None = None, executor: Executor | None = None) -> CopyResult:
+              replaces: Digest | None = None, expects: Digest | None = None,
+              executor: Executor | None = None) -> CopyResult:
     """Plan the copy and write it into ``destination`` without committing (see :func:`copy`), naming the
     image ``name`` (default: the destination reference's name; None: untagged) and ``image_name`` (see
     :meth:`Destination.tag`), or as ``options.naming`` says. Several calls before one ``commit()`` put
-    several images into one write (sync). ``replaces``: the untagged image the copy takes the place of (see
-    :meth:`Destination.tag`). ``executor``: where the blobs are written (sync shares one between its
-    images); None: a pool of ``options.jobs`` threads for this copy."""
+    several images into one write (sync). ``replaces``: the untagged image the copy takes the place of;
+    ``expects``: the digest ``name`` must still name at commit (both: see :meth:`Destination.tag`).
+    ``executor``: where the blobs are written (sync shares one between its images); None: a pool of
+    ``options.jobs`` threads for this copy."""
     options = options or CopyOptions()
     tag = destination.ref.ref if name is _DEST_NAME else name
     if tag is not None and not isinstance(tag, str):
@@ -142,12 +144,13 @@ def copy_into(source: Source, destination: Destination, options: CopyOptions | N
                      name=image_name or tag, dest=str(destination.ref), convert=options.convert,
                      referrers=not options.remove_referrers)
     return write_plan(plan, destination, jobs=options.jobs, progress=options.progress, name=tag,
-                      image_name=image_name, replaces=replaces, executor=executor)
+                      image_name=image_name, replaces=replaces, expects=expects, executor=executor)
 
 
 def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress: Progress | None = None,
                name: str | object | None = _DEST_NAME, image_name: str | None = None,
-               replaces: Digest | None = None, executor: Executor | None = None) -> CopyResult:
+               replaces: Digest | None = None, expects: Digest | None = None,
+               executor: Executor | None = None) -> CopyResult:
     """Write a plan: blobs in a thread pool (``executor``, else one of ``jobs`` threads; largest first; the
     first failure stops the others at their next chunk), then manifests children first, the name
     (``name``, default the plan's, and ``image_name``, see :meth:`Destination.tag`), the signatures. Does
@@ -167,7 +170,7 @@ def write_plan(plan: Plan, destination: Destination, *, jobs: int = 4, progress:
         root = plan.root.with_(media_type=desc.media_type, digest=desc.digest, size=desc.size)
     tag = plan.name if name is _DEST_NAME else name
     assert tag is None or isinstance(tag, str)
-    destination.tag(root, tag, image_name=image_name, replaces=replaces)
+    destination.tag(root, tag, image_name=image_name, replaces=replaces, expects=expects)
     carried = 0
     for digest, sigs in plan.carried.items():
         destination.put_signatures(digest, sigs)

@@ -16,6 +16,7 @@
     │   └── UnsafePath                           "../", absolute or escaping symlink member
     ├── UnsupportedFormat               exit 5   a conversion or media type we refuse
     ├── Conflict                        exit 6   would overwrite something (a key file, a tag)
+    │   └── ConcurrentEdit                       another writer changed what an in-place edit read
     ├── RegistryError                   exit 7   remote registry said no
     └── SignatureError                  exit 8   key or signature problems
         ├── InvalidKey                           undecryptable / malformed key, wrong passphrase
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousImage",
+    "ConcurrentEdit",
     "Conflict",
     "DigestMismatch",
     "IntegrityError",
@@ -128,6 +130,11 @@ class Conflict(OcilayoutError):
     """The operation would overwrite something it must not."""
 
     exit_code = 6
+
+
+class ConcurrentEdit(Conflict):
+    """Another writer moved or removed the name (or untagged entry) an in-place edit read, before the edit
+    could commit: committing would silently drop that writer's change. The edit is safe to run again."""
 
 
 class RegistryError(OcilayoutError):

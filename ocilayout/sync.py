@@ -587,7 +587,7 @@ class _Recording:
         self._inner = inner
         self.ref: ImageReference = inner.ref
         self.capabilities: Capabilities = inner.capabilities
-        self.names: list[tuple[Descriptor, str | None, str | None, Digest | None]] = []
+        self.names: list[tuple[Descriptor, str | None, str | None, Digest | None, Digest | None]] = []
         self.signatures: list[tuple[Digest, Sequence[Signature]]] = []
         self.referrers: list[tuple[Digest, Sequence[Descriptor]]] = []
 
@@ -602,8 +602,8 @@ class _Recording:
         return self._inner.put_manifest(manifest, algorithm=algorithm)
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
-        self.names.append((desc, name, image_name, replaces))
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
+        self.names.append((desc, name, image_name, replaces, expects))
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self.signatures.append((manifest_digest, list(sigs)))
@@ -612,8 +612,8 @@ class _Recording:
         self.referrers.append((subject, list(referrers)))
 
     def replay(self) -> None:
-        for desc, name, image_name, replaces in self.names:
-            self._inner.tag(desc, name, image_name=image_name, replaces=replaces)
+        for desc, name, image_name, replaces, expects in self.names:
+            self._inner.tag(desc, name, image_name=image_name, replaces=replaces, expects=expects)
         for digest, sigs in self.signatures:
             self._inner.put_signatures(digest, sigs)
         for subject, refs in self.referrers:

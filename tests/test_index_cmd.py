@@ -4,10 +4,12 @@ umoci; add / remove keep the other children's descriptors; bad input changes not
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import assert_fsck
+from conftest import assert_fsck, assert_one_line_error
 
 from ocilayout import mediatypes as mt
 from ocilayout.descriptor import Platform
@@ -252,3 +254,136 @@ def test_after_remove_umoci_unpacks_the_one_platform_left(two: tuple[Path, Path]
     assert cli("index", "remove", f"oci:{out}:m", "--platform", "linux/arm64/v8").exit_code == 0
     umoci("unpack", "--rootless", "--image", f"{out}:m", str(tmp_path / "bundle"))
     assert (tmp_path / "bundle" / "rootfs" / "who").read_text() == "a amd\n"
+
+
+# -- concurrent in-place edits -------------------------------------------------------------------------------
+
+def _race_first_commit(monkeypatch: pytest.MonkeyPatch, rival: Callable[[], object], every: bool = False,
+                       archive: bool = False) -> list[int]:
+    """Run ``rival`` (another writer's whole edit) just before the first commit of an edit (or before every
+    one), as a second process would between our read and our commit; returns the count of commits tried."""
+    from ocilayout.transports.oci import LayoutDestination
+    from ocilayout.transports.oci_archive import ArchiveDestination
+
+    cls: Any = ArchiveDestination if archive else LayoutDestination
+    real = cls.commit
+    commits = [0]
+    racing = [False]
+
+    def commit(self: Any) -> None:
+        commits[0] += 1
+        if not racing[0] and (every or commits[0] == 1):
+            racing[0] = True
+            try:
+                rival()
+            finally:
+                racing[0] = False
+        real(self)
+
+    monkeypatch.setattr(cls, "commit", commit)
+    return commits
+
+
+@pytest.mark.parametrize("transport", ["oci", "oci-archive"])
+def test_an_add_raced_by_another_add_runs_again_and_both_land(two: tuple[Path, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """Two `index add` of one index at once: the one that commits second finds the name moved, writes
+    nothing, and adds its image to what the other committed (before: the last commit won, one child lost)."""
+    from ocilayout.edit.index import add_to_index
+
+    a, b = two
+    out = f"{transport}:{tmp_path / ('out' if transport == 'oci' else 'out.tar')}:multi"
+    create_index(out, [f"oci:{a}:amd"])
+    commits = _race_first_commit(monkeypatch, lambda: add_to_index(out, [f"oci:{b}:s390"]),
+                                 archive=transport == "oci-archive")
+    res = add_to_index(out, [f"oci:{b}:arm"])
+    with open_source(out) as src:
+        assert src.root.digest == res.descriptor.digest
+        children = [str(d.digest) for d in src.get_manifest().manifests]
+    assert children == [_digest(a, "amd"), _digest(b, "s390"), _digest(b, "arm")]
+    assert commits[0] == 3  # ours (refused: the rival moved the name), the rival's, ours again
+    if transport == "oci":
+        assert_fsck(tmp_path / "out")
+
+
+def test_an_untagged_image_edited_twice_at_once_keeps_both_edits(sample: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ko/rules_oci layout (one untagged entry) mutated in place by two writers: one entry, both edits."""
+    from ocilayout.copy import copy
+    from ocilayout.edit.config import ConfigChanges, mutate
+    from ocilayout.edit.write import write_edited
+
+    ko = tmp_path / "ko"
+    copy(f"oci:{sample}:v1", f"oci:{ko}:v1")
+    index = json.loads((ko / "index.json").read_text())
+    for entry in index["manifests"]:
+        entry.pop("annotations", None)
+    (ko / "index.json").write_text(json.dumps(index))
+
+    def edit(key: str) -> object:
+        return write_edited(lambda src: mutate(src, ConfigChanges(env=((key, "1"),))), f"oci:{ko}")
+
+    _race_first_commit(monkeypatch, lambda: edit("RIVAL"))
+    edit("OURS")
+    entries = json.loads((ko / "index.json").read_text())["manifests"]
+    assert len(entries) == 1 and "annotations" not in entries[0]
+    with open_source(f"oci:{ko}") as src:
+        from ocilayout.inspect import image_config
+
+        _, config = image_config(src)
+        assert config is not None
+        env = json.loads(config.raw)["config"]["Env"]
+    assert "RIVAL=1" in env and "OURS=1" in env
+    assert_fsck(ko)
+
+
+def test_an_edit_that_keeps_losing_gives_up_and_changes_nothing(two: tuple[Path, Path], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    from ocilayout.edit import write as edit_write
+    from ocilayout.edit.index import remove_from_index
+
+    a, b = two
+    out = tmp_path / "out"
+    create_index(f"oci:{out}:multi", [f"oci:{a}:amd", f"oci:{b}:arm", f"oci:{b}:s390"])
+    monkeypatch.setattr(edit_write, "EDIT_ATTEMPTS", 3)
+    present = [True]
+
+    def rival() -> None:  # every time our edit commits, another writer has removed or re-added s390 first
+        from ocilayout.edit.index import add_to_index
+
+        if present[0]:
+            remove_from_index(f"oci:{out}:multi", platforms=[S390])
+        else:
+            add_to_index(f"oci:{out}:multi", [f"oci:{b}:s390"])
+        present[0] = not present[0]
+
+    _race_first_commit(monkeypatch, rival, every=True)
+    before = _digest(out, "multi")
+    res = cli("index", "add", f"oci:{out}:multi", "--image", f"oci:{b}:arm2")
+    assert_one_line_error(res, 6)
+    assert "another writer changed it meanwhile" in res.stderr
+    after = [m["digest"] for m in _doc(out, "multi")["manifests"]]
+    assert after == [_digest(a, "amd"), _digest(b, "arm")]  # the rival's three edits landed, ours never did
+    assert _digest(out, "multi") != before
+    assert_fsck(out)
+
+
+def test_concurrent_adds_into_one_index_keep_every_image(tmp_path: Path) -> None:
+    """Five processes add five platforms to one index at once: every one is listed at the end."""
+    import subprocess
+    import sys
+
+    plats = {"amd": AMD, "arm": ARM, "s390": S390, "ppc": Platform("linux", "ppc64le"),
+             "riscv": Platform("linux", "riscv64"), "i386": Platform("linux", "386")}
+    images = _layout(tmp_path / "images", plats)
+    out = tmp_path / "out"
+    create_index(f"oci:{out}:multi", [f"oci:{images}:amd"])
+    procs = [subprocess.Popen([sys.executable, "-m", "ocilayout", "index", "add", "-q", f"oci:{out}:multi",
+                               "--image", f"oci:{images}:{tag}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for tag in plats if tag != "amd"]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    children = {m["digest"] for m in _doc(out, "multi")["manifests"]}
+    assert children == {_digest(images, tag) for tag in plats}
+    assert_fsck(out)

@@ -253,6 +253,8 @@ def add_to_index(index: ImageReference | str, images: Sequence[ImageReference | 
         m = _index_of(base)
 
         def build(o: OverlaySource) -> None:
+            added.clear()  # (an in-place edit raced by another writer is built again)
+            dropped.clear()
             sources = _open_all(images)
             _add_all(o, sources)
             doc = json.loads(m.raw)
@@ -333,7 +335,7 @@ def remove_from_index(index: ImageReference | str, *, platforms: Sequence[Platfo
         if not kept:
             raise InvalidArgument(f"{index}: removing {len(entries)} of {len(entries)} entries would leave an "
                                   "empty index; delete the name instead (ocilayout delete)")
-        gone.extend(d for d in descs if goes(d))
+        gone[:] = [d for d in descs if goes(d)]  # (built again when another writer raced an in-place edit)
         doc["manifests"] = kept
         return _building(OverlaySource(base), lambda o: _set_index(o, doc, m.media_type))
 

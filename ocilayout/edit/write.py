@@ -17,6 +17,12 @@ that keeps the other images beside it and names them by ref name (``capabilities
   without being named: name it, ``oci:PATH:TAG``); naming flags that would rename a named image (its old
   name would stay on the old image: write to a DESTINATION). Adding a containerd name beside the same tag
   (``--image-name``) and naming an untagged image are fine.
+
+Two in-place edits of one image at once (two ``index add`` of a build's platforms) must both land: the
+commit, under the layout's lock, checks that the name still names what the edit read
+(:meth:`Destination.tag` ``expects``; an untagged entry it replaces must still be there) and raises
+ConcurrentEdit otherwise, writing nothing; :func:`write_edited` then runs the edit again on what the other
+writer committed (up to :data:`EDIT_ATTEMPTS` times).
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ if TYPE_CHECKING:
     from ..refname import RefNaming
     from ..transports.base import Destination, Source
 
-__all__ = ["InPlace", "Spool", "edit_target", "in_place_name", "write_edit", "write_edited"]
+__all__ = ["EDIT_ATTEMPTS", "InPlace", "Spool", "edit_target", "in_place_name", "write_edit", "write_edited"]
+
+#: How often an in-place edit is run when other writers keep changing its image under it.
+EDIT_ATTEMPTS = 20
 
 
 class Spool:
@@ -75,12 +84,14 @@ def write_edit(overlay: OverlaySource, dst: Destination | ImageReference | str, 
 
 @dataclass(frozen=True, slots=True)
 class InPlace:
-    """How an in-place edit names its result: the entry's ref name and containerd name (None: untagged), and
-    the untagged entry it replaces (None for a named image)."""
+    """How an in-place edit names its result: the entry's ref name and containerd name (None: untagged), the
+    untagged entry it replaces (None for a named image), and the digest the name named when it was read (None
+    for an untagged image): the commit checks it, so an edit never drops another writer's change."""
 
     name: str | None
     image_name: str | None = None
     replaces: Digest | None = None
+    expects: Digest | None = None
 
 
 def edit_target(source: ImageReference | str | None, destination: ImageReference | str | None,
@@ -109,7 +120,8 @@ def in_place_name(src: Source) -> InPlace:
 
     ref, root = src.ref, src.root
     if ref.ref is not None:
-        return InPlace(root.annotations.get(REF_NAME) or ref.ref, root.annotations.get(CONTAINERD_NAME))
+        return InPlace(root.annotations.get(REF_NAME) or ref.ref, root.annotations.get(CONTAINERD_NAME),
+                       expects=root.digest)
     with transport(ref.transport).open_reader(ref) as reader:
         matching = [e for e in reader.entries() if e.ok and e.descriptor is not None
                     and e.descriptor.digest == root.digest]
@@ -124,7 +136,7 @@ def in_place_name(src: Source) -> InPlace:
                               "a DESTINATION")
     if named:
         ann = named[0].descriptor.annotations if named[0].descriptor is not None else {}
-        return InPlace(named[0].name, ann.get(CONTAINERD_NAME))
+        return InPlace(named[0].name, ann.get(CONTAINERD_NAME), expects=root.digest)
     return InPlace(None, None, root.digest)
 
 
@@ -148,9 +160,29 @@ def write_edited(make: Callable[[Source | None], OverlaySource], source: ImageRe
     """Open ``source`` (None: an edit that reads no image, such as ``index create``), build the edit with
     ``make`` and write it to ``destination`` (None: in place, see the module docstring) in one commit;
     returns what was written. Names: ``naming`` (``--ref-name`` / ``--image-name``), else the destination's
-    name as typed, else (in place) the names the image had. On any error the destination is unchanged.
-    Raises InvalidArgument (an in-place edit the destination cannot take, names that do not fit) and what
-    reading, editing and writing raise."""
+    name as typed, else (in place) the names the image had. On any error the destination is unchanged. An
+    in-place edit whose image another writer changed meanwhile is run again on the new image (``make`` is
+    called once per attempt). Raises InvalidArgument (an in-place edit the destination cannot take, names
+    that do not fit), ConcurrentEdit (other writers won :data:`EDIT_ATTEMPTS` times) and what reading,
+    editing and writing raise."""
+    import random
+    import time
+
+    from ..errors import ConcurrentEdit
+
+    for attempt in range(1, EDIT_ATTEMPTS + 1):
+        try:
+            return _write_edited_once(make, source, destination, naming=naming, jobs=jobs, progress=progress)
+        except ConcurrentEdit:
+            if attempt == EDIT_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0, 0.01 * attempt))  # the other writers' commits are short
+    raise AssertionError("unreachable")
+
+
+def _write_edited_once(make: Callable[[Source | None], OverlaySource], source: ImageReference | str | None,
+                       destination: ImageReference | str | None, *, naming: RefNaming | None, jobs: int,
+                       progress: Progress | None) -> CopyResult:
     import contextlib
     import dataclasses
 
@@ -181,7 +213,7 @@ def write_edited(make: Callable[[Source | None], OverlaySource], source: ImageRe
             result = copy_into(overlay, dst, options)
         else:
             result = copy_into(overlay, dst, options, name=where.name, image_name=where.image_name,
-                               replaces=where.replaces)
+                               replaces=where.replaces, expects=where.expects)
         dst.commit()
     if progress is not None:
         progress.finish()

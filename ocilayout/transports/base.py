@@ -138,12 +138,16 @@ class Destination(Protocol):
         ...
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
         """Name ``desc`` (a staged or stored manifest) at commit; ``None`` adds it untagged. ``image_name``
         is the full reference a destination that records one beside the name keeps (a layout: containerd's
         ``io.containerd.image.name``); others ignore it. ``replaces`` is the digest of an *untagged* image
         ``desc`` takes the place of (an in-place edit of an unnamed image): a destination that holds untagged
-        entries (a layout) drops that digest's untagged entries in the same commit; others ignore it."""
+        entries (a layout) drops that digest's untagged entries in the same commit; others ignore it.
+        ``expects`` is the digest ``name`` named when the image was read (an in-place edit of a named image):
+        a layout refuses the commit (:class:`~ocilayout.errors.ConcurrentEdit`) when another writer moved or
+        removed the name meanwhile, and so an untagged image ``replaces`` names that is gone; others ignore
+        it."""
         ...
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:

@@ -389,7 +389,7 @@ class DirDestination:
         return desc
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
         if name is not None:
             raise UnsupportedFormat(f"dir: images have no names; cannot keep {name!r} in {self.path}")
         if self._root is not None and self._root.digest != desc.digest:

@@ -571,7 +571,7 @@ class DockerArchiveDestination:
         return desc
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
         """Name the image ``desc`` at commit (its manifest must have been put by then); raises
         InvalidReference for a name that is not ``NAME[:TAG]``."""
         self._tags.append((desc, normalize_tag(name) if name is not None else None))

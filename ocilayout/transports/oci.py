@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import mediatypes as mt
 from ..descriptor import CONTAINERD_NAME, Descriptor
 from ..digest import Digest
-from ..errors import Conflict, LayoutError, NotFound, OcilayoutError, UnsupportedFormat
+from ..errors import ConcurrentEdit, Conflict, LayoutError, NotFound, OcilayoutError, UnsupportedFormat
 from ..fsutil import discard_temp_dir, fsync_dir, locked_temp_dir
 from ..index import index_entry, merge_entries, with_name
 from ..manifest import Manifest
@@ -244,6 +244,8 @@ class LayoutDestination:
         self._referrers: dict[Digest, list[Descriptor]] = {}
         #: Digests whose untagged entries this commit drops (``tag(..., replaces=)``).
         self.replaced: set[str] = set()
+        #: Name -> the digest it must still name at commit (``tag(..., expects=)``).
+        self.expected: dict[str, str] = {}
 
     @property
     def store(self) -> LayoutStore:
@@ -291,9 +293,11 @@ class LayoutDestination:
         return desc
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
         if replaces is not None and (replaces != desc.digest or name is not None):  # (an unchanged untagged
             self.replaced.add(str(replaces))  # image keeps its entry where it is)
+        if expects is not None and name is not None:
+            self.expected[name] = str(expects)
         entry = index_entry(desc)
         if image_name is not None:
             entry = entry.with_(annotations={**entry.annotations, CONTAINERD_NAME: image_name})
@@ -360,6 +364,25 @@ class LayoutDestination:
             entries.append(with_name(Descriptor(media_type, Digest.of(data), len(data)), sig_tag(digest)))
         return entries
 
+    def check_expected(self, current: LayoutReader) -> None:
+        """Raise ConcurrentEdit unless ``current`` (read under the writers' lock) still names every image as
+        this commit's in-place edits found it: each ``expects`` name still names the digest it named, each
+        untagged image ``replaces`` drops is still there."""
+        if not self.expected and not self.replaced:
+            return
+        entries = [e for e in current.entries() if e.descriptor is not None]
+        for name, digest in self.expected.items():
+            now = [str(e.descriptor.digest) for e in entries if e.name == name and e.descriptor is not None]
+            if now != [digest]:
+                raise ConcurrentEdit(f"{self.ref.path}: {name} was {digest} when this edit read it and is "
+                                     f"{', '.join(now) or 'gone'} now (another writer changed it meanwhile); "
+                                     "nothing was written")
+        untagged = {str(e.descriptor.digest) for e in entries if e.name is None and e.descriptor is not None}
+        gone = sorted(self.replaced - untagged)
+        if gone:
+            raise ConcurrentEdit(f"{self.ref.path}: the untagged image {gone[0]} this edit replaces is gone "
+                                 "(another writer changed it meanwhile); nothing was written")
+
     def staged_entries(self, current: LayoutReader) -> list[dict[str, Any]]:
         """The ``index.json`` entries this commit adds: the names given to :meth:`tag`, then the ``.sig``
         tags of the staged signatures (their blobs staged now, appended to what ``current`` holds)."""
@@ -378,6 +401,7 @@ class LayoutDestination:
             if gone:
                 raise LayoutError(f"{len(gone)} blob(s) this copy reused were removed by a concurrent gc; "
                                   "run the copy again")
+            self.check_expected(self.store)
             new = self.staged_entries(self.store)
             replaced = frozenset(self.replaced)
             if not new:
@@ -395,6 +419,7 @@ class LayoutDestination:
         self._signatures.clear()
         self._referrers.clear()
         self.replaced.clear()
+        self.expected.clear()
         self._committed = True
 
     def close(self) -> None:

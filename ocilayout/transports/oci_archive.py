@@ -86,8 +86,8 @@ class ArchiveDestination:
         return self._inner.put_manifest(manifest, algorithm=algorithm)
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
-        self._inner.tag(desc, name, image_name=image_name, replaces=replaces)
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
+        self._inner.tag(desc, name, image_name=image_name, replaces=replaces, expects=expects)
 
     def put_signatures(self, manifest_digest: Digest, sigs: Sequence[Signature]) -> None:
         self._inner.put_signatures(manifest_digest, sigs)
@@ -108,6 +108,7 @@ class ArchiveDestination:
             current = ArchiveReader.open(self.path) if self.path.exists() else None
             try:
                 inner = self._inner
+                inner.check_expected(current if current is not None else inner.store)
                 new = inner.staged_entries(current if current is not None else inner.store)
                 inner.staging.publish()
                 if new:

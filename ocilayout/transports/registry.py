@@ -601,7 +601,7 @@ class RegistryDestination:
         return Descriptor(media_type=manifest.media_type, digest=digest, size=len(manifest.raw))
 
     def tag(self, desc: Descriptor, name: str | None, *, image_name: str | None = None,
-            replaces: Digest | None = None) -> None:
+            replaces: Digest | None = None, expects: Digest | None = None) -> None:
         if name is None:
             return  # pushed by digest already: an untagged image
         if not re.fullmatch(_TAG, name):
