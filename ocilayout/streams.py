@@ -109,8 +109,8 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-#: Region copies (:func:`copy_region_hashed`) running in this process now: while there are others, each one
-#: keeps to one core; a copy left alone takes two (the kernel copies while this thread hashes).
+#: Region copies (:func:`copy_region_hashed`) running in this process now: a copy into a shared file that
+#: is not alone writes in user space (see there).
 _active_regions = 0
 _active_lock = threading.Lock()
 
@@ -133,15 +133,20 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
     """Copy a file region into ``dst_fd`` (opened read-write; nothing at ``dst_offset`` and after yet),
     hashing exactly the bytes written; returns their digest.
 
-    Two ways, chosen step by step (:data:`REGION_STEP`): while other region copies run (the blobs of one
-    image copy in parallel), this thread reads a chunk, hashes it and writes that same buffer: one core per
-    copy, no thread hand-offs. Once a copy is the only one left (the large layer that finishes last), the
-    kernel copies the rest (``copy_file_range``) in a second thread while this one hashes what was written,
-    read back from the page cache, so the copy uses both cores. Either way what is written is handed to the
-    kernel's writeback at once (:func:`start_writeback`), so the caller's fsync waits for the tail only.
-    Several copies into one file (the members of a tar) pass one ``copy_lock``: the kernel serialises
-    writers of a file anyway, and waiting on the lock costs no CPU where contending for the inode does.
-    Raises SizeMismatch when the source ends early, OSError on I/O errors.
+    The kernel copies (``copy_file_range``) in a second thread while this one hashes what was written, read
+    back from the page cache, so one copy uses two cores. Several copies into one file (the members of a
+    tar) pass one ``copy_lock``: the kernel serialises writers of a file anyway, and waiting on the lock costs
+    no CPU where contending for the inode does. Such a copy, while others run beside it, reads a chunk,
+    hashes it and writes that same buffer itself instead (under the lock only for the write), so the copies
+    hash in parallel; it hands the rest to the kernel once it is the only one left (the large layer that
+    finishes last). The same loop writes what a filesystem without ``copy_file_range`` cannot copy. Either
+    way what is written is handed to the kernel's writeback at once (:func:`start_writeback`), so the
+    caller's fsync waits for the tail only. Raises SizeMismatch when the source ends early, OSError on I/O
+    errors.
+
+    (Measured, oci -> dir, four 64 MiB layers on 2 cores: copies into separate files are as fast or faster
+    through the kernel, and reading and writing them in user space had a tail of runs with 2 ms per MiB
+    ``pwrite``; into one tar, user-space writes beside each other were 20% faster.)
     """
     src_fd, src_off, size = src
     lock = copy_lock if copy_lock is not None else contextlib.nullcontext()
@@ -152,7 +157,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
     kernel = True
     with _counted_region():
         while pos < size:
-            if kernel and _active_regions == 1:
+            if kernel and (copy_lock is None or _active_regions == 1):
                 got = _kernel_copy_hashed(src_fd, src_off, size, dst_fd, dst_offset, pos, h, view, lock, progress)
                 if got is None:  # the filesystem cannot; nothing more was written
                     kernel = False

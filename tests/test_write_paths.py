@@ -70,14 +70,17 @@ def _count_kernel_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return copied
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("others", [0, 1])
 @pytest.mark.parametrize("kernel", ["works", "refuses"])
-def test_copy_region_hashed_uses_the_kernel_only_when_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            others: int, kernel: str) -> None:
-    """Alone, a region copy hands the bytes to copy_file_range (the second core hashes); while other region
-    copies run, it reads, hashes and writes them itself; where the filesystem refuses copy_file_range it
-    writes them itself too. The bytes written and the digest are the same every way, from the middle of a
-    file to the middle of another."""
+def test_who_copies_a_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool, others: int,
+                             kernel: str) -> None:
+    """Into a file of its own, or alone, a region copy hands the bytes to copy_file_range (this thread
+    hashes); into a shared file (a tar's ``copy_lock``) while other region copies run, it reads, hashes and
+    writes them itself; where the filesystem refuses copy_file_range it writes them itself too. The bytes
+    written and the digest are the same every way, from the middle of a file to the middle of another."""
+    import threading
+
     data = _random(3 * streams.REGION_STEP + 12345, 4)
     (tmp_path / "src").write_bytes(b"s" * 777 + data + b"tail")
     copied = _count_kernel_copies(monkeypatch)
@@ -89,16 +92,21 @@ def test_copy_region_hashed_uses_the_kernel_only_when_alone(tmp_path: Path, monk
     with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst:
         dst.write(b"p" * 10)
         dst.flush()
-        got = streams.copy_region_hashed((src.fileno(), 777, len(data)), dst.fileno(), "sha256", dst_offset=10)
+        got = streams.copy_region_hashed((src.fileno(), 777, len(data)), dst.fileno(), "sha256", dst_offset=10,
+                                         copy_lock=threading.Lock() if shared else None)
     assert got == Digest.of(data)
     assert (tmp_path / "dst").read_bytes() == b"p" * 10 + data
-    assert sum(copied) == (len(data) if others == 0 and kernel == "works" else 0)
+    by_kernel = kernel == "works" and (not shared or others == 0)
+    assert sum(copied) == (len(data) if by_kernel else 0)
     assert streams._active_regions == others  # the copy is counted while it runs, and only then
 
 
 def test_a_region_copy_left_alone_hands_the_rest_to_the_kernel(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A copy that started beside others switches to the kernel copy at the next step once they are done."""
+    """A copy into a shared file that started beside others switches to the kernel copy at the next step
+    once they are done."""
+    import threading
+
     data = _random(4 * streams.REGION_STEP, 5)
     (tmp_path / "src").write_bytes(data)
     copied = _count_kernel_copies(monkeypatch)
@@ -114,7 +122,8 @@ def test_a_region_copy_left_alone_hands_the_rest_to_the_kernel(tmp_path: Path,
     monkeypatch.setattr(os, "preadv", preadv)
     monkeypatch.setattr(streams, "_active_regions", 1)
     with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst:
-        got = streams.copy_region_hashed((src.fileno(), 0, len(data)), dst.fileno(), "sha256")
+        got = streams.copy_region_hashed((src.fileno(), 0, len(data)), dst.fileno(), "sha256",
+                                         copy_lock=threading.Lock())
     assert got == Digest.of(data)
     assert (tmp_path / "dst").read_bytes() == data
     assert sum(copied) == len(data) - streams.REGION_STEP  # the first step written by hand, the rest by the kernel
@@ -123,11 +132,13 @@ def test_a_region_copy_left_alone_hands_the_rest_to_the_kernel(tmp_path: Path,
 @pytest.mark.parametrize("others", [0, 1])
 def test_a_region_that_ends_early_is_a_size_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      others: int) -> None:
+    import threading
+
     (tmp_path / "src").write_bytes(_random(2 * MiB, 6))
     monkeypatch.setattr(streams, "_active_regions", others)
     with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "w+b") as dst, \
             pytest.raises(SizeMismatch, match="source ended"):
-        streams.copy_region_hashed((src.fileno(), 0, 3 * MiB), dst.fileno(), "sha256")
+        streams.copy_region_hashed((src.fileno(), 0, 3 * MiB), dst.fileno(), "sha256", copy_lock=threading.Lock())
     assert streams._active_regions == others
 
 
