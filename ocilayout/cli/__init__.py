@@ -1,8 +1,9 @@
 """The ``ocilayout`` command line: a thin typer shell over the library.
 
 Each command module registers its commands on the typer app in :mod:`._app` when it is imported;
-:func:`main` (the one error boundary) imports only the module of the command it runs. ``ocilayout.cli.app``
-is the app with every command registered.
+:func:`main` (the one error boundary, :mod:`._main`) imports only the module of the command it runs, and
+runs a plain ``copy`` or ``sync`` without typer (:mod:`._fast`). ``ocilayout.cli.app`` is the app with every
+command registered.
 """
 
 from __future__ import annotations
