@@ -79,13 +79,26 @@ def locked_temp_dir(parent: Path, suffix: str = ".d") -> tuple[Path, int]:
     return path, fd
 
 
+def remove_tree(path: Path | str) -> None:
+    """Remove a directory and everything in it, ignoring errors. An empty one (a staging directory whose
+    files were committed) goes with one ``rmdir``, without importing shutil (~2 ms of every copy)."""
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def discard_temp_dir(path: Path, fd: int) -> int:
     """Remove a :func:`locked_temp_dir` and release its lock (a no-op for ``fd`` < 0); returns -1, the fd
     to store so a second call does nothing."""
     if fd >= 0:
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         os.close(fd)
     return -1
 

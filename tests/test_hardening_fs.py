@@ -340,3 +340,18 @@ def test_a_refused_copy_creates_no_layout(sample: Path, tmp_path: Path, cli) -> 
     assert not (tmp_path / "new").exists()
     res = cli("copy", "-q", "--platform", "linux/s390x", f"oci:{sample}:multi", f"oci-archive:{tmp_path}/n.tar:x")
     assert res.exit_code == 3 and not (tmp_path / "n.tar").exists()
+
+
+def test_remove_tree_takes_empty_and_full_directories_and_never_follows_a_symlink(tmp_path: Path) -> None:
+    from ocilayout.fsutil import remove_tree
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "full" / "sub").mkdir(parents=True)
+    (tmp_path / "full" / "sub" / "f").write_bytes(b"x")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "keep").write_bytes(b"k")
+    (tmp_path / "link").symlink_to(tmp_path / "outside")
+    for name in ("empty", "full", "missing", "link"):
+        remove_tree(tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "outside"]
+    assert (tmp_path / "outside" / "keep").read_bytes() == b"k"

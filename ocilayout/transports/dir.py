@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import io
 import os
-import shutil
 import stat
 import threading
 from collections.abc import Iterator, Sequence
@@ -49,7 +48,7 @@ from ..errors import (
     UnsafePath,
     UnsupportedFormat,
 )
-from ..fsutil import TMP_PREFIX, fsync_dir, locked_temp_dir, stale_temp_files
+from ..fsutil import TMP_PREFIX, fsync_dir, locked_temp_dir, remove_tree, stale_temp_files
 from ..manifest import MAX_MANIFEST_SIZE, Manifest, canonical_json, manifest_digest
 from ..reference import ImageReference
 from ..store import LayoutReader
@@ -417,7 +416,7 @@ class DirDestination:
         """Drop what was staged; a directory this destination created and did not commit is removed."""
         if self._fd >= 0:
             assert self._staging is not None
-            shutil.rmtree(self._staging, ignore_errors=True)
+            remove_tree(self._staging)
             os.close(self._fd)
             self._fd = -1
             if self._created_root:
@@ -502,7 +501,7 @@ class DirDestination:
             self._swap(order, old)
             for stale, _ in stale_temp_files(path):  # a dead writer's staging (a crash mid-commit keeps the
                 if stale.is_dir() and not stale.is_symlink():  # old files in it until the next commit)
-                    shutil.rmtree(stale, ignore_errors=True)
+                    remove_tree(stale)
                 else:
                     with contextlib.suppress(OSError):
                         stale.unlink()
