@@ -443,3 +443,18 @@ def test_ko_style_layout_edited_into_an_unnamed_layout(cli: Any, sample: Path, t
     cfg = _config(skopeo, f"oci:{out}", "--override-arch", "arm64")
     assert "KO=1" in cfg["config"]["Env"]
     assert_fsck(out)
+
+
+def test_an_in_place_edit_of_one_of_two_containerd_images_sharing_a_tag(cli: Any, sample: Path,
+                                                                        tmp_path: Path) -> None:
+    """The commit's check that the edited image is still what was read looks at that image's entry, not at
+    the other one of the same tag (it once saw two digests for "1.0" and gave up after 20 attempts)."""
+    out = tmp_path / "o"
+    _ok(cli("copy", f"oci:{sample}:v1", f"oci:{out}:1.0", "--image-name", "r.example.com/a"))
+    _ok(cli("copy", f"oci:{sample}:multi", f"oci:{out}:1.0", "--image-name", "r.example.com/b"))
+    before_a = json.loads(_ok(cli("inspect", f"oci:{out}:r.example.com/a:1.0")).stdout)["Digest"]
+    res = _ok(cli("mutate", f"oci:{out}:r.example.com/b:1.0", "--env", "B=1"))
+    assert [a[CONTAINERD_NAME] for a in _annotations(out)] == ["r.example.com/a:1.0", "r.example.com/b:1.0"]
+    assert json.loads(_ok(cli("inspect", f"oci:{out}:r.example.com/a:1.0")).stdout)["Digest"] == before_a
+    assert json.loads(_ok(cli("inspect", "--raw", f"oci:{out}:r.example.com/b:1.0")).stdout)
+    assert res.stdout.strip() != before_a

@@ -244,8 +244,9 @@ class LayoutDestination:
         self._referrers: dict[Digest, list[Descriptor]] = {}
         #: Digests whose untagged entries this commit drops (``tag(..., replaces=)``).
         self.replaced: set[str] = set()
-        #: Name -> the digest it must still name at commit (``tag(..., expects=)``).
-        self.expected: dict[str, str] = {}
+        #: (ref name, containerd name or None) -> the digest one entry of that name must still hold at
+        #: commit (``tag(..., expects=)``).
+        self.expected: dict[tuple[str, str | None], str] = {}
 
     @property
     def store(self) -> LayoutStore:
@@ -297,7 +298,7 @@ class LayoutDestination:
         if replaces is not None and (replaces != desc.digest or name is not None):  # (an unchanged untagged
             self.replaced.add(str(replaces))  # image keeps its entry where it is)
         if expects is not None and name is not None:
-            self.expected[name] = str(expects)
+            self.expected[(name, image_name)] = str(expects)
         entry = index_entry(desc)
         if image_name is not None:
             entry = entry.with_(annotations={**entry.annotations, CONTAINERD_NAME: image_name})
@@ -370,14 +371,17 @@ class LayoutDestination:
         untagged image ``replaces`` drops is still there."""
         if not self.expected and not self.replaced:
             return
-        entries = [e for e in current.entries() if e.descriptor is not None]
-        for name, digest in self.expected.items():
-            now = [str(e.descriptor.digest) for e in entries if e.name == name and e.descriptor is not None]
-            if now != [digest]:
-                raise ConcurrentEdit(f"{self.ref.path}: {name} was {digest} when this edit read it and is "
+        entries = [(e, e.descriptor) for e in current.entries() if e.descriptor is not None]
+        for (name, full), digest in self.expected.items():
+            # Two images may share a tag (containerd names tell them apart), and an edit may add a containerd
+            # name: the image read must still be among the entries of that tag or that containerd name.
+            now = [str(d.digest) for e, d in entries
+                   if e.name == name or (full is not None and d.annotations.get(CONTAINERD_NAME) == full)]
+            if digest not in now:
+                raise ConcurrentEdit(f"{self.ref.path}: {full or name} was {digest} when this edit read it and is "
                                      f"{', '.join(now) or 'gone'} now (another writer changed it meanwhile); "
                                      "nothing was written")
-        untagged = {str(e.descriptor.digest) for e in entries if e.name is None and e.descriptor is not None}
+        untagged = {str(d.digest) for e, d in entries if e.name is None}
         gone = sorted(self.replaced - untagged)
         if gone:
             raise ConcurrentEdit(f"{self.ref.path}: the untagged image {gone[0]} this edit replaces is gone "
