@@ -205,7 +205,8 @@ def _kernel_copy_hashed(src_fd: int, src_off: int, size: int, dst_fd: int, dst_o
                 if n == 0:
                     raise SizeMismatch(f"source ended after {done} of {size} bytes")
                 # Dirty pages are not dropped by this, only queued for writeback: the read-back below still
-                # finds them in the page cache, and the fsync at the end has little left to wait for.
+                # finds them in the page cache, and the fsync at the end has little left to wait for. (They
+                # are not dropped after the read-back either: that cost 0.05 s of system time per 268 MB.)
                 start_writeback(dst_fd, dst_offset + done, n)
                 with cond:
                     done += n
@@ -217,7 +218,7 @@ def _kernel_copy_hashed(src_fd: int, src_off: int, size: int, dst_fd: int, dst_o
 
     thread = threading.Thread(target=copier, name="ocilayout-copy-range", daemon=True)
     thread.start()
-    pos = flushed = start
+    pos = start
     try:
         while pos < size:
             with cond:
@@ -234,9 +235,6 @@ def _kernel_copy_hashed(src_fd: int, src_off: int, size: int, dst_fd: int, dst_o
                 pos += n
                 if progress is not None:
                     progress(n)
-            if pos - flushed >= REGION_STEP:
-                start_writeback(dst_fd, dst_offset + flushed, pos - flushed)  # now clean: leaves the cache
-                flushed = pos
     finally:
         thread.join()
     if failure:
