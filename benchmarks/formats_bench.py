@@ -104,6 +104,15 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
+def settle(seconds: float) -> None:
+    """Let the filesystem finish with the output just deleted before the next run starts: this machine's root
+    is mounted with online ``discard``, and freeing (discarding) a deleted 268 MB output cost the next
+    writer 0.3-0.5 s of system time in some phases, whichever tool that was. ``sync`` commits the deletion;
+    the pause lets the discards drain."""
+    subprocess.run(["sync"], check=True)
+    time.sleep(seconds)
+
+
 def check(ol: list[str], dest: str, path: Path, layers: int) -> None:
     if dest == "dir":
         subprocess.run([*ol, "fsck", f"dir:{path}"], check=True, stdout=subprocess.DEVNULL)
@@ -139,6 +148,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=HERE / "work" / "formats")
     ap.add_argument("--only", default="plain-dir,plain-docker-archive,mixed-dir,mixed-docker-archive")
     ap.add_argument("--baseline", help="another ocilayout command line to run in the same rotation")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="seconds to wait after deleting a run's output (see settle()); 0: none")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -173,6 +184,7 @@ def main() -> int:
                 if r:
                     runs[tool].append(got)
                 remove(out)
+                settle(args.settle)
         results[case] = runs
         print(f"\n{case}: {args.runs} runs each, load average {os.getloadavg()[0]:.1f}")
         print(f"  {'':12s} {'wall median (min)':>20s} {'CPU median (min)':>20s}  {'user':>6s} {'sys':>6s} {'RSS':>7s}")
