@@ -13,8 +13,10 @@ Workloads (built once, cached under ``--work``, default ``benchmarks/work/format
   data and one uncompressed layer, ~320 MB on disk): docker-archive needs the gzip layers decompressed.
 
 Each copy runs as a fresh process into a fresh destination: ``ocilayout copy -q oci:SRC:bench DST`` and
-``skopeo --insecure-policy copy -q oci:SRC:bench DST``; one untimed warm-up each, then the tools alternate
-run by run, ``sync`` before every run, skopeo's blob-info cache removed before each of its runs. Wall time
+``skopeo --insecure-policy copy -q oci:SRC:bench DST``; one untimed warm-up each, then the tools take turns
+going first, run by run; each output is deleted after its run, then ``sync`` and a 1 s pause (``--settle``:
+this root is mounted with online discard, which charged the next writer for the deletion); ``sync``
+before every run, skopeo's blob-info cache removed before each of its runs. Wall time
 and CPU time (user + system, from ``wait4``) are recorded; medians and minimums are printed with the
 ratios ocilayout / skopeo. On a shared machine wall times include waiting for a CPU and for other jobs'
 writeback: compare the CPU figures then, and the minimums. Every result is checked (``ocilayout fsck``
