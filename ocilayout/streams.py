@@ -153,7 +153,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
     h = new_hash(algorithm, size)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    pos = flushed = 0
+    pos = 0
     kernel = True
     with _counted_region():
         while pos < size:
@@ -164,7 +164,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
                     continue
                 pos = size
                 break
-            step_end = min(size, pos + REGION_STEP)
+            step, step_end = pos, min(size, pos + REGION_STEP)
             while pos < step_end:
                 n = os.preadv(src_fd, [view[: min(CHUNK, step_end - pos)]], src_off + pos)
                 if n == 0:
@@ -175,8 +175,7 @@ def copy_region_hashed(src: tuple[int, int, int], dst_fd: int, algorithm: str,
                 pos += n
                 if progress is not None:
                     progress(n)
-            start_writeback(dst_fd, dst_offset + flushed, pos - flushed)
-            flushed = pos
+            start_writeback(dst_fd, dst_offset + step, pos - step)
     return Digest(algorithm, h.hexdigest())
 
 
@@ -282,9 +281,7 @@ def pwrite_all(reader: Readable, dst_fd: int, dst_offset: int, progress: Callabl
     view = memoryview(buf)
     total = 0
     while n := reader.readinto(buf):
-        written = 0
-        while written < n:
-            written += os.pwrite(dst_fd, view[written:n], dst_offset + total + written)
+        _pwrite_full(dst_fd, view[:n], dst_offset + total)
         total += n
         if progress is not None:
             progress(n)
